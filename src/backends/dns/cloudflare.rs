@@ -1,0 +1,1 @@
+//! Cloudflare DNS records API client (reqwest, rustls).

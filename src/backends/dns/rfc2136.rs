@@ -1,0 +1,1 @@
+//! RFC 2136 dynamic updates signed with TSIG (hickory).

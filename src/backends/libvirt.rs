@@ -1,0 +1,1 @@
+//! libvirt through the `virt` crate.

@@ -1,0 +1,7 @@
+//! Typed APIs to the systems the provider drives. Nothing here knows about Terraform.
+
+pub mod dns;
+pub mod docker;
+pub mod domain_xml;
+pub mod libvirt;
+pub mod qcow2;

@@ -1,0 +1,1 @@
+//! qcow2 overlays (thin clones) over a read-only base image.

@@ -1,0 +1,26 @@
+//! Terraform plugin protocol v6 over gRPC, owned by this project (see ARCHITECTURE.md).
+//! Knows nothing of labs: `main.rs` hands it a `Provider`.
+
+pub mod codec;
+pub mod diag;
+pub mod dispatch;
+pub mod handshake;
+pub mod resource;
+pub mod schema;
+pub mod serde_bridge;
+pub mod server;
+pub mod tls;
+pub mod types_json;
+pub mod value;
+
+/// Code generated from `proto/` by build.rs.
+pub mod pb {
+    pub mod tfplugin6 {
+        // tonic::include_proto!("tfplugin6");
+    }
+}
+
+pub use diag::{AttrPath, Diagnostic, Diagnostics, Severity};
+pub use resource::{Attr, DataSource, OpContext, PlanRequest, Planned, Provider, Resource};
+pub use schema::{Attribute, Block, NestedBlock, Nesting, Schema};
+pub use value::{Number, Type, Value};

@@ -1,0 +1,5 @@
+//! Terraform resources: schema, plan and CRUD, top-down. They know nothing of wire formats.
+
+pub mod session;
+pub mod terminal;
+pub mod vm;
