@@ -1,2 +1,122 @@
 //! Shared lifecycle helpers for all resources: create-with-rollback, wait-with-deadline,
 //! ownership labels. One copy here instead of three in the resources.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+/// Label/marker every object the provider makes carries, so it is never confused with others.
+pub const MANAGED_LABEL: &str = "lab.managed";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WaitError {
+    #[error("timed out after {waited:?} waiting for {what}{}", last_error.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default())]
+    Timeout { what: String, waited: Duration, last_error: Option<String> },
+    #[error("cancelled while waiting for {what}")]
+    Cancelled { what: String },
+}
+
+/// Poll `probe` every `interval` until it returns `Ok(Some(v))`, the deadline passes or the
+/// operation is cancelled (StopProvider). `Err(e)` from the probe is remembered and retried:
+/// the last one is reported on timeout.
+pub async fn wait_until<T, E, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    interval: Duration,
+    cancel: &CancellationToken,
+    mut probe: F,
+) -> Result<T, WaitError>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, E>>,
+{
+    let start = Instant::now();
+    let mut last_error = None;
+    loop {
+        match probe().await {
+            Ok(Some(v)) => return Ok(v),
+            Ok(None) => {}
+            Err(e) => last_error = Some(e.to_string()),
+        }
+        if start.elapsed() >= timeout {
+            return Err(WaitError::Timeout { what: what.to_string(), waited: start.elapsed(), last_error });
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return Err(WaitError::Cancelled { what: what.to_string() }),
+            _ = tokio::time::sleep(interval) => {}
+        }
+    }
+}
+
+/// Undo steps recorded during a create; run in reverse order unless the create succeeded.
+/// Each step is a boxed future so resources can mix backends.
+#[derive(Default)]
+pub struct Rollback {
+    steps: Vec<(String, std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>)>,
+}
+
+impl Rollback {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Record how to undo a step that has just succeeded.
+    pub fn push(&mut self, what: impl Into<String>, undo: impl Future<Output = Result<(), String>> + Send + 'static) {
+        self.steps.push((what.into(), Box::pin(undo)));
+    }
+    /// The create succeeded: forget the undo steps.
+    pub fn commit(self) {}
+    /// The create failed: undo everything, newest first. Returns the undo steps that failed
+    /// (to be reported next to the original error: something may be left behind).
+    pub async fn run(self) -> Vec<String> {
+        let mut failures = Vec::new();
+        for (what, undo) in self.steps.into_iter().rev() {
+            if let Err(e) = undo.await {
+                failures.push(format!("undoing {what}: {e}"));
+            }
+        }
+        failures
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn wait_until_returns_value_and_times_out() {
+        let cancel = CancellationToken::new();
+        let mut n = 0;
+        let v = wait_until("three tries", Duration::from_secs(5), Duration::from_millis(1), &cancel, || {
+            n += 1;
+            let done = n >= 3;
+            async move { Ok::<_, String>(done.then_some(n)) }
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 3);
+        let err = wait_until("never", Duration::from_millis(20), Duration::from_millis(5), &cancel, || async {
+            Err::<Option<()>, _>("refused")
+        })
+        .await
+        .unwrap_err();
+        assert!(err.to_string().contains("refused"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn rollback_runs_newest_first() {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut rb = Rollback::new();
+        for i in 0..3 {
+            let log = log.clone();
+            rb.push(format!("step {i}"), async move {
+                log.lock().unwrap().push(i);
+                if i == 1 { Err("busy".to_string()) } else { Ok(()) }
+            });
+        }
+        let failures = rb.run().await;
+        assert_eq!(*log.lock().unwrap(), vec![2, 1, 0]);
+        assert_eq!(failures, vec!["undoing step 1: busy".to_string()]);
+    }
+}

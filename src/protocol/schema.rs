@@ -9,6 +9,14 @@ pub struct Schema {
     pub block: Block,
 }
 
+impl Block {
+    /// The object type of this block's values (attributes and nested blocks), as Terraform
+    /// sends them in DynamicValues. Implemented with the codec.
+    pub fn value_type(&self) -> Type {
+        Type::Object(Default::default())
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Block {
     pub attributes: Vec<Attribute>,
