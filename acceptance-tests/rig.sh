@@ -19,7 +19,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
 NS=${LAB_NETNS:-labtest}
-RUN=/run/lab-rig                # sockets and pid files (tmpfs: gone after a reboot, like the netns)
+RUN=/run/lab-rig                # sockets and pid files
 STATE=$LAB_CACHE/state          # daemon state for this `up`; removed by `down`
 IMAGE_DIR=$LAB_CACHE/image      # base image, kernel, initrd; kept by `down`
 KEY=$LAB_CACHE/keys/id_ed25519
@@ -303,6 +303,7 @@ cmd_vm_smoke() {
   [ "$boot" = systemd ] && cmdline="root=/dev/vda rw console=ttyS0 quiet"
   mkdir -p "$dir"
   smoke_cleanup() {
+    docker_ rm -f "$name" >/dev/null 2>&1 || true
     virsh_ destroy "$name" >/dev/null 2>&1 || true
     virsh_ undefine "$name" >/dev/null 2>&1 || true
     rm -f "$dir/$name.qcow2" "$dir/$name.xml"
@@ -354,6 +355,18 @@ EOF
   out=$("${ssh[@]}" hostname)
   [ "$out" = "$name" ] || die "ssh student@$ip hostname printed '$out', expected '$name'"
   log "ssh student@$ip hostname -> $out (ok)"
+
+  # the terminal path: container on the docker bridge -> ttyd -> ssh -> VM
+  t=$EPOCHREALTIME
+  docker_ run -d --name "$name" -p 127.0.0.1:7681:7681 -v "$KEY:/keys/id:ro" "$TERMINAL_IMAGE" \
+    ttyd -W -p 7681 ssh -i /keys/id "student@$ip" >/dev/null || die "docker run $TERMINAL_IMAGE failed"
+  log "terminal_container_start_s=$(seconds_since "$t")"
+  http_ok() { [ "$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7681/)" = 200 ]; }
+  wait_until 30 "ttyd http" http_ok || die "ttyd in container $name did not answer HTTP 200 within 30 s"
+  log "terminal_http200_s=$(seconds_since "$t")"
+  ip netns exec "$NS" /usr/bin/python3 "$HERE/rig/wsprobe.py" ws://127.0.0.1:7681/ws 60 | sed 's/^/[rig] /'
+  [ "${PIPESTATUS[0]}" = 0 ] || die "no shell through ttyd -> ssh -> $name"
+
   t=$EPOCHREALTIME
   smoke_cleanup
   trap - EXIT
