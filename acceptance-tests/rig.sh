@@ -129,6 +129,9 @@ EOF
     die "libvirtd did not answer on $RUN/libvirt/libvirt-sock within 60 s (logs: $STATE/log-libvirt)"
 }
 
+# (no `| grep -q` on virsh output: with pipefail, grep's early exit fails the pipeline through SIGPIPE)
+network_active() { [[ "$(virsh_ net-info "$NETWORK" 2>/dev/null)" =~ Active:\ +yes ]]; }
+
 ensure_network() {
   if ! virsh_ net-info "$NETWORK" >/dev/null 2>&1; then
     # Routed, not NAT: nothing leaves the netns anyway, and routed mode lets the ttyd containers on the
@@ -146,7 +149,7 @@ ensure_network() {
 EOF
     virsh_ net-define "$STATE/$NETWORK.xml" >/dev/null || die "cannot define libvirt network $NETWORK"
   fi
-  if ! virsh_ net-info "$NETWORK" | grep -Eq '^Active: +yes'; then
+  if ! network_active; then
     virsh_ net-start "$NETWORK" >/dev/null || die "cannot start libvirt network $NETWORK"
   fi
 }
@@ -259,7 +262,6 @@ cmd_status() {
     "${@:3}" >/dev/null 2>&1 || { state=DOWN; rc=1; }
     printf '  %-15s %-5s %s\n' "$1" "$state" "$2"
   }
-  network_active() { virsh_ net-info "$NETWORK" 2>/dev/null | grep -Eq '^Active: +yes'; }
   echo "rig: netns $NS, cache $LAB_CACHE"
   check netns "/run/netns/$NS" test -e "/run/netns/$NS"
   check libvirtd "pid $(cat "$RUN/libvirtd.pid" 2>/dev/null || echo -), $LIBVIRT_URI" libvirt_up
