@@ -21,7 +21,7 @@ LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
 NS=${LAB_NETNS:-labtest}
 RUN=/run/lab-rig                # sockets and pid files
 STATE=$LAB_CACHE/state          # daemon state for this `up`; removed by `down`
-IMAGE_DIR=$LAB_CACHE/image      # base image, kernel, initrd; kept by `down`
+IMAGE_ROOT=$LAB_CACHE/image     # image/<stamp>/{base.qcow2,vmlinuz,initrd.img}; kept by `down`
 KEY=$LAB_CACHE/keys/id_ed25519
 ENV_FILE=$LAB_CACHE/rig.env
 
@@ -65,16 +65,20 @@ ensure_key() {
   ssh-keygen -q -t ed25519 -N '' -C lab-rig -f "$KEY" || die "cannot create the rig's SSH key $KEY"
 }
 
-ensure_base_image() { # rebuilt when the build script, the guest files or the key change
-  local stamp t0
-  stamp=$(stamp_of "$HERE/rig/build-image.sh" "$HERE"/rig/guest/* "$KEY.pub")
-  if [ -f "$IMAGE_DIR/base.qcow2" ] && [ "$(cat "$IMAGE_DIR/stamp" 2>/dev/null)" = "$stamp" ]; then return 0; fi
-  log "building the base image (1-2 min)"
+# The base image lives in a directory named after a hash of its inputs (build script, guest files, key):
+# a rebuild never rewrites a base.qcow2 that existing overlays are backed by. `down` prunes old ones.
+image_dir() { echo "$IMAGE_ROOT/$(stamp_of "$HERE/rig/build-image.sh" "$HERE"/rig/guest/* "$KEY.pub")"; }
+
+ensure_base_image() {
+  local dir t0
+  dir=$(image_dir)
+  [ -f "$dir/base.qcow2" ] && return 0
+  log "building the base image into $dir (1-3 min)"
   t0=$EPOCHREALTIME
-  mkdir -p "$IMAGE_DIR"
-  rm -f "$IMAGE_DIR/stamp"
-  "$HERE/rig/build-image.sh" "$IMAGE_DIR" "$KEY.pub" || die "base image build failed"
-  echo "$stamp" >"$IMAGE_DIR/stamp"
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  DEB_CACHE=$LAB_CACHE/debs "$HERE/rig/build-image.sh" "$dir.tmp" "$KEY.pub" || die "base image build failed"
+  mv "$dir.tmp" "$dir"
   log "base image built in $(seconds_since "$t0") s"
 }
 
@@ -203,7 +207,8 @@ EOF
 }
 
 write_env() {
-  local tfrc=$LAB_CACHE/terraformrc
+  local tfrc=$LAB_CACHE/terraformrc image
+  image=$(image_dir)
   write_cli_config "$(provider_dir)" "$tfrc"
   cat >"$ENV_FILE.tmp" <<EOF
 # Written by acceptance-tests/rig.sh up on $(date -u +%FT%TZ). Source it; run tests via rig.sh exec.
@@ -212,9 +217,9 @@ export LAB_NETNS=$NS
 export LAB_LIBVIRT_URI='$LIBVIRT_URI'
 export LIBVIRT_DEFAULT_URI='$LIBVIRT_URI'
 export DOCKER_HOST=$DOCKER_SOCK
-export LAB_BASE_IMAGE=$IMAGE_DIR/base.qcow2
-export LAB_KERNEL=$IMAGE_DIR/vmlinuz
-export LAB_INITRD=$IMAGE_DIR/initrd.img
+export LAB_BASE_IMAGE=$image/base.qcow2
+export LAB_KERNEL=$image/vmlinuz
+export LAB_INITRD=$image/initrd.img
 export LAB_CMDLINE='$BOOT_CMDLINE'
 export LAB_NETWORK=$NETWORK
 export LAB_NETWORK_CIDR=$VM_PREFIX.0/24
@@ -268,7 +273,7 @@ cmd_status() {
   check network "$NETWORK: $VM_PREFIX.0/24 on bridge $BRIDGE, routed" network_active
   check dockerd "pid $(cat "$RUN/dockerd.pid" 2>/dev/null || echo -), $DOCKER_SOCK" docker_up
   check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
-  check base-image "$IMAGE_DIR/base.qcow2" test -f "$IMAGE_DIR/base.qcow2"
+  check base-image "$(image_dir)/base.qcow2" test -f "$(image_dir)/base.qcow2"
   check rig.env "$ENV_FILE" test -f "$ENV_FILE"
   if libvirt_up; then
     echo "  domains:"
@@ -285,10 +290,11 @@ cmd_exec() {
   [ $# -gt 0 ] || die "usage: rig.sh exec CMD [ARGS...]"
   [ -f "$ENV_FILE" ] || die "$ENV_FILE not found: run rig.sh up first"
   [ -e "/run/netns/$NS" ] || die "netns $NS does not exist: run rig.sh up first"
-  local caller_provider_dir=${LAB_PROVIDER_DIR:-}
+  local caller_provider_dir=${LAB_PROVIDER_DIR:-${CARGO_TARGET_DIR:+$CARGO_TARGET_DIR/debug}}
   # shellcheck source=/dev/null
   . "$ENV_FILE"
-  # A caller with its own LAB_PROVIDER_DIR gets a CLI config of its own (engineers share one rig).
+  # Engineers share one rig but build into their own target dirs: a caller with LAB_PROVIDER_DIR or
+  # CARGO_TARGET_DIR set gets a CLI config pointing at its own build.
   if [ -n "$caller_provider_dir" ]; then
     local tfrc
     tfrc=$LAB_CACHE/terraformrc.d/$(echo "$caller_provider_dir" | sha256sum | cut -c1-12).tfrc
@@ -299,10 +305,14 @@ cmd_exec() {
   exec ip netns exec "$NS" "$@"
 }
 
+# Boots one VM the way a test would, from rig.env alone. LAB_SMOKE_BOOT=systemd boots without the fast init.
 cmd_vm_smoke() {
-  local name=rig-smoke boot=${LAB_SMOKE_BOOT:-fast} cmdline=$BOOT_CMDLINE dir=$LAB_CACHE/vms t0 t ip="" out
-  libvirt_up || die "the rig is not up: run rig.sh up"
-  [ "$boot" = systemd ] && cmdline="root=/dev/vda rw console=ttyS0 quiet"
+  local name=rig-smoke dir=$LAB_CACHE/vms t0 t ip="" out cmdline
+  libvirt_up && [ -f "$ENV_FILE" ] || die "the rig is not up: run rig.sh up"
+  # shellcheck source=/dev/null
+  . "$ENV_FILE"
+  cmdline=$LAB_CMDLINE
+  [ "${LAB_SMOKE_BOOT:-fast}" = systemd ] && cmdline=${cmdline/init=\/usr\/local\/sbin\/lab-fastinit/}
   mkdir -p "$dir"
   smoke_cleanup() {
     docker_ rm -f "$name" >/dev/null 2>&1 || true
@@ -314,17 +324,17 @@ cmd_vm_smoke() {
   trap smoke_cleanup EXIT
 
   t=$EPOCHREALTIME
-  qemu-img create -q -f qcow2 -b "$IMAGE_DIR/base.qcow2" -F qcow2 "$dir/$name.qcow2" 8G
+  qemu-img create -q -f qcow2 -b "$LAB_BASE_IMAGE" -F qcow2 "$dir/$name.qcow2" 8G
   log "overlay_create_s=$(seconds_since "$t")"
   cat >"$dir/$name.xml" <<EOF
-<domain type='qemu'>
+<domain type='$LAB_DOMAIN_TYPE'>
   <name>$name</name>
   <memory unit='MiB'>512</memory>
   <vcpu>1</vcpu>
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$IMAGE_DIR/vmlinuz</kernel>
-    <initrd>$IMAGE_DIR/initrd.img</initrd>
+    <kernel>$LAB_KERNEL</kernel>
+    <initrd>$LAB_INITRD</initrd>
     <cmdline>$cmdline lab.hostname=$name</cmdline>
   </os>
   <features><acpi/></features>
@@ -334,7 +344,7 @@ cmd_vm_smoke() {
       <source file='$dir/$name.qcow2'/>
       <target dev='vda' bus='virtio'/>
     </disk>
-    <interface type='network'><source network='$NETWORK'/><model type='virtio'/></interface>
+    <interface type='network'><source network='$LAB_NETWORK'/><model type='virtio'/></interface>
     <serial type='pty'/>
     <console type='pty'><target type='serial'/></console>
     <memballoon model='none'/>
@@ -370,6 +380,15 @@ EOF
   [ "${PIPESTATUS[0]}" = 0 ] || die "no shell through ttyd -> ssh -> $name"
 
   t=$EPOCHREALTIME
+  docker_ rm -f "$name" >/dev/null
+  virsh_ shutdown "$name" >/dev/null || die "virsh shutdown $name failed"
+  shut_off() { [[ "$(virsh_ domstate "$name")" == "shut off"* ]]; }
+  if wait_until 60 shutdown shut_off; then
+    log "acpi_shutdown_s=$(seconds_since "$t")"
+  else
+    log "WARNING: $name ignored the ACPI shutdown for 60 s"
+  fi
+  t=$EPOCHREALTIME
   smoke_cleanup
   trap - EXIT
   log "cleanup_s=$(seconds_since "$t")"
@@ -403,7 +422,9 @@ cmd_down() {
     rmdir /run/netns 2>/dev/null || true
   fi
   rm -rf "$RUN" "$STATE" "$LAB_CACHE/vms" "$ENV_FILE" "$LAB_CACHE/terraformrc" "$LAB_CACHE/terraformrc.d"
-  log "down (kept: $IMAGE_DIR, $LAB_CACHE/docker images, keys, ttyd)"
+  # no VM runs any more: base images of older builds can go
+  [ -f "$KEY.pub" ] && find "$IMAGE_ROOT" -mindepth 1 -maxdepth 1 ! -path "$(image_dir)" -exec rm -rf {} +
+  log "down (kept: $(image_dir), docker images, keys, ttyd, package caches)"
 }
 
 case ${1:-} in

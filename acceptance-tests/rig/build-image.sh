@@ -17,7 +17,9 @@ R=$WORK/rootfs
 trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$DEB_CACHE"
 
-echo "[image] debootstrap bookworm (log: $WORK/debootstrap.log)"
+T0=$EPOCHREALTIME
+step() { echo "[image] $* (at $(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s)"; }
+step "debootstrap bookworm (log: $OUT/debootstrap.log)"
 debootstrap --variant=minbase --cache-dir="$DEB_CACHE" \
   --include=systemd-sysv,udev,openssh-server,linux-image-cloud-amd64,iproute2,sudo,busybox,e2fsprogs \
   bookworm "$R" >"$OUT/debootstrap.log" 2>&1 || {
@@ -27,7 +29,7 @@ debootstrap --variant=minbase --cache-dir="$DEB_CACHE" \
 }
 in_root() { chroot "$R" "$@" >/dev/null 2>&1; }
 
-echo "[image] configure"
+step configure
 echo labvm >"$R/etc/hostname"
 printf '127.0.0.1 localhost\n127.0.1.1 labvm\n' >"$R/etc/hosts"
 echo 'LABEL=labroot / ext4 defaults,noatime,errors=remount-ro 0 1' >"$R/etc/fstab"
@@ -63,6 +65,10 @@ printf '%s\n' '[Service]' 'ExecStartPre=' \
 
 # per-VM settings from the kernel command line (lab.hostname=, lab.authkey=), both boot modes
 install -m 755 "$HERE/guest/lab-cmdline" "$HERE/guest/lab-fastinit" "$R/usr/local/sbin/"
+# fast boot: busybox acpid runs this on the ACPI power button (virsh shutdown)
+mkdir -p "$R/etc/acpi/PWRF"
+printf '#!/bin/sh\nkill -USR2 1\n' >"$R/etc/acpi/PWRF/00000080"
+chmod 755 "$R/etc/acpi/PWRF/00000080"
 printf '[Unit]\nDefaultDependencies=no\nAfter=local-fs.target\nBefore=network-pre.target ssh.service systemd-networkd.service\nWants=network-pre.target\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/lab-cmdline\n[Install]\nWantedBy=sysinit.target\n' \
   >"$R/etc/systemd/system/lab-cmdline.service"
 printf '[Unit]\nConditionPathExists=/dev/vda\n[Service]\nType=oneshot\nExecStart=-/sbin/resize2fs /dev/vda\n[Install]\nWantedBy=multi-user.target\n' \
@@ -74,7 +80,7 @@ in_root apt-get clean
 rm -rf "$R"/var/lib/apt/lists/* "$R"/usr/share/doc/* "$R"/usr/share/man/* "$R"/var/log/*.log "$R"/boot/initrd.img-*
 find "$R/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'en*' ! -name locale.alias -exec rm -rf {} +
 
-echo "[image] kernel + initrd"
+step "kernel + initrd"
 KV=$(ls "$R/lib/modules" | sort -V | tail -n1)
 cp "$R/boot/vmlinuz-$KV" "$OUT/vmlinuz.tmp"
 I=$WORK/initrd
@@ -94,11 +100,11 @@ done
 install -m 755 "$HERE/guest/initrd-init" "$I/init"
 (cd "$I" && find . | busybox cpio -o -H newc 2>/dev/null) >"$OUT/initrd.img.tmp"
 
-echo "[image] ext4 -> qcow2"
+step "ext4 -> qcow2"
 truncate -s 4G "$WORK/root.raw"
 mkfs.ext4 -q -L labroot -d "$R" "$WORK/root.raw"
 qemu-img convert -O qcow2 "$WORK/root.raw" "$OUT/base.qcow2.tmp"
 mv "$OUT/vmlinuz.tmp" "$OUT/vmlinuz"
 mv "$OUT/initrd.img.tmp" "$OUT/initrd.img"
 mv "$OUT/base.qcow2.tmp" "$OUT/base.qcow2"
-echo "[image] done: $(du -h --apparent-size "$OUT/base.qcow2" | cut -f1) base.qcow2, kernel $KV"
+step "done: $(du -h --apparent-size "$OUT/base.qcow2" | cut -f1) base.qcow2, kernel $KV"
