@@ -109,8 +109,10 @@ ensure_libvirtd() {
   stop_pidfile "$RUN/virtlogd.pid" virtlogd
   log "starting virtlogd + libvirtd in netns $NS"
   # Private /etc/libvirt, /var/lib/libvirt, /run/libvirt, ... bind-mounted in the daemons' own mount
-  # namespace: no clash with a libvirtd on the host, and `down` can simply delete them.
-  mkdir -p "$RUN/libvirt" "$STATE"/{etc-libvirt,lib-libvirt,log-libvirt} "$LAB_CACHE/libvirt-cache" /run/libvirt
+  # namespace: no clash with a libvirtd on the host, and `down` can simply delete them. The image
+  # directory /var/lib/libvirt/images stays the host's, so files a test puts there are seen by qemu.
+  mkdir -p "$RUN/libvirt" "$STATE"/{etc-libvirt,lib-libvirt/images,log-libvirt} "$LAB_CACHE/libvirt-cache" \
+    /run/libvirt /var/lib/libvirt/images
   # qemu as root: no /dev/kvm permission games (an unusable /dev/kvm makes libvirt re-probe qemu on every
   # define, ~50 s) and no chown of the images; tests use domain type qemu (TCG) anyway.
   cat >"$STATE/etc-libvirt/qemu.conf" <<'EOF'
@@ -123,7 +125,8 @@ EOF
   in_netns_sh '
     mount --bind "$1/libvirt" /run/libvirt
     mount --bind "$2/etc-libvirt" /etc/libvirt
-    mount --bind "$2/lib-libvirt" /var/lib/libvirt
+    mount --bind /var/lib/libvirt/images "$2/lib-libvirt/images"
+    mount --rbind "$2/lib-libvirt" /var/lib/libvirt
     mount --bind "$2/log-libvirt" /var/log/libvirt
     mount --bind "$3" /var/cache/libvirt
     virtlogd -d -p "$1/virtlogd.pid"
