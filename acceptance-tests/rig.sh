@@ -45,9 +45,9 @@ virsh_() { virsh -q -c "$LIBVIRT_URI" "$@"; }
 docker_() { docker -H "$DOCKER_SOCK" "$@"; }
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 seconds_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
-wait_until() { # TIMEOUT_S WHAT CMD... : poll CMD every 0.2 s
-  local timeout=$1 what=$2 t0=$EPOCHREALTIME
-  shift 2
+wait_until() { # TIMEOUT_S CMD... : poll CMD every 0.2 s; status 1 on timeout
+  local timeout=$1 t0=$EPOCHREALTIME
+  shift
   until "$@" >/dev/null 2>&1; do
     awk -v a="$t0" -v b="$EPOCHREALTIME" -v t="$timeout" 'BEGIN { exit !(b - a > t) }' && return 1
     sleep 0.2
@@ -95,6 +95,7 @@ ensure_netns() {
 in_netns_sh() { # SCRIPT [ARGS...]
   local mounts=$RUN/cgroup-mounts
   grep -E '^[^ ]+ /sys/fs/cgroup(/[^ ]*)? (tmpfs|cgroup|cgroup2) ' /proc/self/mounts >"$mounts" || true
+  # shellcheck disable=SC2016 # expanded by the inner sh
   ip netns exec "$NS" sh -c '
     set -e
     while read -r src dir type opts _; do mkdir -p "$dir"; mount -t "$type" -o "$opts" "$src" "$dir"; done < "'"$mounts"'"
@@ -122,6 +123,7 @@ dynamic_ownership = 0
 security_driver = "none"
 namespaces = [ ]
 EOF
+  # shellcheck disable=SC2016 # expanded by the inner sh
   in_netns_sh '
     mount --bind "$1/libvirt" /run/libvirt
     mount --bind "$2/etc-libvirt" /etc/libvirt
@@ -132,7 +134,7 @@ EOF
     virtlogd -d -p "$1/virtlogd.pid"
     libvirtd -d -p "$1/libvirtd.pid"' "$RUN" "$STATE" "$LAB_CACHE/libvirt-cache" ||
     die "cannot start libvirtd in netns $NS"
-  wait_until 60 libvirtd libvirt_up ||
+  wait_until 60 libvirt_up ||
     die "libvirtd did not answer on $RUN/libvirt/libvirt-sock within 60 s (logs: $STATE/log-libvirt)"
 }
 
@@ -174,7 +176,7 @@ ensure_dockerd() {
     --data-root "$LAB_CACHE/docker" --exec-root "$RUN/docker" --bip "$DOCKER_BIP" \
     --default-address-pool "base=$DOCKER_POOL,size=24" --storage-driver overlay2 ||
     die "cannot start dockerd in netns $NS"
-  wait_until 60 dockerd docker_up ||
+  wait_until 60 docker_up ||
     die "dockerd did not answer on $RUN/docker.sock within 60 s; tail of $STATE/dockerd.log:
 $(tail -n 15 "$STATE/dockerd.log" 2>/dev/null)"
 }
@@ -242,7 +244,7 @@ stop_pidfile() { # PIDFILE NAME : stop the process this rig started (if still ru
   pid=$(cat "$pidfile")
   if kill -0 "$pid" 2>/dev/null && grep -q "$name" "/proc/$pid/comm" 2>/dev/null; then
     kill "$pid"
-    wait_until 20 "$name exit" sh -c "! kill -0 $pid" || { kill -9 "$pid" 2>/dev/null || true; }
+    wait_until 20 sh -c "! kill -0 $pid" || { kill -9 "$pid" 2>/dev/null || true; }
   fi
   rm -f "$pidfile"
 }
@@ -311,7 +313,7 @@ cmd_exec() {
 # Boots one VM the way a test would, from rig.env alone. LAB_SMOKE_BOOT=systemd boots without the fast init.
 cmd_vm_smoke() {
   local name=rig-smoke dir=$LAB_CACHE/vms t0 t ip="" out cmdline
-  libvirt_up && [ -f "$ENV_FILE" ] || die "the rig is not up: run rig.sh up"
+  if ! libvirt_up || [ ! -f "$ENV_FILE" ]; then die "the rig is not up: run rig.sh up"; fi
   # shellcheck source=/dev/null
   . "$ENV_FILE"
   cmdline=$LAB_CMDLINE
@@ -360,12 +362,12 @@ EOF
   log "define_start_s=$(seconds_since "$t0")"
   lease_ip() { virsh_ domifaddr "$name" --source lease 2>/dev/null | awk '/ipv4/ { split($4, a, "/"); print a[1]; exit }'; }
   has_lease() { [ -n "$(lease_ip)" ]; }
-  wait_until 180 lease has_lease || die "$name got no DHCP lease within 180 s"
+  wait_until 180 has_lease || die "$name got no DHCP lease within 180 s"
   ip=$(lease_ip)
   log "boot_to_ip_s=$(seconds_since "$t0") ip=$ip"
   local ssh=(ip netns exec "$NS" ssh -i "$KEY" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
     -o BatchMode=yes -o ConnectTimeout=3 -o LogLevel=ERROR "student@$ip")
-  wait_until 180 ssh "${ssh[@]}" true || die "no ssh to student@$ip within 180 s"
+  wait_until 180 "${ssh[@]}" true || die "no ssh to student@$ip within 180 s"
   log "boot_to_ssh_s=$(seconds_since "$t0")"
   out=$("${ssh[@]}" hostname)
   [ "$out" = "$name" ] || die "ssh student@$ip hostname printed '$out', expected '$name'"
@@ -377,7 +379,7 @@ EOF
     ttyd -W -p 7681 ssh -i /keys/id "student@$ip" >/dev/null || die "docker run $TERMINAL_IMAGE failed"
   log "terminal_container_start_s=$(seconds_since "$t")"
   http_ok() { [ "$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7681/)" = 200 ]; }
-  wait_until 30 "ttyd http" http_ok || die "ttyd in container $name did not answer HTTP 200 within 30 s"
+  wait_until 30 http_ok || die "ttyd in container $name did not answer HTTP 200 within 30 s"
   log "terminal_http200_s=$(seconds_since "$t")"
   ip netns exec "$NS" /usr/bin/python3 "$HERE/rig/wsprobe.py" ws://127.0.0.1:7681/ws 60 | sed 's/^/[rig] /'
   [ "${PIPESTATUS[0]}" = 0 ] || die "no shell through ttyd -> ssh -> $name"
@@ -386,7 +388,7 @@ EOF
   docker_ rm -f "$name" >/dev/null
   virsh_ shutdown "$name" >/dev/null || die "virsh shutdown $name failed"
   shut_off() { [[ "$(virsh_ domstate "$name")" == "shut off"* ]]; }
-  if wait_until 60 shutdown shut_off; then
+  if wait_until 60 shut_off; then
     log "acpi_shutdown_s=$(seconds_since "$t")"
   else
     log "WARNING: $name ignored the ACPI shutdown for 60 s"

@@ -81,7 +81,7 @@ rm -rf "$R"/var/lib/apt/lists/* "$R"/usr/share/doc/* "$R"/usr/share/man/* "$R"/v
 find "$R/usr/share/locale" -mindepth 1 -maxdepth 1 ! -name 'en*' ! -name locale.alias -exec rm -rf {} +
 
 step "kernel + initrd"
-KV=$(ls "$R/lib/modules" | sort -V | tail -n1)
+KV=$(find "$R/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
 cp "$R/boot/vmlinuz-$KV" "$OUT/vmlinuz.tmp"
 I=$WORK/initrd
 mkdir -p "$I/bin" "$I/dev" "$I/proc" "$I/sys" "$I/newroot" "$I/mod"
