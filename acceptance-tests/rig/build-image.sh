@@ -65,15 +65,19 @@ printf '%s\n' '[Service]' 'ExecStartPre=' \
 
 # per-VM settings from the kernel command line (lab.hostname=, lab.authkey=), both boot modes
 install -m 755 "$HERE/guest/lab-cmdline" "$HERE/guest/lab-fastinit" "$R/usr/local/sbin/"
-# fast boot: busybox acpid runs this on the ACPI power button (virsh shutdown)
+# ACPI power button (virsh shutdown): busybox acpid runs /etc/acpi/PWRF/00000080. Started by lab-fastinit,
+# or under systemd by lab-acpid.service (minbase has no dbus, hence no logind to handle the button).
 mkdir -p "$R/etc/acpi/PWRF"
-printf '#!/bin/sh\nkill -USR2 1\n' >"$R/etc/acpi/PWRF/00000080"
+printf '%s\n' '#!/bin/sh' 'if [ -d /run/systemd/system ]; then exec systemctl poweroff; else exec kill -USR2 1; fi' \
+  >"$R/etc/acpi/PWRF/00000080"
 chmod 755 "$R/etc/acpi/PWRF/00000080"
+printf '[Unit]\nDescription=ACPI power button\n[Service]\nExecStartPre=-/sbin/modprobe -qa button evdev\nExecStart=/bin/busybox acpid -f -c /etc/acpi\n[Install]\nWantedBy=multi-user.target\n' \
+  >"$R/etc/systemd/system/lab-acpid.service"
 printf '[Unit]\nDefaultDependencies=no\nAfter=local-fs.target\nBefore=network-pre.target ssh.service systemd-networkd.service\nWants=network-pre.target\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/lab-cmdline\n[Install]\nWantedBy=sysinit.target\n' \
   >"$R/etc/systemd/system/lab-cmdline.service"
 printf '[Unit]\nConditionPathExists=/dev/vda\n[Service]\nType=oneshot\nExecStart=-/sbin/resize2fs /dev/vda\n[Install]\nWantedBy=multi-user.target\n' \
   >"$R/etc/systemd/system/lab-growfs.service"
-in_root systemctl enable lab-cmdline.service lab-growfs.service
+in_root systemctl enable lab-cmdline.service lab-growfs.service lab-acpid.service
 
 : >"$R/etc/machine-id" # made per clone at boot
 in_root apt-get clean
