@@ -250,8 +250,15 @@ stop_pidfile() { # PIDFILE NAME : stop the process this rig started (if still ru
 }
 
 # ------------------------------------------------------------------------------------------------ commands
+lock_rig() { # one `up`/`down` at a time: several engineers share the rig
+  mkdir -p "$LAB_CACHE"
+  exec 9>"$LAB_CACHE/.rig.lock"
+  flock -w 900 9 || die "another rig.sh up/down holds $LAB_CACHE/.rig.lock"
+}
+
 cmd_up() {
   local t0=$EPOCHREALTIME
+  lock_rig
   if [ -z "${LAB_SKIP_DEPS:-}" ]; then "$REPO/scripts/deps.sh" all || die "scripts/deps.sh failed"; fi
   mkdir -p "$RUN" "$STATE"
   ensure_key
@@ -312,7 +319,7 @@ cmd_exec() {
 
 # Boots one VM the way a test would, from rig.env alone. LAB_SMOKE_BOOT=systemd boots without the fast init.
 cmd_vm_smoke() {
-  local name=rig-smoke dir=$LAB_CACHE/vms t0 t ip="" out cmdline
+  local name=rig-smoke-$$ dir=$LAB_CACHE/vms t0 t ip="" out cmdline port
   if ! libvirt_up || [ ! -f "$ENV_FILE" ]; then die "the rig is not up: run rig.sh up"; fi
   # shellcheck source=/dev/null
   . "$ENV_FILE"
@@ -375,13 +382,15 @@ EOF
 
   # the terminal path: container on the docker bridge -> ttyd -> ssh -> VM
   t=$EPOCHREALTIME
-  docker_ run -d --name "$name" -p 127.0.0.1:7681:7681 -v "$KEY:/keys/id:ro" "$TERMINAL_IMAGE" \
+  docker_ run -d --name "$name" -p 127.0.0.1::7681 -v "$KEY:/keys/id:ro" "$TERMINAL_IMAGE" \
     ttyd -W -p 7681 ssh -i /keys/id "student@$ip" >/dev/null || die "docker run $TERMINAL_IMAGE failed"
   log "terminal_container_start_s=$(seconds_since "$t")"
-  http_ok() { [ "$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7681/)" = 200 ]; }
+  port=$(docker_ port "$name" 7681/tcp | head -n1)
+  port=${port##*:}
+  http_ok() { [ "$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 200 ]; }
   wait_until 30 http_ok || die "ttyd in container $name did not answer HTTP 200 within 30 s"
   log "terminal_http200_s=$(seconds_since "$t")"
-  ip netns exec "$NS" /usr/bin/python3 "$HERE/rig/wsprobe.py" ws://127.0.0.1:7681/ws 60 | sed 's/^/[rig] /'
+  ip netns exec "$NS" /usr/bin/python3 "$HERE/rig/wsprobe.py" "ws://127.0.0.1:$port/ws" 60 | sed 's/^/[rig] /'
   [ "${PIPESTATUS[0]}" = 0 ] || die "no shell through ttyd -> ssh -> $name"
 
   t=$EPOCHREALTIME
@@ -401,6 +410,7 @@ EOF
 
 cmd_down() {
   local id dom
+  lock_rig
   if docker_up; then
     for id in $(docker_ ps -aq); do docker_ rm -f "$id" >/dev/null || true; done
     docker_ network prune -f >/dev/null || true
