@@ -8,7 +8,8 @@
 #   rig.sh vm-smoke    boot one VM with plain virsh, print timings, clean up (the floor to compare against)
 #   rig.sh down        remove everything `up` made (keeps the image cache) and restore the host
 #
-# Env: LAB_CACHE (/var/tmp/lab-cache), LAB_NETNS (labtest), LAB_PROVIDER_DIR (dir of terraform-provider-lab,
+# Env: LAB_CACHE (/var/tmp/lab-cache), LAB_NETNS (labtest; another netns + another LAB_CACHE = a second,
+#      independent rig), LAB_PROVIDER_DIR (dir of terraform-provider-lab,
 #      default ${CARGO_TARGET_DIR:-<repo>/target}/debug), LAB_SKIP_DEPS=1 (don't call scripts/deps.sh).
 #
 # Network rule: everything that touches a private address (VMs, containers, bridges) lives in the netns;
@@ -19,7 +20,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
 NS=${LAB_NETNS:-labtest}
-RUN=/run/lab-rig                # sockets and pid files
+RUN=/run/lab-rig                # sockets and pid files (a rig in another netns: /run/lab-rig-<netns>)
+[ "$NS" = labtest ] || RUN=/run/lab-rig-$NS
 STATE=$LAB_CACHE/state          # daemon state for this `up`; removed by `down`
 IMAGE_ROOT=$LAB_CACHE/image     # image/<stamp>/{base.qcow2,vmlinuz,initrd.img}; kept by `down`
 KEY=$LAB_CACHE/keys/id_ed25519
