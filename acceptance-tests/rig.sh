@@ -97,11 +97,12 @@ ensure_netns() {
 in_netns_sh() { # SCRIPT [ARGS...]
   local mounts=$RUN/cgroup-mounts
   grep -E '^[^ ]+ /sys/fs/cgroup(/[^ ]*)? (tmpfs|cgroup|cgroup2) ' /proc/self/mounts >"$mounts" || true
+  # fd 9 (the rig lock) must not leak into the daemons, or the next `up`/`down` waits for them forever
   # shellcheck disable=SC2016 # expanded by the inner sh
   ip netns exec "$NS" sh -c '
     set -e
     while read -r src dir type opts _; do mkdir -p "$dir"; mount -t "$type" -o "$opts" "$src" "$dir"; done < "'"$mounts"'"
-    '"$1" sh "${@:2}"
+    '"$1" sh "${@:2}" 9>&-
 }
 
 libvirt_up() { pid_alive "$RUN/libvirtd.pid" && virsh_ version >/dev/null 2>&1; }
