@@ -65,12 +65,16 @@ impl Resource for SessionResource {
                               has a `dns` block, the session's DNS record."
                     .into(),
                 attributes: vec![
-                    computed("id", Type::String, "Session id: 8 characters `[a-z0-9]` from a CSPRNG, stable for the session's life.")
-                        .keep_prior(),
+                    computed(
+                        "id",
+                        Type::String,
+                        "Session id: 8 characters `[a-z0-9]` from a CSPRNG, stable for the session's life.",
+                    )
+                    .keep_prior(),
                     Attribute::string("student")
                         .required()
                         .requires_replace()
-                        .description("Who the session is for: free text, e.g. an email or a name. Changing it replaces the session."),
+                        .description("Who the session is for: free text, e.g. an email or a name."),
                     Attribute::string("ttl").optional().description(
                         "How long the session lasts from its creation, e.g. `\"4h\"`, `\"90m\"`, `\"1h30m\"`. \
                          Unset: no expiry. Changing it moves `expires_at` in place.",
@@ -78,7 +82,7 @@ impl Resource for SessionResource {
                     Attribute::string("hostname_prefix")
                         .default(Value::String(DEFAULT_PREFIX.into()))
                         .requires_replace()
-                        .description("Prefix of the hostname's first label (default `lab-`): `[a-z0-9-]`. Changing it replaces the session."),
+                        .description("Prefix of the hostname's first label: lowercase letters, digits and `-`."),
                     Attribute::of_type("labels", Type::Map(Box::new(Type::String)))
                         .optional()
                         .description("Free-form labels, e.g. course or group. Updated in place."),
@@ -87,8 +91,12 @@ impl Resource for SessionResource {
                     computed("created_at", Type::String, "Creation time, RFC 3339 (UTC).").keep_prior(),
                     computed("expires_at", Type::String, "`created_at + ttl`, RFC 3339 (UTC); null without `ttl`."),
                     computed("expired", Type::Bool, "Whether `expires_at` has passed; recomputed on every refresh."),
-                    computed("dns_record_id", Type::String, "Id of the session's DNS record; null without a provider `dns` block.")
-                        .keep_prior(),
+                    computed(
+                        "dns_record_id",
+                        Type::String,
+                        "Id of the session's DNS record; null without a provider `dns` block.",
+                    )
+                    .keep_prior(),
                 ],
                 ..Default::default()
             },
