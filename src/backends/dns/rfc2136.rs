@@ -469,7 +469,7 @@ impl Rfc2136Dns {
             return Ok(Ownership::Other(format!("{} TXT records", answers.len())));
         }
         Ok(match parse_owner_marker(&text) {
-            Some(session_id) => Ownership::Ours { session_id, txt: txt.clone() },
+            Some(session_id) => Ownership::Ours { session_id, txt: Box::new(txt.clone()) },
             None => Ownership::Other(text),
         })
     }
