@@ -9,9 +9,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use terraform_provider_lab::backends::dns::rfc2136::{
-    KeyAlgorithm, Rfc2136Config, Rfc2136Dns, SessionRecordType,
-};
+use terraform_provider_lab::backends::dns::rfc2136::{KeyAlgorithm, Rfc2136Config, Rfc2136Dns, SessionRecordType};
 use terraform_provider_lab::backends::dns::{DnsBackend, DnsError, RecordId, RecordSpec};
 
 const ZONE: &str = "lab.example.test";
@@ -105,12 +103,7 @@ zone:
             .kill_on_drop(true)
             .spawn()
             .expect("starting knotd");
-        let knot = Knot {
-            _child: child,
-            port,
-            secret,
-            dir,
-        };
+        let knot = Knot { _child: child, port, secret, dir };
         knot.wait_ready().await;
         knot
     }
@@ -155,18 +148,9 @@ zone:
             .spawn()
             .expect("running knsupdate");
         use std::io::Write as _;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "knsupdate failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert!(out.status.success(), "knsupdate failed: {}", String::from_utf8_lossy(&out.stderr));
     }
 
     fn config(&self, record_type: SessionRecordType, target: &str) -> Rfc2136Config {
@@ -182,17 +166,12 @@ zone:
     }
 
     fn backend(&self) -> DnsBackend {
-        DnsBackend::Rfc2136(
-            Rfc2136Dns::new(self.config(SessionRecordType::Cname, TUNNEL_TARGET)).unwrap(),
-        )
+        DnsBackend::Rfc2136(Rfc2136Dns::new(self.config(SessionRecordType::Cname, TUNNEL_TARGET)).unwrap())
     }
 }
 
 fn spec(host: &str, session: &str) -> RecordSpec {
-    RecordSpec {
-        hostname: format!("{host}.{ZONE}"),
-        session_id: session.to_string(),
-    }
+    RecordSpec { hostname: format!("{host}.{ZONE}"), session_id: session.to_string() }
 }
 
 #[tokio::test]
@@ -203,10 +182,7 @@ async fn create_adopt_list_and_delete_a_session_cname() {
 
     let id = dns.ensure_record(&alice).await.unwrap();
     assert_eq!(id, RecordId(format!("lab-alice.{ZONE}/CNAME")));
-    assert_eq!(
-        knot.dig(&alice.hostname, "CNAME"),
-        vec![format!("{TUNNEL_TARGET}.")]
-    );
+    assert_eq!(knot.dig(&alice.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")]);
     assert_eq!(
         knot.dig(&format!("_lab-owner.{}", alice.hostname), "TXT"),
         vec!["\"managed-by=terraform-provider-lab session=alice\"".to_string()]
@@ -218,10 +194,7 @@ async fn create_adopt_list_and_delete_a_session_cname() {
     assert_eq!(again, id);
 
     // Another session may not take over alice's name.
-    let err = dns
-        .ensure_record(&spec("lab-alice", "mallory"))
-        .await
-        .unwrap_err();
+    let err = dns.ensure_record(&spec("lab-alice", "mallory")).await.unwrap_err();
     assert!(matches!(err, DnsError::Foreign { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains(&alice.hostname), "{text}");
@@ -230,32 +203,17 @@ async fn create_adopt_list_and_delete_a_session_cname() {
     let bob = spec("lab-bob", "bob");
     dns.ensure_record(&bob).await.unwrap();
     let owned = dns.list_owned().await.unwrap();
-    let mut sessions: Vec<_> = owned
-        .iter()
-        .map(|o| (o.hostname.as_str(), o.session_id.as_str()))
-        .collect();
+    let mut sessions: Vec<_> = owned.iter().map(|o| (o.hostname.as_str(), o.session_id.as_str())).collect();
     sessions.sort();
-    assert_eq!(
-        sessions,
-        vec![
-            (alice.hostname.as_str(), "alice"),
-            (bob.hostname.as_str(), "bob")
-        ]
-    );
+    assert_eq!(sessions, vec![(alice.hostname.as_str(), "alice"), (bob.hostname.as_str(), "bob")]);
 
     dns.delete_record(&alice.hostname, &id).await.unwrap();
     assert!(knot.dig(&alice.hostname, "CNAME").is_empty());
-    assert!(
-        knot.dig(&format!("_lab-owner.{}", alice.hostname), "TXT")
-            .is_empty()
-    );
+    assert!(knot.dig(&format!("_lab-owner.{}", alice.hostname), "TXT").is_empty());
     assert!(!dns.record_exists(&alice.hostname, &id).await.unwrap());
     // Deleting again is a no-op, and bob is untouched.
     dns.delete_record(&alice.hostname, &id).await.unwrap();
-    assert_eq!(
-        knot.dig(&bob.hostname, "CNAME"),
-        vec![format!("{TUNNEL_TARGET}.")]
-    );
+    assert_eq!(knot.dig(&bob.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")]);
 }
 
 #[tokio::test]
@@ -271,10 +229,7 @@ async fn foreign_records_are_never_adopted_or_deleted() {
     assert!(text.contains("127.0.0.2"), "names the record found: {text}");
 
     let foreign_id = RecordId(format!("{}/A", www.hostname));
-    let err = dns
-        .delete_record(&www.hostname, &foreign_id)
-        .await
-        .unwrap_err();
+    let err = dns.delete_record(&www.hostname, &foreign_id).await.unwrap_err();
     assert!(matches!(err, DnsError::Foreign { .. }), "{err}");
     assert_eq!(knot.dig(&www.hostname, "A"), vec!["127.0.0.2".to_string()]);
 }
@@ -282,9 +237,7 @@ async fn foreign_records_are_never_adopted_or_deleted() {
 #[tokio::test]
 async fn a_record_deleted_out_of_band_is_detected_and_recreated() {
     let knot = Knot::start().await;
-    let dns = DnsBackend::Rfc2136(
-        Rfc2136Dns::new(knot.config(SessionRecordType::A, "127.0.0.9")).unwrap(),
-    );
+    let dns = DnsBackend::Rfc2136(Rfc2136Dns::new(knot.config(SessionRecordType::A, "127.0.0.9")).unwrap());
     let carol = spec("lab-carol", "carol");
     let id = dns.ensure_record(&carol).await.unwrap();
     assert_eq!(id, RecordId(format!("{}/A", carol.hostname)));
