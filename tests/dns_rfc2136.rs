@@ -195,6 +195,7 @@ async fn create_adopt_list_and_delete_a_session_cname() {
 
     // Another session may not take over alice's name.
     let err = dns.ensure_record(&spec("lab-alice", "mallory")).await.unwrap_err();
+    eprintln!("other session: {err}");
     assert!(matches!(err, DnsError::Foreign { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains(&alice.hostname), "{text}");
@@ -224,12 +225,14 @@ async fn foreign_records_are_never_adopted_or_deleted() {
 
     let err = dns.ensure_record(&www).await.unwrap_err();
     let text = err.to_string();
+    eprintln!("foreign create: {text}");
     assert!(matches!(err, DnsError::Foreign { .. }), "{text}");
     assert!(text.contains(&www.hostname), "{text}");
     assert!(text.contains("127.0.0.2"), "names the record found: {text}");
 
     let foreign_id = RecordId(format!("{}/A", www.hostname));
     let err = dns.delete_record(&www.hostname, &foreign_id).await.unwrap_err();
+    eprintln!("foreign delete: {err}");
     assert!(matches!(err, DnsError::Foreign { .. }), "{err}");
     assert_eq!(knot.dig(&www.hostname, "A"), vec!["127.0.0.2".to_string()]);
 }
@@ -263,6 +266,7 @@ async fn a_wrong_tsig_key_is_refused_with_a_clear_error() {
 
     let err = dns.ensure_record(&dave).await.unwrap_err();
     let text = err.to_string();
+    eprintln!("wrong key: {text}");
     assert!(matches!(err, DnsError::Rfc2136 { .. }), "{text}");
     assert!(text.contains(KEY_NAME), "names the key: {text}");
     assert!(text.contains("TSIG"), "says what failed: {text}");

@@ -273,6 +273,7 @@ impl CloudflareDns {
                     action: "creating CNAME",
                     hostname: spec.hostname.clone(),
                     found: record.describe(),
+                    expected_owner: format!("session {}", spec.session_id),
                 });
             }
             adopted = Some(RecordId(record.id.clone()));
@@ -290,11 +291,18 @@ impl CloudflareDns {
         let Some(record) = self.get_record(id, &action).await? else {
             return Ok(());
         };
-        if record.owner_session().is_none() || !record.name.eq_ignore_ascii_case(hostname) {
+        if !record.name.eq_ignore_ascii_case(hostname) {
+            return Err(DnsError::InvalidInput(format!(
+                "{action}: record {id} is {}, not {hostname}; refusing to delete it",
+                record.name
+            )));
+        }
+        if record.owner_session().is_none() {
             return Err(DnsError::Foreign {
                 action: "deleting record",
                 hostname: hostname.to_string(),
                 found: record.describe(),
+                expected_owner: "terraform-provider-lab".to_string(),
             });
         }
         let path = self.record_path(id)?;

@@ -278,7 +278,8 @@ impl Rfc2136Dns {
                 Err(DnsError::Foreign {
                     action: "creating record",
                     hostname: spec.hostname.clone(),
-                    found: format!("{present}; {marker_text}"),
+                    found: format!("{present} ({marker_text})"),
+                    expected_owner: format!("session {}", spec.session_id),
                 })
             }
         }
@@ -322,7 +323,8 @@ impl Rfc2136Dns {
                 Err(DnsError::Foreign {
                     action: "deleting record",
                     hostname: hostname.to_string(),
-                    found: format!("{}; {marker_text}", describe(&answers)),
+                    found: format!("{} ({marker_text})", describe(&answers)),
+                    expected_owner: "terraform-provider-lab".to_string(),
                 })
             }
         }
@@ -499,16 +501,21 @@ impl Rfc2136Dns {
     }
 
     fn transport_error(&self, action: &str, detail: &str) -> DnsError {
-        let hint = if detail.to_ascii_lowercase().contains("tsig") {
-            format!(
-                " (response failed TSIG verification: the server probably does not know key {:?} \
-                 with this secret and algorithm {})",
-                self.config.key_name, self.config.key_algorithm
-            )
-        } else {
-            String::new()
-        };
-        self.rfc_error(action, format!("{detail}{hint}"))
+        let lower = detail.to_ascii_lowercase();
+        // A server that does not accept our key answers BADKEY/BADSIG with an unsigned or
+        // empty-MAC TSIG; hickory reports that as a verification failure with a confusing text.
+        if lower.contains("tsig") || lower.contains("hmac") {
+            return self.rfc_error(
+                action,
+                format!(
+                    "the server rejected the request's TSIG signature (BADKEY/BADSIG): it does not \
+                     accept key {:?} with this secret and algorithm {}; check key_name, \
+                     key_algorithm and key_secret against the server's key definition",
+                    self.config.key_name, self.config.key_algorithm
+                ),
+            );
+        }
+        self.rfc_error(action, detail.to_string())
     }
 
     fn rfc_error(&self, action: &str, detail: String) -> DnsError {
