@@ -14,6 +14,8 @@ use terraform_provider_lab::backends::dns::{DnsBackend, DnsError, RecordId, Reco
 
 const ZONE: &str = "lab.example.test";
 const KEY_NAME: &str = "lab-update-key";
+/// A second key, hmac-sha512, allowed to update but not to transfer the zone.
+const KEY_512_NAME: &str = "lab-update-only-512";
 const TUNNEL_TARGET: &str = "tunnel.lab.example.test";
 
 /// A knotd child process serving [`ZONE`]; killed when dropped.
@@ -21,6 +23,7 @@ struct Knot {
     _child: tokio::process::Child,
     port: u16,
     secret: String,
+    secret_512: String,
     dir: tempfile::TempDir,
 }
 
@@ -50,6 +53,11 @@ fn random_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+fn random_secret_512() -> String {
+    let bytes: [u8; 64] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 impl Knot {
     async fn start() -> Knot {
         let knotd = find_tool("knotd", "knot");
@@ -57,6 +65,7 @@ impl Knot {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let secret = random_secret();
+        let secret_512 = random_secret_512();
         let d = dir.path().display();
         let config = format!(
             r#"server:
@@ -73,15 +82,21 @@ key:
   - id: {KEY_NAME}
     algorithm: hmac-sha256
     secret: {secret}
+  - id: {KEY_512_NAME}
+    algorithm: hmac-sha512
+    secret: {secret_512}
 acl:
   - id: lab-update
     key: {KEY_NAME}
     action: [update, transfer]
+  - id: lab-update-only
+    key: {KEY_512_NAME}
+    action: update
 zone:
   - domain: {ZONE}
     storage: "{d}"
     file: "{ZONE}.zone"
-    acl: lab-update
+    acl: [lab-update, lab-update-only]
     zonefile-sync: -1
 "#
         );
@@ -103,7 +118,7 @@ zone:
             .kill_on_drop(true)
             .spawn()
             .expect("starting knotd");
-        let knot = Knot { _child: child, port, secret, dir };
+        let knot = Knot { _child: child, port, secret, secret_512, dir };
         knot.wait_ready().await;
         knot
     }
@@ -273,4 +288,28 @@ async fn a_wrong_tsig_key_is_refused_with_a_clear_error() {
     assert!(!text.contains(&wrong_secret), "never shows the secret: {text}");
     assert!(!text.contains(&knot.secret), "never shows the secret: {text}");
     assert!(knot.dig(&dave.hostname, "CNAME").is_empty());
+}
+
+#[tokio::test]
+async fn hmac_sha512_keys_work_and_a_refused_transfer_is_explained() {
+    let knot = Knot::start().await;
+    let mut config = knot.config(SessionRecordType::Cname, TUNNEL_TARGET);
+    config.key_name = KEY_512_NAME.to_string();
+    config.key_algorithm = "hmac-sha512".parse().unwrap();
+    config.key_secret = knot.secret_512.clone();
+    let dns = DnsBackend::Rfc2136(Rfc2136Dns::new(config).unwrap());
+    let erin = spec("lab-erin", "erin");
+
+    let id = dns.ensure_record(&erin).await.unwrap();
+    assert_eq!(knot.dig(&erin.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")]);
+
+    // This key may update but not transfer: listing says what to allow.
+    let err = dns.list_owned().await.unwrap_err();
+    eprintln!("transfer refused: {err}");
+    let text = err.to_string();
+    assert!(text.contains("AXFR") && text.contains(KEY_512_NAME), "{text}");
+    assert!(text.contains("allows this key to transfer the zone"), "{text}");
+
+    dns.delete_record(&erin.hostname, &id).await.unwrap();
+    assert!(knot.dig(&erin.hostname, "CNAME").is_empty());
 }

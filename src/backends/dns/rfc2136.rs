@@ -338,7 +338,7 @@ impl Rfc2136Dns {
         let mut stream = client.zone_transfer(self.zone.clone(), None);
         let mut owned = Vec::new();
         while let Some(response) = stream.next().await {
-            let response = response.map_err(|e| self.transport_error(&action, &e.to_string()))?;
+            let response = response.map_err(|e| self.transport_error(&action, &client_error_text(&e)))?;
             if response.response_code() != ResponseCode::NoError {
                 return Err(self.rfc_error(
                     &action,
@@ -409,7 +409,7 @@ impl Rfc2136Dns {
             .with_signer(Some(Arc::new(self.signer.clone())))
             .build();
         let (client, background) =
-            Client::connect(stream).await.map_err(|e| self.transport_error(action, &e.to_string()))?;
+            Client::connect(stream).await.map_err(|e| self.transport_error(action, &error_chain(&e)))?;
         tokio::spawn(background);
         Ok(client)
     }
@@ -421,7 +421,7 @@ impl Rfc2136Dns {
         let multiplexer =
             DnsMultiplexer::with_timeout(stream, handle, REQUEST_TIMEOUT, Some(Arc::new(self.signer.clone())));
         let (client, background) =
-            Client::connect(multiplexer).await.map_err(|e| self.transport_error(action, &e.to_string()))?;
+            Client::connect(multiplexer).await.map_err(|e| self.transport_error(action, &error_chain(&e)))?;
         tokio::spawn(background);
         Ok(client)
     }
@@ -437,7 +437,7 @@ impl Rfc2136Dns {
         let mut responses = client.send(msg);
         match responses.next().await {
             Some(Ok(response)) => Ok(response.response_code()),
-            Some(Err(e)) => Err(self.transport_error(action, &e.to_string())),
+            Some(Err(e)) => Err(self.transport_error(action, &error_chain(&e))),
             None => Err(self.rfc_error(action, "no response".to_string())),
         }
     }
@@ -453,7 +453,7 @@ impl Rfc2136Dns {
         let response = client
             .query(name.clone(), DNSClass::IN, rr_type)
             .await
-            .map_err(|e| self.transport_error(action, &e.to_string()))?;
+            .map_err(|e| self.transport_error(action, &client_error_text(&e)))?;
         match response.response_code() {
             ResponseCode::NoError | ResponseCode::NXDomain => Ok(response.answers().to_vec()),
             code => Err(self.rfc_error(action, format!("query {name} {rr_type} answered {code}"))),
@@ -502,15 +502,20 @@ impl Rfc2136Dns {
 
     fn transport_error(&self, action: &str, detail: &str) -> DnsError {
         let lower = detail.to_ascii_lowercase();
-        // A server that does not accept our key answers BADKEY/BADSIG with an unsigned or
-        // empty-MAC TSIG; hickory reports that as a verification failure with a confusing text.
+        // A server that refuses our key answers BADKEY/BADSIG with an unsigned or empty-MAC
+        // TSIG; hickory reports that as a verification failure with a confusing text.
         if lower.contains("tsig") || lower.contains("hmac") {
+            let needs = if action.contains("AXFR") {
+                "transfer the zone (AXFR), which listing sessions needs"
+            } else {
+                "update the zone"
+            };
             return self.rfc_error(
                 action,
                 format!(
-                    "the server rejected the request's TSIG signature (BADKEY/BADSIG): it does not \
-                     accept key {:?} with this secret and algorithm {}; check key_name, \
-                     key_algorithm and key_secret against the server's key definition",
+                    "the server refused key {:?} ({}) with a TSIG error (BADKEY/BADSIG): check \
+                     key_name, key_algorithm and key_secret against the server's key, and that \
+                     the server's ACL allows this key to {needs}",
                     self.config.key_name, self.config.key_algorithm
                 ),
             );
@@ -520,6 +525,29 @@ impl Rfc2136Dns {
 
     fn rfc_error(&self, action: &str, detail: String) -> DnsError {
         DnsError::Rfc2136 { server: self.config.server.clone(), action: action.to_string(), detail }
+    }
+}
+
+/// `outer: inner: innermost`: hickory's top-level errors ("proto error") hide the cause.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// hickory-client's errors print "proto error" and keep the cause in their kind.
+fn client_error_text(err: &hickory_client::ClientError) -> String {
+    match err.kind() {
+        hickory_client::ClientErrorKind::Proto(proto) => error_chain(proto),
+        _ => error_chain(err),
     }
 }
 
