@@ -23,3 +23,20 @@ pub fn to_value<T: Serialize>(_state: &T, _ty: &Type) -> Result<Value, BridgeErr
 pub fn from_value<T: DeserializeOwned>(_value: &Value) -> Result<T, BridgeError> {
     Err(BridgeError::FromValue { path: String::new(), reason: "not implemented yet".into() })
 }
+
+// Placeholder serde impls for `Attr<T>` so resource state structs compile; the full bridge
+// (which keeps `Unknown` across the trip) replaces them.
+impl<T: Serialize> Serialize for super::resource::Attr<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            super::resource::Attr::Known(v) => s.serialize_some(v),
+            _ => s.serialize_none(),
+        }
+    }
+}
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for super::resource::Attr<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(d)?.into())
+    }
+}
