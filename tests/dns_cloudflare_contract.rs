@@ -216,12 +216,10 @@ async fn faults_and_log(State(zone): State<Shared>, request: Request, next: Next
     response
 }
 
-fn zone_matches(zone_id: &str) -> Result<(), Response> {
-    if zone_id == ZONE_ID {
-        Ok(())
-    } else {
-        Err(envelope_err(404, 7003, "Could not route to /zones, perhaps your object identifier is invalid?"))
-    }
+/// The error response for a zone id this fake does not serve.
+fn zone_mismatch(zone_id: &str) -> Option<Response> {
+    (zone_id != ZONE_ID)
+        .then(|| envelope_err(404, 7003, "Could not route to /zones, perhaps your object identifier is invalid?"))
 }
 
 async fn list_records(
@@ -229,7 +227,7 @@ async fn list_records(
     Path(zone_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(r) = zone_matches(&zone_id) {
+    if let Some(r) = zone_mismatch(&zone_id) {
         return r;
     }
     let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
@@ -264,7 +262,7 @@ async fn list_records(
 }
 
 async fn create_record(State(zone): State<Shared>, Path(zone_id): Path<String>, Json(body): Json<Value>) -> Response {
-    if let Err(r) = zone_matches(&zone_id) {
+    if let Some(r) = zone_mismatch(&zone_id) {
         return r;
     }
     let field = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
@@ -295,7 +293,7 @@ async fn create_record(State(zone): State<Shared>, Path(zone_id): Path<String>, 
 }
 
 async fn get_record(State(zone): State<Shared>, Path((zone_id, id)): Path<(String, String)>) -> Response {
-    if let Err(r) = zone_matches(&zone_id) {
+    if let Some(r) = zone_mismatch(&zone_id) {
         return r;
     }
     let z = zone.lock().unwrap();
@@ -306,7 +304,7 @@ async fn get_record(State(zone): State<Shared>, Path((zone_id, id)): Path<(Strin
 }
 
 async fn delete_record(State(zone): State<Shared>, Path((zone_id, id)): Path<(String, String)>) -> Response {
-    if let Err(r) = zone_matches(&zone_id) {
+    if let Some(r) = zone_mismatch(&zone_id) {
         return r;
     }
     let mut z = zone.lock().unwrap();

@@ -138,7 +138,7 @@ zone:
     /// Answers from an independent client: `kdig +short`.
     fn dig(&self, name: &str, rr_type: &str) -> Vec<String> {
         let out = std::process::Command::new(find_tool("kdig", "knot-dnsutils"))
-            .arg(format!("@127.0.0.1"))
+            .arg("@127.0.0.1")
             .args(["-p", &self.port.to_string(), "+short", "+timeout=2", "+retry=0"])
             .args([name, rr_type])
             .output()
