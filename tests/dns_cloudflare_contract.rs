@@ -5,8 +5,8 @@
 //! contract (`/client/v4/zones/{zone_id}/dns_records`): Bearer authentication (401 with error
 //! code 10000 otherwise), the `{success, errors, messages, result, result_info}` envelope,
 //! `name`/`type`/`comment.startswith`/`page`/`per_page` list filters with pages forced to 2
-//! records so pagination is exercised, 81053 on a duplicate CNAME host, 81044 for an unknown
-//! record id. Failures (429 with Retry-After, 5xx, a create whose response is lost) are
+//! records so pagination is exercised, create (POST, 81053 on a duplicate CNAME host), read,
+//! update (PATCH) and delete by id (81044 for an unknown record id). Failures (429 with Retry-After, 5xx, a create whose response is lost) are
 //! injected per test. The server's state is the zone; assertions read it directly.
 
 use std::collections::HashMap;
@@ -93,7 +93,10 @@ impl FakeCloudflare {
         let zone: Shared = Arc::default();
         let app = Router::new()
             .route("/client/v4/zones/{zone_id}/dns_records", get(list_records).post(create_record))
-            .route("/client/v4/zones/{zone_id}/dns_records/{id}", get(get_record).delete(delete_record))
+            .route(
+                "/client/v4/zones/{zone_id}/dns_records/{id}",
+                get(get_record).patch(patch_record).delete(delete_record),
+            )
             .layer(middleware::from_fn_with_state(zone.clone(), faults_and_log))
             .layer(middleware::from_fn(require_bearer))
             .with_state(zone.clone());
@@ -303,6 +306,30 @@ async fn get_record(State(zone): State<Shared>, Path((zone_id, id)): Path<(Strin
     }
 }
 
+async fn patch_record(
+    State(zone): State<Shared>,
+    Path((zone_id, id)): Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(r) = zone_mismatch(&zone_id) {
+        return r;
+    }
+    let mut z = zone.lock().unwrap();
+    let Some(record) = z.records.iter_mut().find(|r| r.id == id) else {
+        return envelope_err(404, 81044, "Record does not exist.");
+    };
+    if let Some(content) = body.get("content").and_then(Value::as_str) {
+        record.content = content.to_string();
+    }
+    if let Some(proxied) = body.get("proxied").and_then(Value::as_bool) {
+        record.proxied = proxied;
+    }
+    if let Some(comment) = body.get("comment").and_then(Value::as_str) {
+        record.comment = Some(comment.to_string());
+    }
+    envelope_ok(record.to_json()).into_response()
+}
+
 async fn delete_record(State(zone): State<Shared>, Path((zone_id, id)): Path<(String, String)>) -> Response {
     if let Some(r) = zone_mismatch(&zone_id) {
         return r;
@@ -495,4 +522,24 @@ async fn a_wrong_token_gets_code_10000_and_is_never_shown() {
     assert_eq!(err.cloudflare_codes(), [10000]);
     assert!(!text.contains(wrong) && !text.contains(TOKEN), "{text}");
     assert!(cf.records_named("lab-hal.example.com").is_empty());
+}
+
+#[tokio::test]
+async fn an_adopted_record_follows_a_changed_tunnel() {
+    let cf = FakeCloudflare::start().await;
+    let dns = cf.backend();
+    // Created by an earlier configuration: old tunnel, not proxied.
+    let id = cf.seed("lab-ivy.example.com", "CNAME", "0ld-tunnel.cfargotunnel.com", Some(&marker("ivy")));
+
+    assert_eq!(dns.ensure_record(&spec("lab-ivy", "ivy")).await.unwrap(), RecordId(id));
+    let stored = cf.records_named("lab-ivy.example.com");
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].content, format!("{TUNNEL_ID}.cfargotunnel.com"));
+    assert!(stored[0].proxied);
+    assert_eq!(stored[0].comment.as_deref(), Some(marker("ivy").as_str()));
+
+    // Up to date now: a further retry sends no PATCH.
+    cf.clear_log();
+    dns.ensure_record(&spec("lab-ivy", "ivy")).await.unwrap();
+    assert!(!cf.log().iter().any(|l| l.method == Method::PATCH), "{:?}", cf.log());
 }
