@@ -6,8 +6,9 @@
 //! code 10000 otherwise), the `{success, errors, messages, result, result_info}` envelope,
 //! `name`/`type`/`comment.startswith`/`page`/`per_page` list filters with pages forced to 2
 //! records so pagination is exercised, create (POST, 81053 on a duplicate CNAME host), read,
-//! update (PATCH) and delete by id (81044 for an unknown record id). Failures (429 with Retry-After, 5xx, a create whose response is lost) are
-//! injected per test. The server's state is the zone; assertions read it directly.
+//! update (PATCH) and delete by id (81044 for an unknown record id). Failures (429 with
+//! Retry-After, 5xx, a create whose response is lost) are injected per test. The server's state
+//! is the zone; assertions read it directly.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
