@@ -313,3 +313,26 @@ async fn hmac_sha512_keys_work_and_a_refused_transfer_is_explained() {
     dns.delete_record(&erin.hostname, &id).await.unwrap();
     assert!(knot.dig(&erin.hostname, "CNAME").is_empty());
 }
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_with_its_address() {
+    // Nothing listens on this port; lost datagrams are retried a bounded number of times.
+    let port = free_port();
+    let config = Rfc2136Config {
+        server: format!("127.0.0.1:{port}"),
+        zone: ZONE.to_string(),
+        key_name: KEY_NAME.to_string(),
+        key_algorithm: KeyAlgorithm::HmacSha256,
+        key_secret: random_secret(),
+        record_type: SessionRecordType::Cname,
+        target: TUNNEL_TARGET.to_string(),
+    };
+    let dns = DnsBackend::Rfc2136(Rfc2136Dns::new(config).unwrap());
+    let started = Instant::now();
+    let err = dns.ensure_record(&spec("lab-finn", "finn")).await.unwrap_err();
+    eprintln!("unreachable after {:?}: {err}", started.elapsed());
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")) && text.contains("lab-finn"), "{text}");
+    assert!(text.contains("no response within 5 s, 3 attempts"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+}

@@ -23,6 +23,7 @@ use hickory_proto::runtime::TokioRuntimeProvider;
 use hickory_proto::tcp::TcpClientStream;
 use hickory_proto::udp::UdpClientStream;
 use hickory_proto::xfer::{DnsHandle, DnsMultiplexer};
+use hickory_proto::{ProtoError, ProtoErrorKind};
 
 use super::{DnsError, OwnedRecord, RecordId, RecordSpec, owner_marker, parse_owner_marker};
 
@@ -32,7 +33,9 @@ pub const OWNER_LABEL: &str = "_lab-owner";
 const RECORD_TTL: u32 = 60;
 /// Allowed clock skew between us and the server when signing (RFC 8945 recommends 300 s).
 const TSIG_FUDGE: u16 = 300;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries per UDP exchange (a lost datagram is retried, nothing else).
+const ATTEMPTS: u32 = 3;
 
 /// TSIG HMAC algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -433,12 +436,20 @@ impl Rfc2136Dns {
         addrs.next().ok_or_else(|| self.rfc_error(action, "server name has no address".to_string()))
     }
 
+    /// Sends an update; a timed-out UDP exchange is sent again. That is safe: a repeated
+    /// create meets its own records (YXDOMAIN, then adoption), a repeated delete is a no-op.
     async fn send(&self, client: &Client, msg: Message, action: &str) -> Result<ResponseCode, DnsError> {
-        let mut responses = client.send(msg);
-        match responses.next().await {
-            Some(Ok(response)) => Ok(response.response_code()),
-            Some(Err(e)) => Err(self.transport_error(action, &error_chain(&e))),
-            None => Err(self.rfc_error(action, "no response".to_string())),
+        let mut attempt = 1;
+        loop {
+            let mut responses = client.send(msg.clone());
+            match responses.next().await {
+                Some(Ok(response)) => return Ok(response.response_code()),
+                // The exchange ends without a response when its timeout fires.
+                Some(Err(e)) if is_timeout(&e) && attempt < ATTEMPTS => attempt += 1,
+                None if attempt < ATTEMPTS => attempt += 1,
+                Some(Err(e)) if !is_timeout(&e) => return Err(self.transport_error(action, &error_chain(&e))),
+                Some(Err(_)) | None => return Err(self.no_response(action)),
+            }
         }
     }
 
@@ -450,10 +461,15 @@ impl Rfc2136Dns {
         action: &str,
     ) -> Result<Vec<Record>, DnsError> {
         let mut client = client.clone();
-        let response = client
-            .query(name.clone(), DNSClass::IN, rr_type)
-            .await
-            .map_err(|e| self.transport_error(action, &client_error_text(&e)))?;
+        let mut attempt = 1;
+        let response = loop {
+            match client.query(name.clone(), DNSClass::IN, rr_type).await {
+                Ok(response) => break response,
+                Err(e) if client_error_is_timeout(&e) && attempt < ATTEMPTS => attempt += 1,
+                Err(e) if client_error_is_timeout(&e) => return Err(self.no_response(action)),
+                Err(e) => return Err(self.transport_error(action, &client_error_text(&e))),
+            }
+        };
         match response.response_code() {
             ResponseCode::NoError | ResponseCode::NXDomain => Ok(response.answers().to_vec()),
             code => Err(self.rfc_error(action, format!("query {name} {rr_type} answered {code}"))),
@@ -523,6 +539,17 @@ impl Rfc2136Dns {
         self.rfc_error(action, detail.to_string())
     }
 
+    fn no_response(&self, action: &str) -> DnsError {
+        self.rfc_error(
+            action,
+            format!(
+                "no response within {} s, {ATTEMPTS} attempts: check that the server runs and that \
+                 `server` is its address and port",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
+    }
+
     fn rfc_error(&self, action: &str, detail: String) -> DnsError {
         DnsError::Rfc2136 { server: self.config.server.clone(), action: action.to_string(), detail }
     }
@@ -541,6 +568,18 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+fn is_timeout(err: &ProtoError) -> bool {
+    matches!(err.kind(), ProtoErrorKind::Timeout)
+}
+
+fn client_error_is_timeout(err: &hickory_client::ClientError) -> bool {
+    match err.kind() {
+        hickory_client::ClientErrorKind::Timeout => true,
+        hickory_client::ClientErrorKind::Proto(proto) => is_timeout(proto),
+        _ => false,
+    }
 }
 
 /// hickory-client's errors print "proto error" and keep the cause in their kind.
