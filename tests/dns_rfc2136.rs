@@ -268,6 +268,13 @@ async fn a_record_deleted_out_of_band_is_detected_and_recreated() {
     // The ownership TXT survived, so the session adopts its name again.
     assert_eq!(dns.ensure_record(&carol).await.unwrap(), id);
     assert_eq!(knot.dig(&carol.hostname, "A"), vec!["127.0.0.9".to_string()]);
+
+    // The instructor switches to CNAME records: the session's name follows on the next apply.
+    let cname = DnsBackend::Rfc2136(Rfc2136Dns::new(knot.config(SessionRecordType::Cname, TUNNEL_TARGET)).unwrap());
+    assert_eq!(cname.ensure_record(&carol).await.unwrap(), RecordId(format!("{}/CNAME", carol.hostname)));
+    assert_eq!(knot.dig(&carol.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")]);
+    // An A query now follows the CNAME to the tunnel host (127.0.0.3); the old A is gone.
+    assert_eq!(knot.dig(&carol.hostname, "A"), vec![format!("{TUNNEL_TARGET}."), "127.0.0.3".to_string()]);
 }
 
 #[tokio::test]

@@ -241,7 +241,6 @@ impl Rfc2136Dns {
         let action = format!("creating {} {} -> {}", self.config.record_type, spec.hostname, self.config.target);
         let host = self.host_name(&spec.hostname, &action)?;
         let owner = owner_name(&host, &action, &self.config.server)?;
-        let rr_type = self.config.record_type.rr_type();
         let marker = owner_marker(&spec.session_id);
         let client = self.connect(&action).await?;
 
@@ -262,7 +261,9 @@ impl Rfc2136Dns {
             Ownership::Ours { session_id, txt } if session_id == spec.session_id => {
                 let mut msg = self.update_message();
                 msg.add_pre_requisite(prereq_exact(&txt));
-                msg.add_update(delete_rrset(host.clone(), rr_type));
+                // The name is ours: clear both types we manage, in case `record_type` changed.
+                msg.add_update(delete_rrset(host.clone(), RecordType::CNAME));
+                msg.add_update(delete_rrset(host.clone(), RecordType::A));
                 msg.add_update(Record::from_rdata(host, RECORD_TTL, self.target.clone()));
                 match self.send(&client, msg, &action).await? {
                     ResponseCode::NoError => Ok(self.record_id(&spec.hostname)),
