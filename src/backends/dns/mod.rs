@@ -38,6 +38,7 @@ pub struct OwnedRecord {
 }
 
 /// The configured DNS backend of the provider.
+#[derive(Debug)]
 pub enum DnsBackend {
     Cloudflare(cloudflare::CloudflareDns),
     Rfc2136(rfc2136::Rfc2136Dns),
