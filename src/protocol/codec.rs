@@ -83,6 +83,16 @@ pub fn encode_msgpack(value: &Value, ty: &Type) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
+/// A tfplugin6 `DynamicValue`: msgpack when Terraform filled it, else JSON; both empty is null
+/// (Terraform sends an empty DynamicValue for absent prior state, e.g. on create).
+pub fn decode_dynamic_value(msgpack: &[u8], json: &[u8], ty: &Type) -> Result<Value, CodecError> {
+    match (msgpack.is_empty(), json.is_empty()) {
+        (false, _) => decode_msgpack(msgpack, ty),
+        (true, false) => decode_json(json, ty),
+        (true, true) => Ok(Value::Null),
+    }
+}
+
 struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -825,6 +835,13 @@ mod tests {
             expected.entry(name.clone()).or_insert(Value::Null);
         }
         assert_eq!(decoded, Value::Object(expected));
+    }
+
+    #[test]
+    fn dynamic_value_picks_its_encoding() {
+        assert_eq!(decode_dynamic_value(&[], &[], &Type::String).unwrap(), Value::Null);
+        assert_eq!(decode_dynamic_value(&[0xa1, b'm'], b"\"j\"", &Type::String).unwrap(), Value::string("m"));
+        assert_eq!(decode_dynamic_value(&[], b"\"j\"", &Type::String).unwrap(), Value::string("j"));
     }
 
     #[test]
