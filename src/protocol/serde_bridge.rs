@@ -640,8 +640,11 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de, '_> {
         visitor.visit_newtype_struct(self).map_err(|e: BridgeFailure| e.at(path))
     }
 
+    /// Null reads as an empty sequence: list blocks absent from older state come back as `[]`
+    /// (use `Attr<Vec<..>>` where null and empty must stay distinct).
     fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
         match self.value {
+            Value::Null => visitor.visit_seq(SeqAccess { items: [].iter(), index: 0, path: self.path }),
             Value::List(items) | Value::Set(items) | Value::Tuple(items) => visitor
                 .visit_seq(SeqAccess { items: items.iter(), index: 0, path: self.path })
                 .map_err(|e: BridgeFailure| e.at(self.path)),
@@ -655,9 +658,12 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de, '_> {
         self.deserialize_seq(visitor)
     }
 
+    /// Null reads as an empty map, as for sequences.
     fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
         let path = self.path;
+        static EMPTY: BTreeMap<String, Value> = BTreeMap::new();
         match self.value {
+            Value::Null => visitor.visit_map(MapAccess { entries: EMPTY.iter(), pending: None, path, object: false }),
             Value::Map(entries) => {
                 visitor.visit_map(MapAccess { entries: entries.iter(), pending: None, path, object: false })
             }
@@ -936,6 +942,10 @@ mod tests {
         let back: VmState = from_value(&sparse).unwrap();
         assert_eq!(back.name, Attr::Known("x".into()));
         assert_eq!(back.id, Attr::Null);
+        // A list block missing from older state reads as no blocks.
+        let old_state = Value::Object(BTreeMap::from([("name".to_string(), Value::string("x"))]));
+        let back: VmState = from_value(&old_state).unwrap();
+        assert!(back.timeouts.is_empty());
     }
 
     #[test]
