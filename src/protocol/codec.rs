@@ -306,8 +306,9 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// cty numbers may be infinite (sent as float64 infinities), never NaN.
 fn finite(f: f64) -> Res<Number> {
-    Number::from_f64(f).ok_or_else(|| Failure::new("NaN and infinite numbers are not valid"))
+    if f.is_nan() { Err(Failure::new("NaN is not a valid number")) } else { Ok(Number::Float(f)) }
 }
 
 /// Null and unknown carry no concrete type; everything else remembers it.
@@ -755,6 +756,10 @@ mod tests {
             (&[0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0], Value::int(i64::MIN)),
             (&[0xca, 0x3f, 0xc0, 0, 0], num("1.5")),
         ];
+        let inf = [0xcb, 0x7f, 0xf0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(decode_msgpack(&inf, &Type::Number).unwrap(), Value::Number(Number::Float(f64::INFINITY)));
+        assert_eq!(encode_msgpack(&Value::Number(Number::Float(f64::INFINITY)), &Type::Number).unwrap(), inf);
+        assert!(decode_msgpack(&[0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0], &Type::Number).is_err());
         for (bytes, expected) in cases {
             assert_eq!(decode_msgpack(bytes, &Type::Number).unwrap(), expected, "{bytes:02x?}");
         }
