@@ -781,6 +781,60 @@ mod tests {
         assert_eq!(encode_msgpack(&Value::Unknown, &Type::Bool).unwrap(), [0xd4, 0, 0]);
     }
 
+    /// Bytes Terraform 1.11.4 itself wrote: the planned `terraform_data` object of
+    /// `testdata/terraform_data_plan.tf`, cut from the plan file (`terraform plan -out`).
+    #[test]
+    fn decodes_msgpack_written_by_terraform() {
+        let bytes = include_bytes!("testdata/terraform_data_plan.msgpack");
+        let ty = obj_type(&[
+            ("id", Type::String),
+            ("input", Type::Dynamic),
+            ("output", Type::Dynamic),
+            ("triggers_replace", Type::Dynamic),
+        ]);
+        let v = decode_msgpack(bytes, &ty).unwrap();
+        // id: a refined unknown (extension 12); output: [type, unknown]; triggers_replace: null.
+        assert_eq!(v.get_attr("id"), Some(&Value::Unknown));
+        assert_eq!(v.get_attr("output"), Some(&Value::Unknown));
+        assert_eq!(v.get_attr("triggers_replace"), Some(&Value::Null));
+        let Some(Value::Dynamic(input_ty, input)) = v.get_attr("input") else { panic!("input: {v:?}") };
+        assert!(
+            matches!(input_ty, Type::Object(attrs) if attrs["list"] == Type::Tuple(vec![Type::String, Type::String]))
+        );
+        let get = |name: &str| input.get_attr(name).unwrap().clone();
+        assert_eq!(get("half"), num("1.5"));
+        assert_eq!(get("big"), Value::Number(Number::Float(1e20)));
+        assert_eq!(get("huge"), num("123456789012345678901234567890"));
+        assert_eq!(get("neg"), Value::int(-7));
+        // 0.1 has no exact float64: Terraform sends its decimal text.
+        assert!(matches!(get("tenth"), Value::Number(Number::Big(ref s)) if s == "0.1"));
+        assert_eq!(get("flag"), Value::Bool(true));
+        // And back: what we write decodes to the same value.
+        let again = encode_msgpack(&v, &ty).unwrap();
+        assert_eq!(decode_msgpack(&again, &ty).unwrap(), v);
+    }
+
+    /// The same resource's attributes from the state file after `terraform apply`.
+    #[test]
+    fn decodes_json_state_written_by_terraform() {
+        let json = br#"{"id": "d74173f4-9ef9-21d5-831f-ddcbe41e93f9", "input": {"value": {"big": 100000000000000000000, "flag": true, "half": 1.5, "huge": 123456789012345678901234567890, "list": ["a", "b"], "neg": -7, "tenth": 0.1}, "type": ["object", {"big": "number", "flag": "bool", "half": "number", "huge": "number", "list": ["tuple", ["string", "string"]], "neg": "number", "tenth": "number"}]}, "triggers_replace": null}"#;
+        let ty = obj_type(&[
+            ("id", Type::String),
+            ("input", Type::Dynamic),
+            ("output", Type::Dynamic),
+            ("triggers_replace", Type::Dynamic),
+        ]);
+        let v = decode_json(json, &ty).unwrap();
+        let msgpack = decode_msgpack(include_bytes!("testdata/terraform_data_plan.msgpack"), &ty).unwrap();
+        // Same input as planned, by value (1e20 arrives as a float in msgpack, as text here).
+        assert_eq!(v.get_attr("input"), msgpack.get_attr("input"));
+        assert_eq!(v.get_attr("output"), Some(&Value::Null));
+        let again = encode_json(&v, &ty).unwrap();
+        assert_eq!(decode_json(&again, &ty).unwrap(), v);
+        let text = String::from_utf8(again).unwrap();
+        assert!(text.contains(r#""huge":123456789012345678901234567890"#), "{text}");
+    }
+
     #[test]
     fn msgpack_dynamic_is_type_value_pair() {
         let bytes = [&[0x92, 0xa8][..], b"\"string\"", &[0xa2, b'h', b'i']].concat();
