@@ -226,10 +226,10 @@ impl Serializer for RawSerializer {
         Ok(Value::Number(i64::try_from(v).map_or_else(|_| Number::Big(v.to_string()), Number::Int)))
     }
     fn serialize_f32(self, v: f32) -> Res<Value> {
-        self.serialize_f64(v.into())
+        float_value(v.into(), v.is_finite().then(|| v.to_string()))
     }
     fn serialize_f64(self, v: f64) -> Res<Value> {
-        Number::from_f64(v).map(Value::Number).ok_or_else(|| BridgeFailure::new(format!("{v} is not a valid number")))
+        float_value(v, v.is_finite().then(|| Number::Float(v).to_string()))
     }
     fn serialize_char(self, v: char) -> Res<Value> {
         Ok(Value::String(v.to_string()))
@@ -301,6 +301,21 @@ impl Serializer for RawSerializer {
         _len: usize,
     ) -> Res<Self::SerializeStructVariant> {
         Err(BridgeFailure::new(format!("enum {name}::{variant}: struct variants have no Terraform form")))
+    }
+}
+
+/// A float as the decimal a user would write. Terraform reads `0.1` in configuration as the
+/// exact decimal, but an f64 0.1 as 0.1000000000000000055...: sending the float would make
+/// the planned value differ from the configuration. So a float whose shortest text is not
+/// its exact value travels as that text.
+fn float_value(exact: f64, shortest: Option<String>) -> Res<Value> {
+    let Some(text) = shortest else {
+        return Err(BridgeFailure::new(format!("{exact} is not a valid number")));
+    };
+    let float = Number::Float(exact);
+    match Number::parse(&text) {
+        Some(decimal) if decimal != float => Ok(Value::Number(decimal)),
+        _ => Ok(Value::Number(float)),
     }
 }
 
@@ -965,6 +980,17 @@ mod tests {
         assert_eq!(v.get_attr("n"), Some(&Value::int(3)));
         assert_eq!(v.get_attr("text"), Some(&Value::string("22")));
         assert_eq!(v.get_attr("s"), Some(&Value::Number(Number::Big("1e400".into()))));
+    }
+
+    #[test]
+    fn floats_travel_as_the_decimal_users_write() {
+        let config = Value::Number(Number::Big("0.1".into()));
+        let f: f64 = from_value(&config).unwrap();
+        assert_eq!(to_value(&f, &Type::Number).unwrap(), config);
+        let f: f32 = from_value(&config).unwrap();
+        assert_eq!(to_value(&f, &Type::Number).unwrap(), config);
+        assert!(matches!(to_value(&1.5f64, &Type::Number).unwrap(), Value::Number(Number::Float(_))));
+        assert!(to_value(&f64::NAN, &Type::Number).is_err());
     }
 
     #[test]
