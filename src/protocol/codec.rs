@@ -30,7 +30,7 @@ const FLATMAP_UNKNOWN: &str = "74D93920-ED26-11E3-AC10-0800200C9A66";
 /// A failure somewhere inside a value, with the path to it (collected while unwinding).
 #[derive(Debug)]
 struct Failure {
-    /// Innermost step last after `reversed`; pushed outermost-last while unwinding.
+    /// Path steps, innermost first: each level pushes its own step as the error unwinds.
     steps: Vec<String>,
     reason: String,
 }

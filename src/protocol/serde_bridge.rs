@@ -5,6 +5,18 @@
 //! tuples, structs and maps as objects), then `conform` shapes it to the schema type (list, set
 //! or map; numbers parsed; absent attributes null; dynamic values wrapped). Deserialising reads
 //! the `Value` directly; every error names the attribute path (`timeouts.create`, `ports[2]`).
+//!
+//! Field types for state structs:
+//! - `Attr<T>`: null, unknown or known; the right choice for almost every attribute.
+//! - `Option<T>`: null or known; an unknown value is an error (fine for blocks and for
+//!   attributes that are never computed nor set from other resources).
+//! - `Vec<T>` / `BTreeMap<String, T>` / `HashMap<String, T>`: list, set or tuple / map or
+//!   object, as the schema type says; null reads as empty (list blocks), unknown is an error.
+//! - integers and floats: a Terraform number; a fraction or an out-of-range number read into
+//!   an integer field is an error. Unit-variant enums: strings.
+//! - `serde_json::Value`: a dynamic attribute (the concrete type is inferred on the way out:
+//!   arrays become tuples, objects objects).
+//! - `#[serde(flatten)]` and untagged enums buffer values and cannot carry unknowns.
 
 use std::collections::BTreeMap;
 use std::fmt::{self, Display};
