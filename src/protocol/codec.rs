@@ -612,43 +612,46 @@ fn flat_value(flat: &HashMap<String, String>, prefix: &str, ty: &Type) -> Res<Va
             });
             Ok(Value::Object(attrs.collect::<Res<_>>()?))
         }
-        Type::List(_) | Type::Set(_) | Type::Tuple(_) => {
-            let Some(count) = flat.get(&format!("{prefix}.#")) else { return Ok(Value::Null) };
-            if count == FLATMAP_UNKNOWN {
-                return Ok(Value::Unknown);
+        Type::List(elem) => {
+            let count = match flat_count(flat, prefix, "#")? {
+                Count::Known(n) => n,
+                Count::Null => return Ok(Value::Null),
+                Count::Unknown => return Ok(Value::Unknown),
+            };
+            let items = (0..count).map(|i| flat_value(flat, &format!("{prefix}.{i}"), elem).map_err(|f| f.index(i)));
+            Ok(Value::List(items.collect::<Res<_>>()?))
+        }
+        Type::Tuple(elems) => {
+            let count = match flat_count(flat, prefix, "#")? {
+                Count::Known(n) => n,
+                Count::Null => return Ok(Value::Null),
+                Count::Unknown => return Ok(Value::Unknown),
+            };
+            if count != elems.len() {
+                return Err(Failure::new(format!("tuple of {} elements has {count}", elems.len())));
             }
-            let count: usize =
-                count.parse().map_err(|_| Failure::new(format!("element count {count:?} is not a number")))?;
-            match ty {
-                Type::List(elem) => {
-                    let items =
-                        (0..count).map(|i| flat_value(flat, &format!("{prefix}.{i}"), elem).map_err(|f| f.index(i)));
-                    Ok(Value::List(items.collect::<Res<_>>()?))
-                }
-                Type::Tuple(elems) => {
-                    if count != elems.len() {
-                        return Err(Failure::new(format!("tuple of {} elements has {count}", elems.len())));
-                    }
-                    let items = elems.iter().enumerate();
-                    let items =
-                        items.map(|(i, t)| flat_value(flat, &format!("{prefix}.{i}"), t).map_err(|f| f.index(i)));
-                    Ok(Value::Tuple(items.collect::<Res<_>>()?))
-                }
-                Type::Set(elem) => {
-                    // Set elements are keyed by hash codes, not indices.
-                    let items = child_keys(flat, prefix, "#", false).into_iter().map(|k| {
-                        let v = flat_value(flat, &format!("{prefix}.{k}"), elem).map_err(|f| f.key(&k))?;
-                        Ok(v)
-                    });
-                    Ok(Value::Set(items.collect::<Res<_>>()?))
-                }
-                _ => unreachable!("matched above"),
+            let items = elems.iter().enumerate();
+            let items = items.map(|(i, t)| flat_value(flat, &format!("{prefix}.{i}"), t).map_err(|f| f.index(i)));
+            Ok(Value::Tuple(items.collect::<Res<_>>()?))
+        }
+        Type::Set(elem) => {
+            match flat_count(flat, prefix, "#")? {
+                Count::Known(_) => {}
+                Count::Null => return Ok(Value::Null),
+                Count::Unknown => return Ok(Value::Unknown),
             }
+            // Set elements are keyed by hash codes, not indices.
+            let items = child_keys(flat, prefix, "#", false).into_iter().map(|k| {
+                let v = flat_value(flat, &format!("{prefix}.{k}"), elem).map_err(|f| f.key(&k))?;
+                Ok(v)
+            });
+            Ok(Value::Set(items.collect::<Res<_>>()?))
         }
         Type::Map(elem) => {
-            let Some(count) = flat.get(&format!("{prefix}.%")) else { return Ok(Value::Null) };
-            if count == FLATMAP_UNKNOWN {
-                return Ok(Value::Unknown);
+            match flat_count(flat, prefix, "%")? {
+                Count::Known(_) => {}
+                Count::Null => return Ok(Value::Null),
+                Count::Unknown => return Ok(Value::Unknown),
             }
             // Keys of maps of primitives may contain dots; keys of maps of collections cannot.
             let whole_keys = matches!(**elem, Type::Bool | Type::Number | Type::String | Type::Dynamic);
@@ -657,6 +660,23 @@ fn flat_value(flat: &HashMap<String, String>, prefix: &str, ty: &Type) -> Res<Va
                 Ok((k, v))
             });
             Ok(Value::Map(entries.collect::<Res<_>>()?))
+        }
+    }
+}
+
+enum Count {
+    Null,
+    Unknown,
+    Known(usize),
+}
+
+/// The element count at `prefix.#` (lists, sets) or `prefix.%` (maps).
+fn flat_count(flat: &HashMap<String, String>, prefix: &str, marker: &str) -> Res<Count> {
+    match flat.get(&format!("{prefix}.{marker}")) {
+        None => Ok(Count::Null),
+        Some(text) if text == FLATMAP_UNKNOWN => Ok(Count::Unknown),
+        Some(text) => {
+            text.parse().map(Count::Known).map_err(|_| Failure::new(format!("element count {text:?} is not a number")))
         }
     }
 }
@@ -934,6 +954,7 @@ mod tests {
             ("later", Type::String),
             ("none", list(Type::String)),
             ("empty", list(Type::String)),
+            ("pending", Type::Map(Box::new(Type::String))),
         ]);
         let flat: HashMap<String, String> = [
             ("id", "vm-1"),
@@ -954,6 +975,7 @@ mod tests {
             ("rules.999.port", "443"),
             ("later", FLATMAP_UNKNOWN),
             ("empty.#", "0"),
+            ("pending.%", FLATMAP_UNKNOWN),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -977,6 +999,7 @@ mod tests {
             ("later", Value::Unknown),
             ("none", Value::Null),
             ("empty", Value::List(vec![])),
+            ("pending", Value::Unknown),
         ]);
         assert_eq!(v, expected);
         let bad: HashMap<String, String> = [("size".to_string(), "big".to_string())].into();
