@@ -50,11 +50,13 @@ where
     }
 }
 
+type UndoStep = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
 /// Undo steps recorded during a create; run in reverse order unless the create succeeded.
 /// Each step is a boxed future so resources can mix backends.
 #[derive(Default)]
 pub struct Rollback {
-    steps: Vec<(String, std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>)>,
+    steps: Vec<(String, UndoStep)>,
 }
 
 impl Rollback {

@@ -1,1 +1,464 @@
-//! `lab_session` resource.
+//! `lab_session`: a student's access point. A random id (CSPRNG), the hostname and URL built
+//! from it, an optional expiry, and (with a provider `dns` block) the tunnel DNS record.
+//! Also the `lab_sessions` data source, which lists the sessions the DNS backend knows.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::backends::dns::{DnsError, RecordId, RecordSpec};
+use crate::protocol::{
+    Attr, AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
+    Resource, Schema, Type, Value,
+};
+use crate::provider::{ProviderHandle, Settings};
+
+const TYPE_NAME: &str = "lab_session";
+const ID_LEN: usize = 8;
+const ID_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const DEFAULT_PREFIX: &str = "lab-";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SessionState {
+    pub id: Attr<String>,
+    pub student: Attr<String>,
+    pub ttl: Attr<String>,
+    pub hostname_prefix: Attr<String>,
+    pub labels: Attr<BTreeMap<String, String>>,
+    pub hostname: Attr<String>,
+    pub url: Attr<String>,
+    pub created_at: Attr<String>,
+    pub expires_at: Attr<String>,
+    pub expired: Attr<bool>,
+    pub dns_record_id: Attr<String>,
+}
+
+pub struct SessionResource {
+    provider: ProviderHandle,
+}
+
+impl SessionResource {
+    pub fn new(provider: ProviderHandle) -> Self {
+        SessionResource { provider }
+    }
+}
+
+#[async_trait]
+impl Resource for SessionResource {
+    type State = SessionState;
+
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        let computed = |name: &str, ty: Type, text: &str| Attribute::of_type(name, ty).computed().description(text);
+        Schema {
+            version: 0,
+            block: Block {
+                description: "A student's access point: a random session id, the hostname and URL \
+                              `https://<hostname_prefix><id>.<domain>`, an optional expiry and, when the provider \
+                              has a `dns` block, the session's DNS record."
+                    .into(),
+                attributes: vec![
+                    computed(
+                        "id",
+                        Type::String,
+                        "Session id: 8 characters `[a-z0-9]` from a CSPRNG, stable for the session's life.",
+                    )
+                    .keep_prior(),
+                    Attribute::string("student")
+                        .required()
+                        .requires_replace()
+                        .description("Who the session is for: free text, e.g. an email or a name."),
+                    Attribute::string("ttl").optional().description(
+                        "How long the session lasts from its creation, e.g. `\"4h\"`, `\"90m\"`, `\"1h30m\"`. \
+                         Unset: no expiry. Changing it moves `expires_at` in place.",
+                    ),
+                    Attribute::string("hostname_prefix")
+                        .default(Value::String(DEFAULT_PREFIX.into()))
+                        .requires_replace()
+                        .description("Prefix of the hostname's first label: lowercase letters, digits and `-`."),
+                    Attribute::of_type("labels", Type::Map(Box::new(Type::String)))
+                        .optional()
+                        .description("Free-form labels, e.g. course or group. Updated in place."),
+                    computed("hostname", Type::String, "`<hostname_prefix><id>.<domain>`.").keep_prior(),
+                    computed("url", Type::String, "`https://<hostname>`: the link to give the student.").keep_prior(),
+                    computed("created_at", Type::String, "Creation time, RFC 3339 (UTC).").keep_prior(),
+                    computed("expires_at", Type::String, "`created_at + ttl`, RFC 3339 (UTC); null without `ttl`."),
+                    computed("expired", Type::Bool, "Whether `expires_at` has passed; recomputed on every refresh."),
+                    computed(
+                        "dns_record_id",
+                        Type::String,
+                        "Id of the session's DNS record; null without a provider `dns` block.",
+                    )
+                    .keep_prior(),
+                ],
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn validate(&self, config: &SessionState) -> Diagnostics {
+        let mut diags = Diagnostics::new();
+        if let Some(student) = config.student.known()
+            && student.trim().is_empty()
+        {
+            diags.push(Diagnostic::attr_error(
+                AttrPath::root("student"),
+                "Empty student",
+                "`student` must name the student, e.g. an email address or a name.",
+            ));
+        }
+        if let Some(ttl) = config.ttl.known()
+            && let Err(why) = parse_ttl(ttl)
+        {
+            diags.push(Diagnostic::attr_error(AttrPath::root("ttl"), "Invalid ttl", why));
+        }
+        if let Some(prefix) = config.hostname_prefix.known()
+            && let Err(why) = validate_prefix(prefix)
+        {
+            diags.push(Diagnostic::attr_error(AttrPath::root("hostname_prefix"), "Invalid hostname_prefix", why));
+        }
+        diags
+    }
+
+    async fn plan(&self, req: PlanRequest<SessionState>) -> Result<Planned<SessionState>, Diagnostics> {
+        let settings = self.provider.settings()?;
+        settings.require_domain(TYPE_NAME)?;
+        let mut planned = req.planned;
+        let ttl = match planned.ttl.known() {
+            Some(ttl) => {
+                Some(parse_ttl(ttl).map_err(|why| Diagnostic::attr_error(AttrPath::root("ttl"), "Invalid ttl", why))?)
+            }
+            None => None,
+        };
+        let prior_ttl = req.prior.as_ref().map(|p| p.ttl.clone());
+        // `expires_at` follows `ttl`: derived now when `created_at` is known, at apply otherwise.
+        if planned.ttl.is_unknown() {
+            planned.expires_at = Attr::Unknown;
+            planned.expired = Attr::Unknown;
+        } else if prior_ttl.as_ref() != Some(&planned.ttl) {
+            planned.expires_at = match (ttl, planned.created_at.known()) {
+                (None, _) => Attr::Null,
+                (Some(ttl), Some(created)) => Attr::Known(format_time(parse_time(created)? + ttl)),
+                (Some(_), None) => Attr::Unknown,
+            };
+            planned.expired = Attr::Unknown;
+        } else if let Some(prior) = &req.prior {
+            planned.expires_at = prior.expires_at.clone();
+            planned.expired = prior.expired.clone();
+        }
+        // A DNS record deleted out of band (read cleared the id) is re-created by an update.
+        if req.prior.is_some() && settings.dns.is_some() && planned.dns_record_id.is_null() {
+            planned.dns_record_id = Attr::Unknown;
+        }
+        Ok(Planned::new(planned))
+    }
+
+    async fn create(&self, planned: SessionState, _ctx: &OpContext) -> Result<SessionState, Diagnostics> {
+        let settings = self.provider.settings()?;
+        let domain = settings.require_domain(TYPE_NAME)?;
+        let prefix = planned.hostname_prefix.known().map_or(DEFAULT_PREFIX, String::as_str);
+        let id = new_session_id();
+        let hostname = format!("{prefix}{id}.{domain}");
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc());
+        let mut state = SessionState {
+            id: Attr::Known(id),
+            url: Attr::Known(format!("https://{hostname}")),
+            hostname: Attr::Known(hostname),
+            created_at: Attr::Known(format_time(now)),
+            dns_record_id: Attr::Null,
+            ..planned
+        };
+        state.expires_at = expires_at(&state)?;
+        state.expired = Attr::Known(is_expired(&state.expires_at, OffsetDateTime::now_utc())?);
+        state.dns_record_id = ensure_dns_record(settings, &state).await?;
+        Ok(state)
+    }
+
+    async fn read(&self, mut current: SessionState, _ctx: &OpContext) -> Result<Option<SessionState>, Diagnostics> {
+        let settings = self.provider.settings()?;
+        current.expired = Attr::Known(is_expired(&current.expires_at, OffsetDateTime::now_utc())?);
+        if !dns_record_exists(settings, &current).await? {
+            current.dns_record_id = Attr::Null;
+        }
+        Ok(Some(current))
+    }
+
+    async fn update(
+        &self,
+        prior: SessionState,
+        planned: SessionState,
+        _ctx: &OpContext,
+    ) -> Result<SessionState, Diagnostics> {
+        let settings = self.provider.settings()?;
+        let mut state = SessionState { created_at: prior.created_at.clone(), ..planned };
+        state.expires_at = expires_at(&state)?;
+        state.expired = Attr::Known(is_expired(&state.expires_at, OffsetDateTime::now_utc())?);
+        if state.dns_record_id.is_unknown() {
+            state.dns_record_id = ensure_dns_record(settings, &state).await?;
+        }
+        Ok(state)
+    }
+
+    async fn delete(&self, current: SessionState, _ctx: &OpContext) -> Result<(), Diagnostics> {
+        let settings = self.provider.settings()?;
+        delete_dns_record(settings, &current).await
+    }
+
+    async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<SessionState>, Diagnostics> {
+        validate_session_id(id).map_err(|why| Diagnostic::error("Invalid session id to import", why))?;
+        let settings = self.provider.settings()?;
+        let domain = settings.require_domain(TYPE_NAME)?;
+        // A session lives in its id (and DNS record); the rest comes from the configuration on the next apply.
+        let hostname = format!("{DEFAULT_PREFIX}{id}.{domain}");
+        Ok(Some(SessionState {
+            id: Attr::Known(id.to_string()),
+            hostname_prefix: Attr::Known(DEFAULT_PREFIX.into()),
+            url: Attr::Known(format!("https://{hostname}")),
+            hostname: Attr::Known(hostname),
+            expired: Attr::Known(false),
+            ..Default::default()
+        }))
+    }
+}
+
+// --- DNS record lifecycle (no-ops without a provider `dns` block) ---
+
+fn dns_failed(what: String, err: DnsError) -> Diagnostics {
+    Diagnostic::from_error(what, &err).into()
+}
+
+async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<Attr<String>, Diagnostics> {
+    let Some(dns) = &settings.dns else { return Ok(Attr::Null) };
+    let (Some(hostname), Some(id)) = (state.hostname.known(), state.id.known()) else {
+        return Err(Diagnostic::error("Corrupt session state", "hostname or id is missing").into());
+    };
+    let spec = RecordSpec { hostname: hostname.clone(), session_id: id.clone() };
+    let record =
+        dns.ensure_record(&spec).await.map_err(|e| dns_failed(format!("Creating DNS record {hostname}"), e))?;
+    Ok(Attr::Known(record.0))
+}
+
+async fn dns_record_exists(settings: &Settings, state: &SessionState) -> Result<bool, Diagnostics> {
+    let (Some(dns), Some(hostname), Some(record)) =
+        (&settings.dns, state.hostname.known(), state.dns_record_id.known())
+    else {
+        return Ok(true);
+    };
+    dns.record_exists(hostname, &RecordId(record.clone()))
+        .await
+        .map_err(|e| dns_failed(format!("Checking DNS record {hostname}"), e))
+}
+
+async fn delete_dns_record(settings: &Settings, state: &SessionState) -> Result<(), Diagnostics> {
+    let (Some(dns), Some(hostname), Some(record)) =
+        (&settings.dns, state.hostname.known(), state.dns_record_id.known())
+    else {
+        return Ok(());
+    };
+    dns.delete_record(hostname, &RecordId(record.clone()))
+        .await
+        .map_err(|e| dns_failed(format!("Deleting DNS record {hostname}"), e))
+}
+
+// --- ids, durations, times ---
+
+/// 8 characters of `[a-z0-9]` (41 bits) from the thread-local CSPRNG (ChaCha, seeded by the OS).
+pub fn new_session_id() -> String {
+    let mut rng = rand::rng();
+    (0..ID_LEN).map(|_| ID_ALPHABET[rng.random_range(0..ID_ALPHABET.len())] as char).collect()
+}
+
+fn validate_session_id(id: &str) -> Result<(), String> {
+    if id.len() == ID_LEN && id.bytes().all(|b| ID_ALPHABET.contains(&b)) {
+        Ok(())
+    } else {
+        Err(format!("`{id}` is not a session id: expected {ID_LEN} characters of [a-z0-9]"))
+    }
+}
+
+/// `"4h"`, `"90m"`, `"1h30m"`, `"2days"`: humantime's syntax, strictly positive.
+pub fn parse_ttl(ttl: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(ttl) {
+        Ok(d) if d.is_zero() => Err(format!("`{ttl}` is zero; leave `ttl` unset for a session that never expires")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("`{ttl}` is not a duration ({e}); use e.g. \"4h\", \"90m\" or \"1h30m\"")),
+    }
+}
+
+fn validate_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
+        return Err(format!("`{prefix}` may only contain lowercase letters, digits and '-'"));
+    }
+    if prefix.starts_with('-') {
+        return Err(format!("`{prefix}` cannot start with '-' (it begins a DNS label)"));
+    }
+    if prefix.len() + ID_LEN > 63 {
+        return Err(format!("`{prefix}` is too long: with the {ID_LEN}-character id a DNS label holds 63 characters"));
+    }
+    Ok(())
+}
+
+fn expires_at(state: &SessionState) -> Result<Attr<String>, Diagnostics> {
+    let (Some(ttl), Some(created)) = (state.ttl.known(), state.created_at.known()) else {
+        return Ok(Attr::Null);
+    };
+    let ttl = parse_ttl(ttl).map_err(|why| Diagnostic::attr_error(AttrPath::root("ttl"), "Invalid ttl", why))?;
+    Ok(Attr::Known(format_time(parse_time(created)? + ttl)))
+}
+
+fn is_expired(expires_at: &Attr<String>, now: OffsetDateTime) -> Result<bool, Diagnostics> {
+    match expires_at.known() {
+        Some(t) => Ok(now >= parse_time(t)?),
+        None => Ok(false),
+    }
+}
+
+fn format_time(t: OffsetDateTime) -> String {
+    // Rfc3339 formatting only fails for years outside 0..=9999.
+    t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+fn parse_time(text: &str) -> Result<OffsetDateTime, Diagnostics> {
+    OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
+        Diagnostic::error("Corrupt session state", format!("`{text}` is not an RFC 3339 time: {e}")).into()
+    })
+}
+
+// --- lab_sessions data source ---
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SessionsState {
+    pub sessions: Attr<Vec<ListedSession>>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListedSession {
+    pub id: Attr<String>,
+    pub hostname: Attr<String>,
+    pub dns_record_id: Attr<String>,
+}
+
+pub struct SessionsDataSource {
+    provider: ProviderHandle,
+}
+
+impl SessionsDataSource {
+    pub fn new(provider: ProviderHandle) -> Self {
+        SessionsDataSource { provider }
+    }
+}
+
+#[async_trait]
+impl DataSource for SessionsDataSource {
+    type State = SessionsState;
+
+    fn type_name(&self) -> &'static str {
+        "lab_sessions"
+    }
+
+    fn schema(&self) -> Schema {
+        Schema {
+            version: 0,
+            block: Block {
+                description: "Live sessions found through their ownership-marked DNS records.".into(),
+                attributes: vec![
+                    Attribute::nested(
+                        "sessions",
+                        Nesting::List,
+                        vec![
+                            Attribute::string("id").computed().description("Session id."),
+                            Attribute::string("hostname").computed().description("Session hostname."),
+                            Attribute::string("dns_record_id").computed().description("DNS record id."),
+                        ],
+                    )
+                    .computed()
+                    .description("One entry per live session."),
+                ],
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn read(&self, _config: SessionsState, _ctx: &OpContext) -> Result<SessionsState, Diagnostics> {
+        let settings = self.provider.settings()?;
+        let Some(dns) = &settings.dns else {
+            return Err(Diagnostic::error(
+                "lab_sessions needs a provider `dns` block",
+                "Sessions are found through their ownership-marked DNS records.",
+            )
+            .into());
+        };
+        let records = dns.list_owned().await.map_err(|e| dns_failed("Listing session DNS records".into(), e))?;
+        let sessions = records
+            .into_iter()
+            .map(|r| ListedSession {
+                id: Attr::Known(r.session_id),
+                hostname: Attr::Known(r.hostname),
+                dns_record_id: Attr::Known(r.id.0),
+            })
+            .collect();
+        Ok(SessionsState { sessions: Attr::Known(sessions) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_random_and_well_formed() {
+        let ids: std::collections::HashSet<String> = (0..1000).map(|_| new_session_id()).collect();
+        assert_eq!(ids.len(), 1000, "collision in 1000 ids of 41 bits");
+        assert!(ids.iter().all(|id| validate_session_id(id).is_ok()));
+    }
+
+    #[test]
+    fn ttl_parsing() {
+        assert_eq!(parse_ttl("4h").unwrap(), Duration::from_secs(4 * 3600));
+        assert_eq!(parse_ttl("90m").unwrap(), Duration::from_secs(90 * 60));
+        assert_eq!(parse_ttl("1h30m").unwrap(), Duration::from_secs(90 * 60));
+        let err = parse_ttl("4 parsecs").unwrap_err();
+        assert!(err.contains("`4 parsecs` is not a duration"), "{err}");
+        assert!(parse_ttl("0s").is_err());
+    }
+
+    #[test]
+    fn expiry_follows_ttl() {
+        let state = SessionState {
+            ttl: Attr::Known("90m".into()),
+            created_at: Attr::Known("2026-11-22T10:00:00Z".into()),
+            ..Default::default()
+        };
+        let exp = expires_at(&state).unwrap();
+        assert_eq!(exp, Attr::Known("2026-11-22T11:30:00Z".into()));
+        let before = parse_time("2026-11-22T11:29:59Z").unwrap();
+        let after = parse_time("2026-11-22T11:30:00Z").unwrap();
+        assert!(!is_expired(&exp, before).unwrap());
+        assert!(is_expired(&exp, after).unwrap());
+        assert!(!is_expired(&Attr::Null, after).unwrap());
+    }
+
+    #[tokio::test]
+    async fn validation_names_the_attribute() {
+        let r = SessionResource::new(ProviderHandle::default());
+        let config = SessionState {
+            student: Attr::Known("  ".into()),
+            ttl: Attr::Known("4 parsecs".into()),
+            hostname_prefix: Attr::Known("Lab_".into()),
+            ..Default::default()
+        };
+        let diags = r.validate(&config).await;
+        let paths: Vec<String> = diags.0.iter().map(|d| d.attribute.as_ref().unwrap().to_string()).collect();
+        assert_eq!(paths, ["student", "ttl", "hostname_prefix"]);
+        assert!(validate_prefix(&"a".repeat(56)).is_err());
+        assert!(validate_prefix("lab-").is_ok());
+    }
+}

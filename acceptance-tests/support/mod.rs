@@ -1,0 +1,183 @@
+//! Runs the real `terraform` on HCL cases against the provider binary built by cargo
+//! (dev_overrides, no `terraform init`). Cases that need VMs or containers run inside the
+//! acceptance rig's network namespace through `acceptance-tests/rig.sh exec`.
+#![allow(dead_code)] // each acceptance test binary uses a different part of this module
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const PROVIDER: &str = "registry.terraform.io/classroom/lab";
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `rig.env` written by `acceptance-tests/rig.sh up`; the test fails with the reason when the
+/// rig is not up (no silent skip).
+pub fn rig_env() -> PathBuf {
+    let cache = std::env::var("LAB_CACHE").unwrap_or_else(|_| "/var/tmp/lab-cache".into());
+    let env = PathBuf::from(cache).join("rig.env");
+    assert!(
+        env.exists(),
+        "acceptance rig is not up: {} is missing. Run `acceptance-tests/rig.sh up` first (scripts/test.sh does).",
+        env.display()
+    );
+    env
+}
+
+/// Reads one exported variable of rig.env (`export NAME=value` or `export NAME='value'`).
+pub fn rig_var(name: &str) -> String {
+    let text = std::fs::read_to_string(rig_env()).expect("reading rig.env");
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim_matches(|c| c == '\'' || c == '"').to_string())
+        .unwrap_or_else(|| panic!("rig.env does not export {name}"))
+}
+
+/// A working directory holding one HCL case, and how to run terraform in it.
+pub struct Workspace {
+    dir: tempfile::TempDir,
+    in_rig: bool,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    fn from(out: Output) -> Self {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    pub fn ok(self, what: &str) -> Self {
+        assert_eq!(self.code, 0, "{what} failed\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl Workspace {
+    /// Copies `acceptance-tests/cases/<case>/` into a fresh temp dir.
+    pub fn new(case: &str) -> Self {
+        Self::copy_of(&repo_root().join("acceptance-tests/cases").join(case))
+    }
+
+    /// Copies the `.tf` and data files of `src` (e.g. an example) into a fresh temp dir.
+    pub fn copy_of(src: &Path) -> Self {
+        let name = src.file_name().and_then(|n| n.to_str()).unwrap_or("case");
+        let dir = tempfile::Builder::new().prefix(&format!("acc-{name}-")).tempdir().expect("temp dir");
+        for entry in std::fs::read_dir(src).unwrap_or_else(|e| panic!("reading {}: {e}", src.display())) {
+            let path = entry.expect("dir entry").path();
+            if path.is_file() {
+                std::fs::copy(&path, dir.path().join(path.file_name().expect("file name"))).expect("copy case file");
+            }
+        }
+        let provider_dir = Path::new(env!("CARGO_BIN_EXE_terraform-provider-lab")).parent().expect("bin dir");
+        let rc = format!(
+            "provider_installation {{\n  dev_overrides {{\n    \"{PROVIDER}\" = \"{}\"\n  }}\n  direct {{}}\n}}\n",
+            provider_dir.display()
+        );
+        std::fs::write(dir.path().join(".terraformrc"), rc).expect("write terraformrc");
+        Workspace { dir, in_rig: false }
+    }
+
+    /// Like `new`, but terraform runs inside the rig's netns with rig.env loaded.
+    pub fn in_rig(case: &str) -> Self {
+        rig_env();
+        Workspace { in_rig: true, ..Self::new(case) }
+    }
+
+    /// Copies an example under `examples/` (its README and CI files are ignored by terraform).
+    pub fn example(name: &str) -> Self {
+        Self::copy_of(&repo_root().join("examples").join(name))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn write(&self, name: &str, content: &str) {
+        std::fs::write(self.dir.path().join(name), content).expect("write case file");
+    }
+
+    pub fn remove(&self, name: &str) {
+        std::fs::remove_file(self.dir.path().join(name)).expect("remove case file");
+    }
+
+    /// `terraform <args>` in this workspace; never interactive, never phones home.
+    pub fn terraform(&self, args: &[&str]) -> Run {
+        let rc = self.dir.path().join(".terraformrc");
+        let mut cmd = if self.in_rig {
+            let mut c = Command::new(repo_root().join("acceptance-tests/rig.sh"));
+            c.args(["exec", "env", &format!("TF_CLI_CONFIG_FILE={}", rc.display()), "terraform"]);
+            c
+        } else {
+            let mut c = Command::new("terraform");
+            c.env("TF_CLI_CONFIG_FILE", &rc);
+            c
+        };
+        cmd.arg(format!("-chdir={}", self.dir.path().display()))
+            .args(args)
+            .env("TF_IN_AUTOMATION", "1")
+            .env("TF_INPUT", "0")
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("NO_COLOR", "1");
+        Run::from(cmd.output().expect("running terraform"))
+    }
+
+    pub fn apply(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["apply", "-auto-approve", "-no-color", "-parallelism=10"];
+        args.extend_from_slice(extra);
+        self.terraform(&args).ok("terraform apply")
+    }
+
+    pub fn destroy(&self) -> Run {
+        self.terraform(&["destroy", "-auto-approve", "-no-color"]).ok("terraform destroy")
+    }
+
+    /// `plan -detailed-exitcode`: 0 no changes, 2 changes, 1 error.
+    pub fn plan(&self) -> Run {
+        self.terraform(&["plan", "-detailed-exitcode", "-no-color"])
+    }
+
+    pub fn state_list(&self) -> Vec<String> {
+        let run = self.terraform(&["state", "list"]);
+        // An empty or missing state is not an error here: destroy leaves no resources.
+        run.stdout.lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
+    }
+
+    pub fn output_json(&self) -> serde_json::Value {
+        let run = self.terraform(&["output", "-json"]).ok("terraform output");
+        serde_json::from_str(&run.stdout).expect("terraform output -json is JSON")
+    }
+
+    /// The resource instances of the current state, as `terraform show -json` lists them.
+    pub fn state_resources(&self) -> Vec<serde_json::Value> {
+        let run = self.terraform(&["show", "-json"]).ok("terraform show");
+        let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("show -json is JSON");
+        doc.pointer("/values/root_module/resources").and_then(|r| r.as_array()).cloned().unwrap_or_default()
+    }
+}
+
+/// "Plan: A to add, C to change, D to destroy." -> (A, C, D); "No changes." -> (0, 0, 0).
+pub fn plan_counts(stdout: &str) -> (u32, u32, u32) {
+    if stdout.contains("No changes.") {
+        return (0, 0, 0);
+    }
+    let line = stdout.lines().find(|l| l.contains("Plan: ")).unwrap_or_else(|| panic!("no plan summary in:\n{stdout}"));
+    let nums: Vec<u32> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse().expect("number"))
+        .collect();
+    // "Plan: 1 to import, 0 to add, ..." carries an extra leading count.
+    let n = nums.len();
+    assert!(n >= 3, "unexpected plan summary: {line}");
+    (nums[n - 3], nums[n - 2], nums[n - 1])
+}

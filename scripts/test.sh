@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Every test of the project, from a fresh Debian machine: installs what is missing, checks style,
+# runs unit, protocol and backend tests, brings up the acceptance rig (libvirtd + dockerd in a
+# network namespace) and runs the acceptance tests through the real terraform.
+# CI runs exactly this (.ci/run). Exit status non-zero = something failed; the reason is printed.
+#
+#   scripts/test.sh            everything
+#   LAB_KEEP_RIG=1 scripts/test.sh   leave the rig up afterwards (faster reruns)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n=== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+export CARGO_TERM_COLOR=never CHECKPOINT_DISABLE=1
+
+step "dependencies"
+scripts/deps.sh all
+
+step "format and lints"
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+
+step "acceptance rig up"
+rig_was_up=0
+acceptance-tests/rig.sh status >/dev/null 2>&1 && rig_was_up=1
+acceptance-tests/rig.sh up
+if [ "$rig_was_up" = 0 ] && [ "${LAB_KEEP_RIG:-0}" != 1 ]; then
+  trap 'step "acceptance rig down"; acceptance-tests/rig.sh down' EXIT
+fi
+
+step "unit, protocol and backend tests"
+cargo test --locked
+
+step "acceptance tests (terraform $(terraform version | head -1))"
+# One at a time: VM tests boot real guests under TCG on 2 cores.
+for t in $(sed -n 's/^name = "\(acc_[a-z_]*\)"$/\1/p' Cargo.toml); do
+  step "acceptance: $t"
+  cargo test --locked --test "$t" -- --test-threads=1
+done
+
+step "all tests passed"
