@@ -15,9 +15,14 @@ pub mod types_json;
 pub mod value;
 
 /// Code generated from `proto/` by build.rs.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod pb {
     pub mod tfplugin6 {
-        // tonic::include_proto!("tfplugin6");
+        tonic::include_proto!("tfplugin6");
+    }
+    /// go-plugin's controller, stdio and broker services.
+    pub mod plugin {
+        tonic::include_proto!("plugin");
     }
 }
 
