@@ -6,6 +6,7 @@ pub mod diag;
 pub mod dispatch;
 pub mod docs;
 pub mod handshake;
+pub mod log;
 pub mod resource;
 pub mod schema;
 pub mod serde_bridge;
