@@ -224,7 +224,7 @@ pub fn schema_to_pb(schema: &Schema) -> tf::Schema {
 
 /// Runs a handler, turning a panic into an error diagnostic (no backtrace reaches the user).
 async fn guarded<T>(rpc: &str, fut: impl Future<Output = Result<T, Diagnostics>>) -> Result<T, Diagnostics> {
-    log::debug(&format!("{rpc}: start"));
+    log::trace(&format!("{rpc}: start"));
     let result = match AssertUnwindSafe(fut).catch_unwind().await {
         Ok(result) => result,
         Err(payload) => Err(Diagnostic::error(
@@ -234,7 +234,10 @@ async fn guarded<T>(rpc: &str, fut: impl Future<Output = Result<T, Diagnostics>>
         .into()),
     };
     match &result {
-        Err(diags) => log::debug(&format!("{rpc}: failed with {} diagnostic(s)", diags.0.len())),
+        Err(diags) => {
+            let summaries: Vec<&str> = diags.0.iter().map(|d| d.summary.as_str()).collect();
+            log::debug(&format!("{rpc}: failed: {}", summaries.join("; ")))
+        }
         Ok(_) => log::trace(&format!("{rpc}: done")),
     }
     result
@@ -245,6 +248,13 @@ fn diags_of<T>(result: &Result<T, Diagnostics>) -> Vec<tf::Diagnostic> {
     match result {
         Ok(_) => Vec::new(),
         Err(diags) => diagnostics_to_pb(diags),
+    }
+}
+
+/// Diagnostics of a validation: whatever it found, or why it could not run.
+fn all_diags(result: Result<Diagnostics, Diagnostics>) -> Vec<tf::Diagnostic> {
+    match result {
+        Ok(diags) | Err(diags) => diagnostics_to_pb(&diags),
     }
 }
 
@@ -303,14 +313,10 @@ impl tf::provider_server::Provider for ProviderService {
         let req = request.into_inner();
         let result = guarded("ValidateProviderConfig", async {
             let config = decode_value(req.config.as_ref(), &self.provider_ty, "provider configuration")?;
-            let diags = self.provider.validate(&config).await;
-            if diags.has_errors() { Err(diags) } else { Ok(diags) }
+            Ok(self.provider.validate(&config).await)
         })
         .await;
-        let diagnostics = match &result {
-            Ok(warnings) => diagnostics_to_pb(warnings),
-            Err(errors) => diagnostics_to_pb(errors),
-        };
+        let diagnostics = all_diags(result);
         Ok(Response::new(tf::validate_provider_config::Response { diagnostics }))
     }
 
@@ -322,10 +328,10 @@ impl tf::provider_server::Provider for ProviderService {
         let result = guarded("ValidateResourceConfig", async {
             let res = self.resource(&req.type_name)?;
             let config = decode_value(req.config.as_ref(), &res.ty, "configuration")?;
-            Err::<(), _>(res.imp.validate(&config).await)
+            Ok(res.imp.validate(&config).await)
         })
         .await;
-        Ok(Response::new(tf::validate_resource_config::Response { diagnostics: diags_of(&result) }))
+        Ok(Response::new(tf::validate_resource_config::Response { diagnostics: all_diags(result) }))
     }
 
     async fn validate_data_resource_config(
@@ -336,10 +342,10 @@ impl tf::provider_server::Provider for ProviderService {
         let result = guarded("ValidateDataResourceConfig", async {
             let ds = self.data_source(&req.type_name)?;
             let config = decode_value(req.config.as_ref(), &ds.ty, "configuration")?;
-            Err::<(), _>(ds.imp.validate(&config).await)
+            Ok(ds.imp.validate(&config).await)
         })
         .await;
-        Ok(Response::new(tf::validate_data_resource_config::Response { diagnostics: diags_of(&result) }))
+        Ok(Response::new(tf::validate_data_resource_config::Response { diagnostics: all_diags(result) }))
     }
 
     async fn upgrade_resource_state(
