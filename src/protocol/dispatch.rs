@@ -303,3 +303,208 @@ pub fn erase_data_source<D: DataSource>(d: D) -> Arc<dyn ErasedDataSource> {
 pub fn erase_provider<P: Provider>(p: P) -> Arc<dyn ErasedProvider> {
     Arc::new(ProviderAdapter(p))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::{decode_msgpack, encode_msgpack};
+    use crate::protocol::resource::{Attr, Planned};
+    use crate::protocol::schema::{Attribute, Block};
+    use crate::protocol::value::Number;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    struct Thing {
+        name: Attr<String>,
+        size: Attr<f64>,
+        big: Attr<serde_json::Number>,
+        zone: Attr<String>,
+        image: Attr<String>,
+        secret: Attr<String>,
+        id: Attr<String>,
+        fingerprint: Attr<String>,
+    }
+
+    struct ThingResource;
+
+    #[async_trait]
+    impl Resource for ThingResource {
+        type State = Thing;
+        fn type_name(&self) -> &'static str {
+            "test_thing"
+        }
+        fn schema(&self) -> Schema {
+            Schema {
+                version: 0,
+                block: Block {
+                    attributes: vec![
+                        Attribute::string("name").required(),
+                        Attribute::number("size").optional(),
+                        Attribute::number("big").optional(),
+                        Attribute::string("zone").default(Value::String("a".into())),
+                        Attribute::string("image").optional().requires_replace(),
+                        Attribute::string("secret").optional().write_only(),
+                        Attribute::string("id").computed().keep_prior(),
+                        Attribute::string("fingerprint").computed(),
+                    ],
+                    ..Default::default()
+                },
+            }
+        }
+        async fn plan(&self, req: PlanRequest<Thing>) -> Result<Planned<Thing>, Diagnostics> {
+            let mut planned = Planned::new(req.planned);
+            if planned.state.name.known().is_some_and(|n| n == "rebuild") {
+                planned.requires_replace.push(AttrPath::root("name"));
+            }
+            if planned.state.name.known().is_some_and(|n| n == "panic") {
+                return Err(Diagnostic::attr_error(AttrPath::root("name"), "bad name", "no").into());
+            }
+            Ok(planned)
+        }
+        async fn create(&self, mut planned: Thing, _ctx: &OpContext) -> Result<Thing, Diagnostics> {
+            planned.id = Attr::Known("id-1".into());
+            planned.fingerprint = Attr::Known("fp".into());
+            Ok(planned)
+        }
+        async fn read(&self, current: Thing, _ctx: &OpContext) -> Result<Option<Thing>, Diagnostics> {
+            Ok(if current.name.known().is_some_and(|n| n == "gone") { None } else { Some(current) })
+        }
+        async fn update(&self, _prior: Thing, planned: Thing, _ctx: &OpContext) -> Result<Thing, Diagnostics> {
+            Ok(Thing { fingerprint: Attr::Known("fp2".into()), ..planned })
+        }
+        async fn delete(&self, _current: Thing, _ctx: &OpContext) -> Result<(), Diagnostics> {
+            Ok(())
+        }
+        async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<Thing>, Diagnostics> {
+            Ok((id == "id-1").then(|| Thing { id: Attr::Known(id.into()), ..Default::default() }))
+        }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    fn obj(pairs: &[(&str, Value)]) -> Value {
+        let names = ["name", "size", "big", "zone", "image", "secret", "id", "fingerprint"];
+        let mut map: BTreeMap<String, Value> = names.iter().map(|n| (n.to_string(), Value::Null)).collect();
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.clone());
+        }
+        Value::Object(map)
+    }
+
+    /// What Terraform proposes: config values, prior values for computed attributes unset in config.
+    fn propose(prior: &Value, config: &Value) -> Value {
+        let (Value::Object(prior), Value::Object(config)) = (prior, config) else { return config.clone() };
+        let mut out = config.clone();
+        for name in ["zone", "id", "fingerprint"] {
+            if config[name] == Value::Null {
+                out.insert(name.to_string(), prior[name].clone());
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn stored() -> Value {
+        obj(&[("name", s("x")), ("zone", s("a")), ("image", s("img")), ("id", s("id-1")), ("fingerprint", s("fp"))])
+    }
+
+    #[tokio::test]
+    async fn create_fills_defaults_and_leaves_computed_unknown() {
+        let r = erase_resource(ThingResource);
+        let config = obj(&[("name", s("x")), ("secret", s("hunter2"))]);
+        let plan = r.plan(&Value::Null, &config, &config).await.unwrap();
+        assert_eq!(plan.planned.get_attr("zone"), Some(&s("a")));
+        assert_eq!(plan.planned.get_attr("id"), Some(&Value::Unknown));
+        assert_eq!(plan.planned.get_attr("fingerprint"), Some(&Value::Unknown));
+        assert_eq!(plan.planned.get_attr("secret"), Some(&Value::Null), "write-only never planned");
+        assert!(plan.requires_replace.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unchanged_config_plans_no_change() {
+        let r = erase_resource(ThingResource);
+        let config = obj(&[("name", s("x")), ("image", s("img"))]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.planned, stored());
+        assert!(plan.requires_replace.is_empty());
+    }
+
+    #[tokio::test]
+    async fn update_keeps_prior_only_where_asked() {
+        let r = erase_resource(ThingResource);
+        let config = obj(&[("name", s("y")), ("image", s("img"))]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.planned.get_attr("name"), Some(&s("y")));
+        assert_eq!(plan.planned.get_attr("id"), Some(&s("id-1")), "keep_prior");
+        assert_eq!(plan.planned.get_attr("fingerprint"), Some(&Value::Unknown));
+        assert_eq!(plan.planned.get_attr("zone"), Some(&s("a")));
+        assert!(plan.requires_replace.is_empty());
+    }
+
+    #[tokio::test]
+    async fn requires_replace_from_schema_and_from_resource() {
+        let r = erase_resource(ThingResource);
+        let config = obj(&[("name", s("x")), ("image", s("img2"))]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.requires_replace, vec![AttrPath::root("image")]);
+
+        let config = obj(&[("name", s("rebuild")), ("image", s("img"))]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.requires_replace, vec![AttrPath::root("name")]);
+
+        // An unknown value (known only after apply) may differ: replace.
+        let config = obj(&[("name", s("x")), ("image", Value::Unknown)]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.requires_replace, vec![AttrPath::root("image")]);
+    }
+
+    #[tokio::test]
+    async fn destroy_plans_pass_through_and_errors_keep_paths() {
+        let r = erase_resource(ThingResource);
+        let plan = r.plan(&stored(), &Value::Null, &Value::Null).await.unwrap();
+        assert_eq!(plan.planned, Value::Null);
+
+        let config = obj(&[("name", s("panic"))]);
+        let err = r.plan(&Value::Null, &config, &config).await.unwrap_err();
+        assert_eq!(err.0[0].attribute, Some(AttrPath::root("name")));
+    }
+
+    #[tokio::test]
+    async fn apply_read_import_lifecycle() {
+        let r = erase_resource(ThingResource);
+        let ctx = OpContext::default();
+        let config = obj(&[("name", s("x")), ("secret", s("hunter2"))]);
+        let plan = r.plan(&Value::Null, &config, &config).await.unwrap();
+        let created = r.apply(&Value::Null, &plan.planned, &ctx).await.unwrap();
+        assert_eq!(created.get_attr("id"), Some(&s("id-1")));
+        assert_eq!(created.get_attr("secret"), Some(&Value::Null));
+        assert_eq!(r.read(&created, &ctx).await.unwrap(), created);
+        let gone = obj(&[("name", s("gone"))]);
+        assert_eq!(r.read(&gone, &ctx).await.unwrap(), Value::Null);
+        assert_eq!(r.apply(&created, &Value::Null, &ctx).await.unwrap(), Value::Null);
+        assert!(r.import("id-1", &ctx).await.unwrap().is_some());
+        assert!(r.import("nope", &ctx).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn numbers_and_unknowns_round_trip_through_msgpack_and_typed_state() {
+        let r = erase_resource(ThingResource);
+        let ty = r.schema().block.value_type();
+        let config = obj(&[
+            ("name", s("x")),
+            ("size", Value::Number(Number::Float(1.5))),
+            ("big", Value::Number(Number::parse("1e20").unwrap())),
+            ("image", Value::Unknown),
+        ]);
+        let wire = encode_msgpack(&config, &ty).unwrap();
+        let decoded = decode_msgpack(&wire, &ty).unwrap();
+        assert_eq!(decoded, config);
+
+        let plan = r.plan(&Value::Null, &decoded, &decoded).await.unwrap();
+        let back = decode_msgpack(&encode_msgpack(&plan.planned, &ty).unwrap(), &ty).unwrap();
+        assert_eq!(back.get_attr("size"), Some(&Value::Number(Number::Float(1.5))));
+        assert_eq!(back.get_attr("big"), Some(&Value::Number(Number::parse("100000000000000000000").unwrap())));
+        assert_eq!(back.get_attr("image"), Some(&Value::Unknown));
+    }
+}
