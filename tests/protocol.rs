@@ -128,9 +128,9 @@ async fn connect(plugin: &Plugin, identity: Option<&ClientIdentity>) -> Result<C
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(PinnedServer(plugin.server_cert.clone())));
     let mut config = match identity {
-        Some(id) => builder
-            .with_client_auth_cert(vec![id.cert.clone()], PrivateKeyDer::Pkcs8(id.key.clone_key()))
-            .unwrap(),
+        Some(id) => {
+            builder.with_client_auth_cert(vec![id.cert.clone()], PrivateKeyDer::Pkcs8(id.key.clone_key())).unwrap()
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -207,11 +207,8 @@ async fn handshake_then_rpcs_over_mtls_then_shutdown() {
 
     // go-plugin's health check.
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
-    let status = health
-        .check(tonic_health::pb::HealthCheckRequest { service: "plugin".into() })
-        .await
-        .unwrap()
-        .into_inner();
+    let status =
+        health.check(tonic_health::pb::HealthCheckRequest { service: "plugin".into() }).await.unwrap().into_inner();
     assert_eq!(status.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
 
     let mut client = ProviderClient::new(channel.clone());
@@ -226,11 +223,12 @@ async fn handshake_then_rpcs_over_mtls_then_shutdown() {
     assert!(!caps.plan_destroy && !caps.get_provider_schema_optional && caps.move_resource_state);
 
     // Configure, then plan a create: computed attributes are unknown in the plan.
-    let provider_ty =
-        terraform_provider_lab::protocol::dispatch::erase_provider(terraform_provider_lab::provider::LabProvider::new())
-            .schema()
-            .block
-            .value_type();
+    let provider_ty = terraform_provider_lab::protocol::dispatch::erase_provider(
+        terraform_provider_lab::provider::LabProvider::new(),
+    )
+    .schema()
+    .block
+    .value_type();
     let config = object_with(&provider_ty, &[("domain", Value::String("lab.example.edu".into()))]);
     let configured = client
         .configure_provider(tf::configure_provider::Request {
@@ -244,13 +242,15 @@ async fn handshake_then_rpcs_over_mtls_then_shutdown() {
     assert!(configured.diagnostics.is_empty(), "{:?}", configured.diagnostics);
 
     let session_ty = terraform_provider_lab::protocol::Block::value_type(
-        &terraform_provider_lab::protocol::dispatch::erase_provider(terraform_provider_lab::provider::LabProvider::new())
-            .resources()
-            .into_iter()
-            .find(|r| r.type_name() == "lab_session")
-            .unwrap()
-            .schema()
-            .block,
+        &terraform_provider_lab::protocol::dispatch::erase_provider(
+            terraform_provider_lab::provider::LabProvider::new(),
+        )
+        .resources()
+        .into_iter()
+        .find(|r| r.type_name() == "lab_session")
+        .unwrap()
+        .schema()
+        .block,
     );
     let resource_config = object_with(&session_ty, &[("student", Value::String("ada".into()))]);
     let planned = client

@@ -175,7 +175,11 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
 
     async fn plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<PlanOutcome, Diagnostics> {
         if is_null(proposed) {
-            return Ok(PlanOutcome { planned: Value::Null, requires_replace: Vec::new(), diagnostics: Diagnostics::new() });
+            return Ok(PlanOutcome {
+                planned: Value::Null,
+                requires_replace: Vec::new(),
+                diagnostics: Diagnostics::new(),
+            });
         }
         let (planned, mut requires_replace) = generic_plan(&self.schema, prior, proposed, config);
         let request = PlanRequest {

@@ -225,8 +225,8 @@ pub async fn serve_terraform(provider: Arc<dyn ErasedProvider>, env: TerraformEn
     let identity = tls::generate_server_identity()?;
     let tls_config = tls::server_config(&identity, env.client_cert)?;
     let dir = SocketDir::create()?;
-    let listener =
-        UnixListener::bind(&dir.socket).map_err(|source| HandshakeError::Listen { path: dir.socket.clone(), source })?;
+    let listener = UnixListener::bind(&dir.socket)
+        .map_err(|source| HandshakeError::Listen { path: dir.socket.clone(), source })?;
 
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone(), false);
@@ -250,8 +250,8 @@ pub async fn serve_terraform(provider: Arc<dyn ErasedProvider>, env: TerraformEn
 /// with `TF_REATTACH_PROVIDERS` (as go-plugin's debug mode does). Ctrl-C stops it.
 pub async fn serve_debug(provider: Arc<dyn ErasedProvider>) -> Result<(), HandshakeError> {
     let dir = SocketDir::create()?;
-    let listener =
-        UnixListener::bind(&dir.socket).map_err(|source| HandshakeError::Listen { path: dir.socket.clone(), source })?;
+    let listener = UnixListener::bind(&dir.socket)
+        .map_err(|source| HandshakeError::Listen { path: dir.socket.clone(), source })?;
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone(), true);
     let router = server::router(provider, shutdown.clone()).await;
@@ -329,8 +329,7 @@ mod tests {
 
     #[test]
     fn reattach_names_the_provider_and_socket() {
-        let json: serde_json::Value =
-            serde_json::from_str(&reattach_json(Path::new("/tmp/p/lab.sock"), 42)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&reattach_json(Path::new("/tmp/p/lab.sock"), 42)).unwrap();
         let entry = &json[PROVIDER_ADDRESS];
         assert_eq!(entry["ProtocolVersion"], 6);
         assert_eq!(entry["Pid"], 42);

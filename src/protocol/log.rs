@@ -51,9 +51,8 @@ fn threshold() -> Level {
 
 /// One hclog JSON line. hclog's timestamp layout has exactly six fractional digits.
 pub fn format_line(level: Level, message: &str, now: time::OffsetDateTime) -> String {
-    let ts_format = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
+    let ts_format =
+        time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z");
     let timestamp = now.to_offset(time::UtcOffset::UTC).format(ts_format).unwrap_or_default();
     serde_json::json!({
         "@level": level.as_str(),

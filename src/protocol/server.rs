@@ -93,8 +93,7 @@ impl ProviderService {
 
     fn data_source(&self, type_name: &str) -> Result<&Registered<dyn ErasedDataSource>, Diagnostics> {
         self.data_sources.get(type_name).ok_or_else(|| {
-            Diagnostic::error("Unknown data source", format!("This provider has no data source {type_name:?}."))
-                .into()
+            Diagnostic::error("Unknown data source", format!("This provider has no data source {type_name:?}.")).into()
         })
     }
 
@@ -289,11 +288,7 @@ impl tf::provider_server::Provider for ProviderService {
         Ok(Response::new(tf::get_provider_schema::Response {
             provider: Some(schema_to_pb(&self.provider_schema)),
             resource_schemas: self.resources.iter().map(|(n, r)| (n.clone(), schema_to_pb(&r.schema))).collect(),
-            data_source_schemas: self
-                .data_sources
-                .iter()
-                .map(|(n, d)| (n.clone(), schema_to_pb(&d.schema)))
-                .collect(),
+            data_source_schemas: self.data_sources.iter().map(|(n, d)| (n.clone(), schema_to_pb(&d.schema))).collect(),
             server_capabilities: Some(Self::capabilities()),
             ..Default::default()
         }))
@@ -458,10 +453,9 @@ impl tf::provider_server::Provider for ProviderService {
                 diagnostics: diagnostics_to_pb(&outcome.diagnostics),
                 ..Default::default()
             },
-            Err(diags) => tf::plan_resource_change::Response {
-                diagnostics: diagnostics_to_pb(&diags),
-                ..Default::default()
-            },
+            Err(diags) => {
+                tf::plan_resource_change::Response { diagnostics: diagnostics_to_pb(&diags), ..Default::default() }
+            }
         };
         Ok(Response::new(response))
     }
@@ -711,8 +705,7 @@ impl gp::grpc_broker_server::GrpcBroker for Broker {
                 }
             }
         };
-        let stream =
-            futures::stream::once(drained).filter_map(|()| async { None::<Result<gp::ConnInfo, Status>> });
+        let stream = futures::stream::once(drained).filter_map(|()| async { None::<Result<gp::ConnInfo, Status>> });
         Ok(Response::new(Box::pin(stream)))
     }
 }
@@ -720,7 +713,10 @@ impl gp::grpc_broker_server::GrpcBroker for Broker {
 use futures::StreamExt;
 
 /// All services on one router, as both the Terraform and the debug mode serve them.
-pub async fn router(provider: Arc<dyn ErasedProvider>, shutdown: CancellationToken) -> tonic::transport::server::Router {
+pub async fn router(
+    provider: Arc<dyn ErasedProvider>,
+    shutdown: CancellationToken,
+) -> tonic::transport::server::Router {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
     let provider_service = tf::provider_server::ProviderServer::new(ProviderService::new(provider))

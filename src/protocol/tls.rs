@@ -104,9 +104,7 @@ impl ClientCertVerifier for PinnedClientCert {
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         if !intermediates.is_empty() {
-            return Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ));
+            return Err(rustls::Error::InvalidCertificate(rustls::CertificateError::ApplicationVerificationFailure));
         }
         self.check_pinned(end_entity)?;
         Ok(ClientCertVerified::assertion())
