@@ -188,6 +188,7 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
             planned: decode::<R::State>("planned state", &planned)?,
         };
         let typed = self.inner.plan(request).await?;
+        requires_replace.retain(|path| !typed.adopt_without_replace.contains(path));
         for path in typed.requires_replace {
             if !requires_replace.contains(&path) {
                 requires_replace.push(path);
