@@ -135,6 +135,29 @@ pub fn generic_plan(schema: &Schema, prior: &Value, proposed: &Value, config: &V
     (Value::Object(planned), requires_replace)
 }
 
+/// Terraform requires planned values to equal the configuration wherever the configuration sets
+/// them; the typed round trip may be lossy there (a partly-unknown map reads as `Attr::Unknown`),
+/// so configured attributes and all nested blocks are taken from the generic plan.
+fn keep_configured(schema: &Schema, config: &Value, generic: &Value, typed: Value) -> Value {
+    let (Some(config), Some(generic), Value::Object(mut typed)) = (attrs_of(config), attrs_of(generic), typed.clone())
+    else {
+        return typed;
+    };
+    let configured = schema
+        .block
+        .attributes
+        .iter()
+        .filter(|a| !matches!(config.get(&a.name), None | Some(Value::Null)))
+        .map(|a| &a.name)
+        .chain(schema.block.blocks.iter().map(|b| &b.type_name));
+    for name in configured {
+        if let Some(v) = generic.get(name) {
+            typed.insert(name.clone(), v.clone());
+        }
+    }
+    Value::Object(typed)
+}
+
 /// Write-only attributes are null in every state Terraform stores.
 fn strip_write_only(schema: &Schema, value: Value) -> Value {
     match value {
@@ -194,7 +217,8 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
                 requires_replace.push(path);
             }
         }
-        let planned = strip_write_only(&self.schema, encode("planned state", &typed.state, &self.ty)?);
+        let typed_planned = encode("planned state", &typed.state, &self.ty)?;
+        let planned = strip_write_only(&self.schema, keep_configured(&self.schema, config, &planned, typed_planned));
         Ok(PlanOutcome { planned, requires_replace, diagnostics: typed.diagnostics })
     }
 
