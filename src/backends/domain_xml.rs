@@ -58,6 +58,8 @@ pub struct LabMetadata {
     pub base_image: Option<String>,
     pub user: Option<String>,
     pub hostname: Option<String>,
+    /// The user's kernel command line, before the provider appends `lab.hostname=`/`lab.authkey=`.
+    pub cmdline: Option<String>,
 }
 
 /// Everything `lab_vm` puts into a domain definition.
@@ -153,9 +155,12 @@ impl DomainSpec {
         let m = &self.metadata;
         w.create_element("metadata").write_inner_content(|w| {
             w.create_element("lab:vm").with_attribute(("xmlns:lab", LAB_XMLNS)).write_inner_content(|w| {
-                for (tag, value) in
-                    [("lab:base_image", &m.base_image), ("lab:user", &m.user), ("lab:hostname", &m.hostname)]
-                {
+                for (tag, value) in [
+                    ("lab:base_image", &m.base_image),
+                    ("lab:user", &m.user),
+                    ("lab:hostname", &m.hostname),
+                    ("lab:cmdline", &m.cmdline),
+                ] {
                     if let Some(v) = value {
                         text(w, tag, v)?;
                     }
@@ -209,6 +214,13 @@ impl DomainSpec {
             w.create_element("target").with_attributes([("type", "serial"), ("port", "0")]).write_empty()?;
             Ok(())
         })?;
+        // qemu-guest-agent channel: address discovery through the agent when the guest runs one.
+        w.create_element("channel").with_attribute(("type", "unix")).write_inner_content(|w| {
+            w.create_element("target")
+                .with_attributes([("type", "virtio"), ("name", "org.qemu.guest_agent.0")])
+                .write_empty()?;
+            Ok(())
+        })?;
         if self.graphics {
             w.create_element("graphics")
                 .with_attributes([("type", "vnc"), ("autoport", "yes"), ("listen", "127.0.0.1")])
@@ -250,12 +262,13 @@ pub struct DomainSummary {
 impl DomainSummary {
     pub fn parse(xml: &str) -> Result<Self, DomainXmlError> {
         let mut reader = quick_xml::Reader::from_str(xml);
-        reader.config_mut().trim_text(true);
+        reader.config_mut().trim_text(false);
         let mut s = DomainSummary::default();
         // Element path from the root, e.g. ["domain", "devices", "disk", "source"].
         let mut path: Vec<String> = Vec::new();
         let mut disk_device: Option<String> = None;
         let mut memory_unit = String::from("KiB");
+        let mut text_buf = String::new();
         let err = |e: &dyn std::fmt::Display| DomainXmlError::Parse(e.to_string());
         loop {
             let event = reader.read_event().map_err(|e| err(&e))?;
@@ -303,14 +316,25 @@ impl DomainSummary {
                     }
                     if matches!(event, Event::Start(_)) {
                         path.push(tag);
+                        text_buf.clear();
+                    }
+                }
+                // Text arrives in pieces: plain runs, entity references, CDATA. Collect, then
+                // assign at the element's end.
+                Event::Text(t) => text_buf.push_str(&t.decode().map_err(|e| err(&e))?),
+                Event::CData(t) => text_buf.push_str(&t.decode().map_err(|e| err(&e))?),
+                Event::GeneralRef(r) => {
+                    if let Some(c) = r.resolve_char_ref().map_err(|e| err(&e))? {
+                        text_buf.push(c);
+                    } else {
+                        let name = r.decode().map_err(|e| err(&e))?;
+                        let resolved = quick_xml::escape::resolve_predefined_entity(&name)
+                            .ok_or_else(|| DomainXmlError::Parse(format!("unknown entity &{name};")))?;
+                        text_buf.push_str(resolved);
                     }
                 }
                 Event::End(_) => {
-                    path.pop();
-                }
-                Event::Text(t) => {
-                    let value = t.decode().map_err(|e| err(&e))?;
-                    let value = quick_xml::escape::unescape(&value).map_err(|e| err(&e))?.into_owned();
+                    let value = std::mem::take(&mut text_buf);
                     let p = path.iter().map(String::as_str).collect::<Vec<_>>();
                     match p.as_slice() {
                         ["domain", "name"] => s.name = value,
@@ -331,8 +355,10 @@ impl DomainSummary {
                         ["domain", "metadata", "lab:vm", "lab:base_image"] => s.metadata.base_image = Some(value),
                         ["domain", "metadata", "lab:vm", "lab:user"] => s.metadata.user = Some(value),
                         ["domain", "metadata", "lab:vm", "lab:hostname"] => s.metadata.hostname = Some(value),
+                        ["domain", "metadata", "lab:vm", "lab:cmdline"] => s.metadata.cmdline = Some(value),
                         _ => {}
                     }
+                    path.pop();
                 }
                 Event::Eof => break,
                 _ => {}
@@ -366,6 +392,7 @@ mod tests {
             base_image: Some("/img/base.qcow2".into()),
             user: Some("student".into()),
             hostname: Some("vm-1".into()),
+            cmdline: Some("console=ttyS0".into()),
         };
         s
     }

@@ -212,12 +212,10 @@ impl Libvirt {
     /// `None` when no domain has that name.
     pub async fn lookup(&self, name: &str) -> Result<Option<VmInfo>, LibvirtError> {
         let name = name.to_string();
-        self.with_conn(format!("looking up domain {name}"), move |conn, what| {
-            match conn.lookup_domain_by_name(&name) {
-                Ok(dom) => vm_info(&dom, what).map(Some),
-                Err(e) if is_no_domain(&e) => Ok(None),
-                Err(e) => Err(LibvirtError::call(what)(e)),
-            }
+        self.with_conn(format!("looking up domain {name}"), move |conn, what| match conn.lookup_domain_by_name(&name) {
+            Ok(dom) => vm_info(&dom, what).map(Some),
+            Err(e) if is_no_domain(&e) => Ok(None),
+            Err(e) => Err(LibvirtError::call(what)(e)),
         })
         .await
     }

@@ -20,6 +20,8 @@ pub enum Qcow2Error {
     Spawn { what: String, source: std::io::Error },
     #[error("qemu-img failed to {what}: {stderr}")]
     Failed { what: String, stderr: String },
+    #[error("overlay {overlay} cannot be {size} bytes: smaller than base image {base} ({base_size} bytes)")]
+    Shrink { overlay: PathBuf, size: u64, base: PathBuf, base_size: u64 },
     #[error("reading qemu-img info for {path}: {reason}")]
     Info { path: PathBuf, reason: String },
     #[error("deleting {path}: {source}")]
@@ -94,7 +96,19 @@ pub async fn create_overlay(base: &Path, overlay: &Path, size_bytes: Option<u64>
             .await
             .map_err(|source| Qcow2Error::CreateDir { path: dir.to_path_buf(), source })?;
     }
-    let base_format = info(base).await?.format;
+    let base_info = info(base).await?;
+    // qemu-img accepts a smaller overlay, which would cut the guest's filesystem short.
+    if let Some(size) = size_bytes
+        && size < base_info.virtual_size
+    {
+        return Err(Qcow2Error::Shrink {
+            overlay: overlay.to_path_buf(),
+            size,
+            base: base.to_path_buf(),
+            base_size: base_info.virtual_size,
+        });
+    }
+    let base_format = base_info.format;
     let size = size_bytes.map(|s| s.to_string());
     let mut args: Vec<&std::ffi::OsStr> = vec![
         "create".as_ref(),

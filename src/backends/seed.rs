@@ -24,12 +24,18 @@ pub struct NoCloudSeed {
     pub hostname: String,
     /// The user's `#cloud-config` (or script), passed through unchanged.
     pub user_data: String,
+    /// authorized_keys lines for the image's default user (`public-keys` in meta-data).
+    pub public_keys: Vec<String>,
 }
 
 impl NoCloudSeed {
     /// `meta-data` as JSON (valid YAML), so no value can break out of its field.
     pub fn meta_data(&self) -> String {
-        serde_json::json!({ "instance-id": self.instance_id, "local-hostname": self.hostname }).to_string()
+        let mut meta = serde_json::json!({ "instance-id": self.instance_id, "local-hostname": self.hostname });
+        if !self.public_keys.is_empty() {
+            meta["public-keys"] = serde_json::json!(self.public_keys);
+        }
+        meta.to_string()
     }
 
     /// Write the ISO to `out` (replaced if present).
@@ -83,6 +89,7 @@ mod tests {
             instance_id: "vm-1-abc".into(),
             hostname: "vm-1".into(),
             user_data: "#cloud-config\nusers: []\n".into(),
+            public_keys: vec!["ssh-ed25519 AAAA test".into()],
         };
         let iso = dir.path().join("seed.iso");
         seed.write_iso(&iso).await.unwrap();
@@ -93,11 +100,17 @@ mod tests {
         let text = String::from_utf8_lossy(&bytes);
         assert!(text.contains("#cloud-config"), "user-data missing");
         assert!(text.contains("\"local-hostname\":\"vm-1\""), "meta-data missing");
+        assert!(text.contains("ssh-ed25519 AAAA test"), "public-keys missing");
     }
 
     #[test]
     fn meta_data_escapes_values() {
-        let seed = NoCloudSeed { instance_id: "a\"\nb: c".into(), hostname: "h".into(), user_data: String::new() };
+        let seed = NoCloudSeed {
+            instance_id: "a\"\nb: c".into(),
+            hostname: "h".into(),
+            user_data: String::new(),
+            public_keys: vec![],
+        };
         let v: serde_json::Value = serde_json::from_str(&seed.meta_data()).unwrap();
         assert_eq!(v["instance-id"], "a\"\nb: c");
     }
