@@ -112,6 +112,8 @@ impl Libvirt {
     pub async fn connect(uri: &str) -> Result<Self, LibvirtError> {
         let owned = uri.to_string();
         let conn = blocking(format!("connecting to libvirt at {uri}"), move || {
+            // libvirt prints every error to stderr by default; ours are returned and reported.
+            virt::error::clear_error_callback();
             Connect::open(Some(&owned)).map_err(LibvirtError::call(format!("connecting to libvirt at {owned}")))
         })
         .await?;

@@ -559,16 +559,27 @@ async fn ssh_banner(ip: Ipv4Addr) -> Result<Option<()>, String> {
     }
 }
 
-/// ACPI shutdown, wait up to `grace` for the guest to power off, then destroy.
+/// ACPI shutdown, wait up to `grace` for the guest to power off, then destroy. The button is
+/// pressed again every few seconds: a guest still booting has no handler yet and drops it.
 async fn stop_gracefully(lv: &Libvirt, name: &str, grace: Duration, ctx: &OpContext) -> Result<(), Diagnostics> {
+    const REPRESS: Duration = Duration::from_secs(5);
     let t = Instant::now();
-    lv.shutdown(name).await.map_err(|e| Diagnostic::from_error("Shutting the domain down", &e))?;
+    let mut pressed: Option<Instant> = None;
     let off = wait_until(&format!("{name} to power off"), grace, POLL, &ctx.cancel, || {
         let (lv, name) = (lv.clone(), name.to_string());
+        let press = pressed.is_none_or(|p| p.elapsed() >= REPRESS);
+        if press {
+            pressed = Some(Instant::now());
+        }
         async move {
             match lv.lookup(&name).await {
-                Ok(Some(info)) => Ok((!is_active(info.state)).then_some(())),
-                Ok(None) => Ok(Some(())),
+                Ok(Some(info)) if is_active(info.state) => {
+                    if press {
+                        lv.shutdown(&name).await.map_err(|e| e.to_string())?;
+                    }
+                    Ok(None)
+                }
+                Ok(_) => Ok(Some(())),
                 Err(e) => Err(e.to_string()),
             }
         }
