@@ -370,6 +370,14 @@ impl VmResource {
         ctx: &OpContext,
     ) -> Result<(), Diagnostics> {
         let name = &cfg.name;
+        // No domain has this name (checked by the caller), so files under its name in the
+        // overlay dir are what an out-of-band `virsh undefine` left behind: replace them.
+        for stale in [&cfg.overlay_path, &cfg.seed_path] {
+            if stale.exists() {
+                log_debug(&format!("{name}: removing stale {} left by a vanished domain", stale.display()));
+                qcow2::delete(stale).await.map_err(|e| Diagnostic::from_error("Removing a stale overlay", &e))?;
+            }
+        }
         let t = Instant::now();
         qcow2::create_overlay(&cfg.base_image, &cfg.overlay_path, cfg.disk_size_bytes)
             .await
