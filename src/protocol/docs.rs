@@ -15,7 +15,8 @@ pub fn schema_markdown(block: &Block) -> String {
 
 fn render_block(out: &mut String, block: &Block, path: &str) {
     let mut nested: Vec<(String, String, Block)> = Vec::new();
-    let groups: [(&str, fn(&Attribute) -> bool); 3] = [
+    type Keep = fn(&Attribute) -> bool;
+    let groups: [(&str, Keep); 3] = [
         ("Required", |a| a.required),
         ("Optional", |a| a.optional),
         ("Read-Only", |a| a.computed && !a.optional && !a.required),
