@@ -1062,9 +1062,10 @@ fn vm_block() -> Block {
         ],
         blocks: vec![NestedBlock {
             type_name: "timeouts".into(),
+            // Terraform requires min == max for single blocks; 0/0 is "optional".
             nesting: Nesting::Single,
             min_items: 0,
-            max_items: 1,
+            max_items: 0,
             block: Block {
                 description: "Time limits, e.g. `\"5m\"`.".into(),
                 attributes: vec![
