@@ -131,7 +131,8 @@ fn two_vms_lifecycle() {
 
     // A key made for this run: a working `ssh` proves the provider passed it to the guest.
     let key = ws.path().join("id_ed25519");
-    let kg = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "acc-vm", "-f"]).arg(&key).output();
+    let kg =
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "acc-vm", "-f"]).arg(&key).output();
     assert!(kg.expect("ssh-keygen").status.success());
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("public key").trim().to_string();
     let mut vars = rig_tfvars();

@@ -51,7 +51,8 @@ pub struct LabVmState {
     pub network: Attr<String>,
     pub domain_type: Attr<String>,
     pub disk_size_gb: Attr<i64>,
-    pub ssh_authorized_keys: Attr<Vec<String>>,
+    /// Elements can be unknown at validation time (e.g. `file()` of a generated key).
+    pub ssh_authorized_keys: Attr<Vec<Attr<String>>>,
     pub user: Attr<String>,
     pub hostname: Attr<String>,
     pub cloud_init: Attr<String>,
@@ -128,7 +129,9 @@ impl Resource for VmResource {
             planned.hostname = planned.name.clone();
         }
         let mut diags = validate_config(&planned);
-        diags.into_result_ref()?;
+        if diags.has_errors() {
+            return Err(diags);
+        }
 
         let settings = self.provider.settings()?;
         let uri = settings.require_libvirt_uri(TYPE_NAME)?.to_string();
@@ -698,7 +701,11 @@ impl VmConfig {
             network: s.network.known().cloned().unwrap_or_else(|| "default".into()),
             domain_type: s.domain_type.known().and_then(|t| DomainType::parse(t)).unwrap_or_default(),
             disk_size_bytes: s.disk_size_gb.known().map(|g| (*g as u64) << 30),
-            keys: s.ssh_authorized_keys.known().cloned().unwrap_or_default(),
+            keys: s
+                .ssh_authorized_keys
+                .known()
+                .map(|keys| keys.iter().filter_map(|k| k.known().cloned()).collect())
+                .unwrap_or_default(),
             user: s.user.known().cloned().unwrap_or_else(|| "student".into()),
             hostname: s.hostname.known().cloned().unwrap_or_else(|| name.clone()),
             cloud_init: s.cloud_init.known().cloned(),
@@ -936,7 +943,7 @@ fn validate_config(c: &LabVmState) -> Diagnostics {
     }
     if let Some(keys) = c.ssh_authorized_keys.known() {
         for (i, k) in keys.iter().enumerate() {
-            if k.trim().is_empty() || k.contains('\n') {
+            if k.known().is_some_and(|k| k.trim().is_empty() || k.contains('\n')) {
                 d.push(Diagnostic::attr_error(
                     AttrPath::root("ssh_authorized_keys").index(i as i64),
                     "Invalid SSH key",
@@ -955,16 +962,6 @@ fn validate_config(c: &LabVmState) -> Diagnostics {
         }
     }
     d
-}
-
-trait IntoResultRef {
-    fn into_result_ref(&self) -> Result<(), Diagnostics>;
-}
-
-impl IntoResultRef for Diagnostics {
-    fn into_result_ref(&self) -> Result<(), Diagnostics> {
-        if self.has_errors() { Err(self.clone()) } else { Ok(()) }
-    }
 }
 
 /// A go-hclog JSON line on stderr: Terraform shows it with `TF_LOG=debug`.
@@ -1117,7 +1114,8 @@ mod tests {
         c.wait_for = Attr::Known("ping".into());
         c.domain_type = Attr::Known("xen".into());
         c.cmdline = Attr::Known("quiet".into());
-        c.ssh_authorized_keys = Attr::Known(vec!["ssh-ed25519 AAA".into(), "a\nb".into()]);
+        c.ssh_authorized_keys =
+            Attr::Known(vec![Attr::Known("ssh-ed25519 AAA".into()), Attr::Known("a\nb".into()), Attr::Unknown]);
         c.timeouts = Some(Timeouts { create: Attr::Known("soon".into()), delete: Attr::Null });
         let d = validate_config(&c);
         assert_eq!(
@@ -1158,7 +1156,7 @@ mod tests {
         let mut c = config();
         c.kernel = Attr::Known("/img/vmlinuz".into());
         c.cmdline = Attr::Known("root=/dev/vda quiet".into());
-        c.ssh_authorized_keys = Attr::Known(vec!["ssh-ed25519 AAAA k".into()]);
+        c.ssh_authorized_keys = Attr::Known(vec![Attr::Known("ssh-ed25519 AAAA k".into())]);
         let cfg = VmConfig::from_state(&c).unwrap();
         let line = cfg.effective_cmdline();
         let b64 = base64::engine::general_purpose::STANDARD.encode("ssh-ed25519 AAAA k\n");
