@@ -172,7 +172,13 @@ fn two_vms_lifecycle() {
         let plan = ws.terraform(&["plan", "-detailed-exitcode", "-no-color", "-var=running=false"]);
         assert_eq!(plan.code, 0, "plan after stop not empty:\n{}", plan.stdout);
 
+        // Back on with more memory: redefined in place (same id), then started.
+        ws.write("terraform.tfvars", &(tfvars(&vars) + &students + "memory_mb = 640\n"));
+        let plan = ws.terraform(&["plan", "-no-color"]).ok("plan memory change");
+        assert_eq!(plan_counts(&plan.stdout), (0, 2, 0), "{}", plan.stdout);
         ws.apply(&[]);
+        let info = String::from_utf8_lossy(&virsh(&["dominfo", &names[0]]).stdout).to_string();
+        assert!(info.contains("655360 KiB"), "memory not changed: {info}");
         let vms_on = ws.output_json()["vms"]["value"].clone();
         for name in &names {
             assert_eq!(domstate(name), "running", "{name}");
@@ -192,6 +198,17 @@ fn two_vms_lifecycle() {
         assert!(domain_exists(&names[0]));
         let plan = ws.plan();
         assert_eq!(plan.code, 0, "plan after re-create not empty:\n{}", plan.stdout);
+
+        // Import by domain name adopts the VM without replacing it.
+        let address = format!("lab_vm.student[\"{}\"]", names[1]);
+        ws.terraform(&["state", "rm", &address]).ok("state rm");
+        ws.write("import.tf", &format!("import {{\n  to = {address}\n  id = \"{}\"\n}}\n", names[1]));
+        let plan = ws.terraform(&["plan", "-no-color"]).ok("plan import");
+        assert!(plan.stdout.contains("1 to import"), "{}", plan.stdout);
+        assert!(!plan.stdout.contains("must be replaced"), "import must adopt, not replace:\n{}", plan.stdout);
+        ws.apply(&[]);
+        ws.remove("import.tf");
+        assert_eq!(ws.output_json()["vms"]["value"][&names[1]]["id"], vms[&names[1]]["id"]);
 
         ws.destroy();
         assert!(ws.state_list().is_empty(), "destroy left resources in state");

@@ -353,6 +353,9 @@ impl Resource for VmResource {
             kernel: s.kernel.as_ref().map(|p| p.to_string_lossy().into_owned()).into(),
             initrd: s.initrd.as_ref().map(|p| p.to_string_lossy().into_owned()).into(),
             cmdline: s.metadata.cmdline.clone().or_else(|| s.cmdline.clone()).into(),
+            ssh_authorized_keys: keys_from_cmdline(s.cmdline.as_deref().unwrap_or_default())
+                .map(|keys| keys.into_iter().map(Attr::Known).collect())
+                .into(),
             isolated: Attr::Known(s.isolated),
             graphics: Attr::Known(s.graphics.is_some()),
             wait_for: Attr::Known("ssh".into()),
@@ -787,6 +790,13 @@ impl VmConfig {
     }
 }
 
+/// The keys a domain was given through `lab.authkey=` (for import).
+fn keys_from_cmdline(cmdline: &str) -> Option<Vec<String>> {
+    let b64 = cmdline.split_whitespace().find_map(|w| w.strip_prefix("lab.authkey="))?;
+    let text = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(b64).ok()?).ok()?;
+    Some(text.lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+}
+
 fn overlay_path(dir: &str, name: &str) -> PathBuf {
     Path::new(dir).join(format!("{name}.qcow2"))
 }
@@ -1164,6 +1174,8 @@ mod tests {
         let spec = cfg.domain_spec(None, "52:54:00:00:00:01".into(), None);
         let back = DomainSummary::parse(&spec.to_xml().unwrap()).unwrap();
         assert_eq!(back.cmdline.as_deref(), Some(line.as_str()));
+        assert_eq!(keys_from_cmdline(&line), Some(vec!["ssh-ed25519 AAAA k".to_string()]));
+        assert_eq!(keys_from_cmdline("quiet"), None);
         assert_eq!(back.metadata.cmdline.as_deref(), Some("root=/dev/vda quiet"));
         assert_eq!(back.memory_kib, 512 * 1024);
         assert_eq!(back.domain_type, "qemu");

@@ -17,6 +17,10 @@ variable "cmdline" { type = string }
 variable "network" { type = string }
 variable "overlay_dir" { type = string }
 variable "ssh_key" { type = string }
+variable "memory_mb" {
+  type    = number
+  default = 512
+}
 variable "running" {
   type    = bool
   default = true
@@ -28,7 +32,7 @@ resource "lab_vm" "student" {
   name                = each.key
   base_image          = var.base_image
   overlay_dir         = var.overlay_dir
-  memory_mb           = 512
+  memory_mb           = var.memory_mb
   vcpus               = 1
   domain_type         = "qemu"
   network             = var.network
