@@ -5,3 +5,4 @@ pub mod docker;
 pub mod domain_xml;
 pub mod libvirt;
 pub mod qcow2;
+pub mod seed;

@@ -1,0 +1,280 @@
+//! lab_vm through the real terraform, inside the rig (real libvirtd, real TCG guests):
+//! 2 VMs from a for_each reachable with `ssh student@ip hostname`, empty re-plan, running=false
+//! then true, out-of-band `virsh undefine` -> one re-create, destroy leaves no domain, overlay or
+//! seed; a create that cannot boot times out and leaves nothing; the base image never changes.
+//! At most 2 guests boot at once (the tests take a lock).
+//!
+//! Run: `acceptance-tests/rig.sh up`, then `cargo test --test acc_vm -- --nocapture`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+use support::{Workspace, plan_counts, repo_root, rig_var};
+
+/// Serialises the tests of this file: each boots up to 2 guests on a 2-core rig.
+static BOOTS: Mutex<()> = Mutex::new(());
+
+fn sha256(path: &str) -> String {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A command inside the rig's netns with rig.env loaded.
+fn rig_exec(args: &[&str]) -> std::process::Output {
+    Command::new(repo_root().join("acceptance-tests/rig.sh")).arg("exec").args(args).output().expect("rig.sh exec")
+}
+
+fn virsh(args: &[&str]) -> std::process::Output {
+    let mut all = vec!["virsh", "-q"];
+    all.extend_from_slice(args);
+    rig_exec(&all)
+}
+
+fn domain_exists(name: &str) -> bool {
+    virsh(&["dominfo", name]).status.success()
+}
+
+fn domstate(name: &str) -> String {
+    String::from_utf8_lossy(&virsh(&["domstate", name]).stdout).trim().to_string()
+}
+
+fn ssh_hostname(key: &Path, ip: &str) -> String {
+    let key = key.to_string_lossy();
+    let out = rig_exec(&[
+        "ssh",
+        "-i",
+        &key,
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "LogLevel=ERROR",
+        &format!("student@{ip}"),
+        "hostname",
+    ]);
+    assert!(out.status.success(), "ssh student@{ip} hostname failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+fn tfvars(pairs: &[(&str, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k} = {}\n", serde_json::to_string(v).expect("json string"))).collect()
+}
+
+fn rig_tfvars() -> Vec<(&'static str, String)> {
+    vec![
+        ("base_image", rig_var("LAB_BASE_IMAGE")),
+        ("kernel", rig_var("LAB_KERNEL")),
+        ("initrd", rig_var("LAB_INITRD")),
+        ("cmdline", rig_var("LAB_CMDLINE")),
+        ("network", rig_var("LAB_NETWORK")),
+        ("overlay_dir", format!("{}/vms", rig_var("LAB_CACHE"))),
+    ]
+}
+
+fn suffix() -> u32 {
+    rand::random::<u32>() % 100_000
+}
+
+/// `terraform apply` with the provider's debug log kept, so the timings it logs can be quoted.
+fn apply_with_provider_log(ws: &Workspace, extra: &[&str]) -> (support::Run, String) {
+    let log = ws.path().join("provider.log");
+    let rc = ws.path().join(".terraformrc");
+    let mut args = vec![
+        "env".to_string(),
+        format!("TF_CLI_CONFIG_FILE={}", rc.display()),
+        "TF_LOG_PROVIDER=DEBUG".into(),
+        format!("TF_LOG_PATH={}", log.display()),
+        "TF_IN_AUTOMATION=1".into(),
+        "TF_INPUT=0".into(),
+        "CHECKPOINT_DISABLE=1".into(),
+        "terraform".into(),
+        format!("-chdir={}", ws.path().display()),
+        "apply".into(),
+        "-auto-approve".into(),
+        "-no-color".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = rig_exec(&argv);
+    let run = support::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    let timings = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("_s="))
+        .map(|l| l.split("\"@message\":\"").nth(1).and_then(|m| m.split('"').next()).unwrap_or(l).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (run, timings)
+}
+
+#[test]
+fn two_vms_lifecycle() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let base = rig_var("LAB_BASE_IMAGE");
+    let base_sum = sha256(&base);
+    let n = suffix();
+    let names = [format!("vmtest-acc{n}-a"), format!("vmtest-acc{n}-b")];
+    let ws = Workspace::in_rig("vm");
+
+    // A key made for this run: a working `ssh` proves the provider passed it to the guest.
+    let key = ws.path().join("id_ed25519");
+    let kg =
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "acc-vm", "-f"]).arg(&key).output();
+    assert!(kg.expect("ssh-keygen").status.success());
+    let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("public key").trim().to_string();
+    let mut vars = rig_tfvars();
+    vars.push(("ssh_key", pubkey));
+    let students = format!("students = {}\n", serde_json::to_string(&names).unwrap());
+    ws.write("terraform.tfvars", &(tfvars(&vars) + &students));
+
+    let overlays: Vec<PathBuf> =
+        names.iter().map(|n| PathBuf::from(format!("{}/vms/{n}.qcow2", rig_var("LAB_CACHE")))).collect();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let (apply, timings) = apply_with_provider_log(&ws, &["-parallelism=2"]);
+        assert_eq!(apply.code, 0, "apply failed\n{}\n{}", apply.stdout, apply.stderr);
+        assert!(apply.stdout.contains("2 added"), "{}", apply.stdout);
+        eprintln!("provider timings (first apply, 2 VMs in parallel):\n{timings}");
+
+        let vms = ws.output_json()["vms"]["value"].clone();
+        for name in &names {
+            let ip = vms[name]["ip"].as_str().unwrap_or_else(|| panic!("no ip for {name}: {vms}"));
+            assert_eq!(vms[name]["state"], "running");
+            assert_eq!(ssh_hostname(&key, ip), *name, "ssh student@{ip} hostname");
+        }
+        let overlay_a = vms[&names[0]]["overlay_path"].as_str().unwrap().to_string();
+        assert_eq!(PathBuf::from(&overlay_a), overlays[0]);
+        assert!(overlays.iter().all(|o| o.exists()));
+
+        let plan = ws.plan();
+        assert_eq!(plan.code, 0, "second plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+        // running = false: clean shutdown in place, then back on.
+        ws.apply(&["-var=running=false"]);
+        for name in &names {
+            assert_eq!(domstate(name), "shut off", "{name}");
+        }
+        let vms_off = ws.output_json()["vms"]["value"].clone();
+        assert_eq!(vms_off[&names[0]]["state"], "shutoff");
+        assert_eq!(vms_off[&names[0]]["id"], vms[&names[0]]["id"], "stopping must not replace");
+        let plan = ws.terraform(&["plan", "-detailed-exitcode", "-no-color", "-var=running=false"]);
+        assert_eq!(plan.code, 0, "plan after stop not empty:\n{}", plan.stdout);
+
+        // Back on with more memory: redefined in place (same id), then started.
+        ws.write("terraform.tfvars", &(tfvars(&vars) + &students + "memory_mb = 640\n"));
+        let plan = ws.terraform(&["plan", "-no-color"]).ok("plan memory change");
+        assert_eq!(plan_counts(&plan.stdout), (0, 2, 0), "{}", plan.stdout);
+        ws.apply(&[]);
+        let info = String::from_utf8_lossy(&virsh(&["dominfo", &names[0]]).stdout).to_string();
+        assert!(info.contains("655360 KiB"), "memory not changed: {info}");
+        let vms_on = ws.output_json()["vms"]["value"].clone();
+        for name in &names {
+            assert_eq!(domstate(name), "running", "{name}");
+            assert_eq!(vms_on[name]["mac"], vms[name]["mac"], "mac must be stable");
+            let ip = vms_on[name]["ip"].as_str().expect("ip after restart");
+            assert_eq!(ssh_hostname(&key, ip), *name);
+        }
+        let plan = ws.plan();
+        assert_eq!(plan.code, 0, "plan after restart not empty:\n{}", plan.stdout);
+
+        // Out-of-band removal: refresh drops it, the plan re-creates exactly one.
+        assert!(virsh(&["destroy", &names[0]]).status.success());
+        assert!(virsh(&["undefine", "--nvram", &names[0]]).status.success());
+        let plan = ws.terraform(&["plan", "-no-color"]).ok("plan after out-of-band undefine");
+        assert_eq!(plan_counts(&plan.stdout), (1, 0, 0), "{}", plan.stdout);
+        ws.apply(&[]);
+        assert!(domain_exists(&names[0]));
+        let plan = ws.plan();
+        assert_eq!(plan.code, 0, "plan after re-create not empty:\n{}", plan.stdout);
+
+        // Import by domain name adopts the VM without replacing it.
+        let address = format!("lab_vm.student[\"{}\"]", names[1]);
+        ws.terraform(&["state", "rm", &address]).ok("state rm");
+        ws.write("import.tf", &format!("import {{\n  to = {address}\n  id = \"{}\"\n}}\n", names[1]));
+        let plan = ws.terraform(&["plan", "-no-color"]).ok("plan import");
+        assert!(plan.stdout.contains("1 to import"), "{}", plan.stdout);
+        assert!(!plan.stdout.contains("must be replaced"), "import must adopt, not replace:\n{}", plan.stdout);
+        ws.apply(&[]);
+        ws.remove("import.tf");
+        assert_eq!(ws.output_json()["vms"]["value"][&names[1]]["id"], vms[&names[1]]["id"]);
+
+        ws.destroy();
+        assert!(ws.state_list().is_empty(), "destroy left resources in state");
+    }));
+    // Whatever happened, nothing of ours stays on the rig.
+    let leftovers: Vec<String> = names.iter().filter(|n| domain_exists(n)).cloned().collect();
+    if !leftovers.is_empty() || result.is_err() {
+        let _ = ws.terraform(&["destroy", "-auto-approve", "-no-color"]);
+        for n in &names {
+            let _ = virsh(&["destroy", n]);
+            let _ = virsh(&["undefine", "--nvram", n]);
+        }
+        for o in &overlays {
+            let _ = std::fs::remove_file(o);
+        }
+    }
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(leftovers.is_empty(), "destroy left domains: {leftovers:?}");
+    for o in &overlays {
+        assert!(!o.exists(), "destroy left overlay {}", o.display());
+        let seed = o.with_file_name(format!("{}-seed.iso", o.file_stem().unwrap().to_string_lossy()));
+        assert!(!seed.exists(), "destroy left seed {}", seed.display());
+    }
+    assert_eq!(sha256(&base), base_sum, "the base image changed");
+}
+
+#[test]
+fn unbootable_create_times_out_and_leaves_nothing() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let n = suffix();
+    let name = format!("vmtest-bad{n}");
+    let vms_dir = format!("{}/vms", rig_var("LAB_CACHE"));
+    // An empty disk: the kernel finds no root filesystem, the guest never asks for a lease.
+    let empty = format!("{vms_dir}/vmtest-empty{n}.qcow2");
+    let out = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", &empty, "64M"]).output().expect("qemu-img");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let empty_sum = sha256(&empty);
+
+    let ws = Workspace::in_rig("vm-bad");
+    let mut vars = rig_tfvars();
+    vars.retain(|(k, _)| *k != "base_image");
+    vars.push(("base_image", empty.clone()));
+    vars.push(("name", name.clone()));
+    ws.write("terraform.tfvars", &tfvars(&vars));
+
+    let t = std::time::Instant::now();
+    let apply = ws.terraform(&["apply", "-auto-approve", "-no-color"]);
+    let took = t.elapsed();
+    let exists = domain_exists(&name);
+    let overlay = PathBuf::from(format!("{vms_dir}/{name}.qcow2"));
+    let overlay_left = overlay.exists();
+    // Clean up before asserting, so a failure leaves nothing either.
+    let _ = virsh(&["destroy", &name]);
+    let _ = virsh(&["undefine", "--nvram", &name]);
+    let _ = std::fs::remove_file(&overlay);
+    let empty_after = sha256(&empty);
+    let _ = std::fs::remove_file(&empty);
+
+    assert_ne!(apply.code, 0, "apply of an unbootable VM succeeded:\n{}", apply.stdout);
+    let all = format!("{}\n{}", apply.stdout, apply.stderr);
+    assert!(all.contains("timed out"), "error does not say it timed out:\n{all}");
+    assert!(took.as_secs() < 120, "create took {took:?} with a 25 s timeout");
+    assert!(!exists, "failed create left domain {name}");
+    assert!(!overlay_left, "failed create left overlay {}", overlay.display());
+    assert!(ws.state_list().is_empty(), "failed create left state: {:?}", ws.state_list());
+    assert_eq!(empty_after, empty_sum, "the base image changed");
+}
