@@ -23,6 +23,7 @@ use crate::backends::libvirt::{AddressSource, Libvirt, VmInfo, VmState};
 use crate::backends::qcow2;
 use crate::backends::seed::NoCloudSeed;
 use crate::lifecycle::{Rollback, wait_until};
+use crate::protocol::log;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, OpContext, PlanRequest, Planned,
     Resource, Schema, Type, Value,
@@ -202,7 +203,7 @@ impl Resource for VmResource {
                 return Err(diags);
             }
         }
-        log_debug(&format!("{}: create done in {:.2}s", cfg.name, started.elapsed().as_secs_f64()));
+        log::debug(&format!("{}: create done in {:.2}s", cfg.name, started.elapsed().as_secs_f64()));
         let info =
             lv.lookup(&cfg.name).await.map_err(|e| Diagnostic::from_error("Reading the new domain", &e))?.ok_or_else(
                 || Diagnostic::error("Domain vanished", format!("`{}` disappeared right after create", cfg.name)),
@@ -310,7 +311,7 @@ impl Resource for VmResource {
                 }
                 lv.undefine(&name).await.map_err(|e| Diagnostic::from_error("Undefining the domain", &e))?;
             } else {
-                log_debug(&format!(
+                log::debug(&format!(
                     "{name}: domain UUID {} is not ours ({:?}); left alone",
                     info.summary.uuid, current.id
                 ));
@@ -380,7 +381,7 @@ impl VmResource {
         // overlay dir are what an out-of-band `virsh undefine` left behind: replace them.
         for stale in [&cfg.overlay_path, &cfg.seed_path] {
             if stale.exists() {
-                log_debug(&format!("{name}: removing stale {} left by a vanished domain", stale.display()));
+                log::debug(&format!("{name}: removing stale {} left by a vanished domain", stale.display()));
                 qcow2::delete(stale).await.map_err(|e| Diagnostic::from_error("Removing a stale overlay", &e))?;
             }
         }
@@ -392,7 +393,7 @@ impl VmResource {
         rollback.push(format!("overlay {}", overlay.display()), async move {
             qcow2::delete(&overlay).await.map_err(|e| e.to_string())
         });
-        log_debug(&format!("{name}: overlay_create_s={:.3}", t.elapsed().as_secs_f64()));
+        log::debug(&format!("{name}: overlay_create_s={:.3}", t.elapsed().as_secs_f64()));
 
         let seed = match &cfg.cloud_init {
             Some(user_data) => {
@@ -428,7 +429,7 @@ impl VmResource {
             return Ok(());
         }
         lv.start(name).await.map_err(|e| Diagnostic::from_error("Starting the domain", &e))?;
-        log_debug(&format!("{name}: define_start_s={:.3}", t0.elapsed().as_secs_f64()));
+        log::debug(&format!("{name}: define_start_s={:.3}", t0.elapsed().as_secs_f64()));
         wait_ready(lv, cfg, Some(&mac), t0, timeout.saturating_sub(t.elapsed()), ctx).await
     }
 
@@ -497,7 +498,7 @@ async fn wait_ready(
     )
     .await
     .map_err(|e| Diagnostic::from_error(format!("Waiting for {} to get an address", cfg.name), &e))?;
-    log_debug(&format!("{}: boot_to_ip_s={:.3} ip={ip}", cfg.name, t0.elapsed().as_secs_f64()));
+    log::debug(&format!("{}: boot_to_ip_s={:.3} ip={ip}", cfg.name, t0.elapsed().as_secs_f64()));
     if cfg.wait_for == WaitFor::Ip {
         return Ok(());
     }
@@ -510,7 +511,7 @@ async fn wait_ready(
     )
     .await
     .map_err(|e| Diagnostic::from_error(format!("Waiting for SSH on {} ({ip})", cfg.name), &e))?;
-    log_debug(&format!("{}: boot_to_ssh_s={:.3}", cfg.name, t0.elapsed().as_secs_f64()));
+    log::debug(&format!("{}: boot_to_ssh_s={:.3}", cfg.name, t0.elapsed().as_secs_f64()));
     Ok(())
 }
 
@@ -600,10 +601,10 @@ async fn stop_gracefully(lv: &Libvirt, name: &str, grace: Duration, ctx: &OpCont
     })
     .await;
     if off.is_err() {
-        log_debug(&format!("{name}: no power-off after {grace:?}; destroying"));
+        log::debug(&format!("{name}: no power-off after {grace:?}; destroying"));
     }
     lv.destroy(name).await.map_err(|e| Diagnostic::from_error("Destroying the domain", &e))?;
-    log_debug(&format!("{name}: stop_s={:.3} graceful={}", t.elapsed().as_secs_f64(), off.is_ok()));
+    log::debug(&format!("{name}: stop_s={:.3} graceful={}", t.elapsed().as_secs_f64(), off.is_ok()));
     Ok(())
 }
 
@@ -975,14 +976,6 @@ fn validate_config(c: &LabVmState) -> Diagnostics {
 }
 
 /// A go-hclog JSON line on stderr: Terraform shows it with `TF_LOG=debug`.
-fn log_debug(message: &str) {
-    let ts = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
-    eprintln!(
-        "{}",
-        serde_json::json!({ "@level": "debug", "@message": message, "@module": "lab.vm", "@timestamp": ts })
-    );
-}
-
 fn vm_block() -> Block {
     let s = |name: &str| Attribute::string(name);
     let computed = |name: &str, text: &str| Attribute::string(name).computed().description(text);
