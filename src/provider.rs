@@ -183,7 +183,10 @@ impl Provider for LabProvider {
     }
 
     fn resources(&self) -> Vec<Arc<dyn ErasedResource>> {
-        vec![erase_resource(SessionResource::new(self.handle.clone()))]
+        vec![
+            erase_resource(SessionResource::new(self.handle.clone())),
+            erase_resource(crate::resources::terminal::TerminalResource::new(self.handle.clone())),
+        ]
     }
 
     fn data_sources(&self) -> Vec<Arc<dyn ErasedDataSource>> {

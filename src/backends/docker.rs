@@ -29,7 +29,7 @@ pub enum DockerError {
     Connect {
         host: String,
         #[source]
-        source: BollardError,
+        source: Box<BollardError>,
     },
     #[error("{action} container `{container}` on {host}")]
     Container {
@@ -37,7 +37,7 @@ pub enum DockerError {
         container: String,
         host: String,
         #[source]
-        source: BollardError,
+        source: Box<BollardError>,
     },
     #[error(
         "image `{image}` is not present on the Docker host {host}: load it there (docker pull/load/import) \
@@ -50,7 +50,7 @@ pub enum DockerError {
         image: String,
         host: String,
         #[source]
-        source: BollardError,
+        source: Box<BollardError>,
     },
     #[error("building the archive of {path} for container `{container}`")]
     Archive {
@@ -211,7 +211,7 @@ impl DockerClient {
             }
             DockerHost::Ssh(url) => (url.clone(), Docker::connect_with_ssh(url, REQUEST_TIMEOUT_SECS, version, None)),
         };
-        let docker = result.map_err(|source| DockerError::Connect { host: label.clone(), source })?;
+        let docker = result.map_err(|source| DockerError::Connect { host: label.clone(), source: Box::new(source) })?;
         Ok(DockerClient { docker, host: label })
     }
 
@@ -222,12 +222,16 @@ impl DockerClient {
 
     /// Check that the daemon answers.
     pub async fn ping(&self) -> Result<(), DockerError> {
-        self.docker.ping().await.map(|_| ()).map_err(|source| DockerError::Connect { host: self.host.clone(), source })
+        self.docker
+            .ping()
+            .await
+            .map(|_| ())
+            .map_err(|source| DockerError::Connect { host: self.host.clone(), source: Box::new(source) })
     }
 
     fn container_err(&self, action: &'static str, container: &str) -> impl FnOnce(BollardError) -> DockerError {
         let (container, host) = (container.to_string(), self.host.clone());
-        move |source| DockerError::Container { action, container, host, source }
+        move |source| DockerError::Container { action, container, host, source: Box::new(source) }
     }
 
     /// Whether `image` is present on the daemon (no pull).
@@ -239,7 +243,7 @@ impl DockerClient {
                 action: "inspecting",
                 image: image.to_string(),
                 host: self.host.clone(),
-                source,
+                source: Box::new(source),
             }),
         }
     }
@@ -258,7 +262,7 @@ impl DockerClient {
                 action: "pulling",
                 image: image.to_string(),
                 host: self.host.clone(),
-                source,
+                source: Box::new(source),
             },
         )
     }
@@ -274,16 +278,38 @@ impl DockerClient {
         Ok(response.id)
     }
 
+    /// The user an image runs as (`Config.User`): `None` for root/unset, else e.g. `1000:1000` or `ttyd`.
+    pub async fn image_user(&self, image: &str) -> Result<Option<String>, DockerError> {
+        let inspect = self.docker.inspect_image(image).await.map_err(|source| DockerError::Image {
+            action: "inspecting",
+            image: image.to_string(),
+            host: self.host.clone(),
+            source: Box::new(source),
+        })?;
+        Ok(inspect.config.and_then(|c| c.user).filter(|u| !u.is_empty() && u != "root" && u != "0" && u != "0:0"))
+    }
+
     /// Place files into a created container (before start, so the process never sees them missing).
-    /// Parent directories are created with mode 0700 and the file's owner.
-    pub async fn upload_files(&self, container: &str, files: &[UploadFile]) -> Result<(), DockerError> {
+    /// Parent directories are created with mode 0700 and the file's owner. With
+    /// `owner_from_container_user`, the daemon instead gives everything to the container's
+    /// configured user (it resolves user names against the container's own /etc/passwd).
+    pub async fn upload_files(
+        &self,
+        container: &str,
+        files: &[UploadFile],
+        owner_from_container_user: bool,
+    ) -> Result<(), DockerError> {
         let archive = build_archive(files).map_err(|e| match e {
             ArchiveError::Path { path, why } => DockerError::UploadPath { path, why },
             ArchiveError::Io { path, source } => {
                 DockerError::Archive { path, container: container.to_string(), source }
             }
         })?;
-        let options = UploadToContainerOptions { path: "/".into(), ..Default::default() };
+        let options = UploadToContainerOptions {
+            path: "/".into(),
+            copy_uidgid: owner_from_container_user.then(|| "true".to_string()),
+            ..Default::default()
+        };
         self.docker
             .upload_to_container(container, Some(options), bollard::body_full(archive.into()))
             .await
@@ -379,7 +405,7 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     let host_config = HostConfig {
         network_mode: spec.network.clone(),
         port_bindings: (!bindings.is_empty()).then_some(bindings),
-        restart_policy: spec.restart_unless_stopped.then(|| bollard::models::RestartPolicy {
+        restart_policy: spec.restart_unless_stopped.then_some(bollard::models::RestartPolicy {
             name: Some(bollard::models::RestartPolicyNameEnum::UNLESS_STOPPED),
             maximum_retry_count: None,
         }),
