@@ -163,6 +163,15 @@ impl std::fmt::Debug for UploadFile {
     }
 }
 
+/// The parts of an image's config a container inherits.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageConfig {
+    /// `None` for root/unset, else e.g. `1000:1000` or `ttyd`.
+    pub user: Option<String>,
+    /// Labels every container of this image carries too.
+    pub labels: BTreeMap<String, String>,
+}
+
 /// What inspect says about a container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContainerInfo {
@@ -278,15 +287,19 @@ impl DockerClient {
         Ok(response.id)
     }
 
-    /// The user an image runs as (`Config.User`): `None` for root/unset, else e.g. `1000:1000` or `ttyd`.
-    pub async fn image_user(&self, image: &str) -> Result<Option<String>, DockerError> {
+    /// What a container inherits from its image: the user it runs as and its labels.
+    pub async fn image_config(&self, image: &str) -> Result<ImageConfig, DockerError> {
         let inspect = self.docker.inspect_image(image).await.map_err(|source| DockerError::Image {
             action: "inspecting",
             image: image.to_string(),
             host: self.host.clone(),
             source: Box::new(source),
         })?;
-        Ok(inspect.config.and_then(|c| c.user).filter(|u| !u.is_empty() && u != "root" && u != "0" && u != "0:0"))
+        let config = inspect.config.unwrap_or_default();
+        Ok(ImageConfig {
+            user: config.user.filter(|u| !u.is_empty() && u != "root" && u != "0" && u != "0:0"),
+            labels: config.labels.unwrap_or_default().into_iter().collect(),
+        })
     }
 
     /// Place files into a created container (before start, so the process never sees them missing).

@@ -208,8 +208,7 @@ impl Resource for TerminalResource {
             .ensure_image(&settings.image, planned.pull_image.known() == Some(&true))
             .await
             .map_err(docker_diag("Preparing the terminal image"))?;
-        let image_user =
-            docker.image_user(&settings.image).await.map_err(docker_diag("Preparing the terminal image"))?;
+        let image = docker.image_config(&settings.image).await.map_err(docker_diag("Preparing the terminal image"))?;
 
         let spec = settings.container_spec(&key_digest(&key));
         let mut rollback = Rollback::new();
@@ -227,7 +226,7 @@ impl Resource for TerminalResource {
                 gid: 0,
             };
             docker
-                .upload_files(&id, &[key_file], image_user.is_some())
+                .upload_files(&id, &[key_file], image.user.is_some())
                 .await
                 .map_err(docker_diag("Uploading the SSH key into the terminal container"))?;
             docker.start_container(&id).await.map_err(docker_diag("Starting the terminal container"))?;
@@ -258,9 +257,10 @@ impl Resource for TerminalResource {
         };
         let settings = TerminalSettings::from_state(&current)?;
         let ready = info.running && probe_ttyd(&info, &settings).await.is_ok();
+        let image_labels = image_labels(docker, &info.image).await;
         let mut state = state_from_info(current, &info, &settings, ready);
         // Drift that Terraform should see: labels and image changed out of band.
-        state.labels = user_labels(&info.labels, state.labels.clone());
+        state.labels = user_labels(&info.labels, &image_labels, state.labels.clone());
         state.image = Attr::Known(info.image.clone());
         Ok(Some(state))
     }
@@ -319,8 +319,15 @@ impl Resource for TerminalResource {
             )
             .into());
         }
-        Ok(Some(state_from_container(&info)))
+        let image_labels = image_labels(docker, &info.image).await;
+        Ok(Some(state_from_container(&info, &image_labels)))
     }
+}
+
+/// Labels the container inherited from its image (not the user's). An image removed since the
+/// container was made has none to report.
+async fn image_labels(docker: &DockerClient, image: &str) -> BTreeMap<String, String> {
+    docker.image_config(image).await.map(|c| c.labels).unwrap_or_default()
 }
 
 // --- schema ---
@@ -987,16 +994,20 @@ fn state_from_info(
     state
 }
 
-/// Labels the user set: everything except the provider's (and Traefik's when it manages them).
-/// Keeps `Null` when the user set none and the container has none.
+/// Labels the user set: everything except the provider's (and Traefik's when it manages them) and
+/// those inherited unchanged from the image that the user did not set. Keeps `Null` when the user
+/// set none and the container has none.
 fn user_labels(
     container: &BTreeMap<String, String>,
+    image: &BTreeMap<String, String>,
     current: Attr<BTreeMap<String, String>>,
 ) -> Attr<BTreeMap<String, String>> {
     let traefik = container.get(LABEL_TRAEFIK).map(String::as_str) != Some("false");
+    let configured = current.known().cloned().unwrap_or_default();
     let labels: BTreeMap<String, String> = container
         .iter()
         .filter(|(k, _)| validate_user_label(k, traefik).is_ok())
+        .filter(|(k, v)| configured.contains_key(*k) || image.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if labels.is_empty() && current.is_null() { Attr::Null } else { Attr::Known(labels) }
@@ -1004,7 +1015,7 @@ fn user_labels(
 
 /// Rebuild a state from a container this provider made (import). The key stays null: it is
 /// never read back; the plan matches the configured key against the digest label.
-fn state_from_container(info: &ContainerInfo) -> TerminalState {
+fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap<String, String>) -> TerminalState {
     let label = |k: &str| info.labels.get(k).cloned();
     let cmd = &info.cmd;
     let arg_after = |flag: &str| cmd.iter().position(|a| a == flag).and_then(|i| cmd.get(i + 1)).cloned();
@@ -1021,7 +1032,7 @@ fn state_from_container(info: &ContainerInfo) -> TerminalState {
         .iter()
         .find(|p| p.container_port == TTYD_PORT)
         .map(|p| Publish { host_ip: Attr::Known(p.host_ip.clone()), host_port: p.host_port.map(i64::from).into() });
-    let settings_labels = user_labels(&info.labels, Attr::Null);
+    let settings_labels = user_labels(&info.labels, image_labels, Attr::Null);
     let mut state = TerminalState {
         id: Attr::Known(info.id.clone()),
         name: Attr::Known(info.name.clone()),
@@ -1212,7 +1223,9 @@ mod tests {
             cmd: s.command(),
             ..Default::default()
         };
-        let state = state_from_container(&info);
+        let mut with_image_label = info.clone();
+        with_image_label.labels.insert("image.stamp".into(), "1".into());
+        let state = state_from_container(&with_image_label, &BTreeMap::from([("image.stamp".into(), "1".into())]));
         let back = TerminalSettings::from_state(&state).unwrap();
         assert!(back == s, "imported settings differ");
         assert_eq!(state.ssh_private_key, Attr::Null);
