@@ -10,6 +10,9 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::backends::dns::cloudflare::{CloudflareConfig, CloudflareDns, DEFAULT_API_URL};
+use crate::backends::dns::rfc2136::{Rfc2136Config, Rfc2136Dns};
+use crate::backends::dns::{DnsBackend, DnsError};
 use crate::protocol::resource::{ErasedDataSource, ErasedResource, erase_data_source, erase_resource};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Provider, Schema,
@@ -66,26 +69,33 @@ impl std::fmt::Debug for Rfc2136Block {
 }
 
 /// What resources see: the provider block resolved against environment fallbacks.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Settings {
     pub libvirt_uri: Option<String>,
     pub docker_host: Option<String>,
     pub domain: Option<String>,
     pub strict_capacity: bool,
-    pub dns: Option<DnsBlock>,
+    /// The DNS backend of the `dns` block; None: sessions only compute hostnames.
+    pub dns: Option<Arc<DnsBackend>>,
 }
 
 impl Settings {
-    fn resolve(config: LabConfig, env: impl Fn(&str) -> Option<String>) -> Self {
+    fn resolve(config: LabConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, Diagnostics> {
         let or_env =
             |attr: Attr<String>, var: &str| attr.known().cloned().or_else(|| env(var).filter(|v| !v.is_empty()));
-        Settings {
+        let dns = match &config.dns {
+            Some(block) => Some(Arc::new(dns_backend(block).map_err(|e| {
+                Diagnostic::attr_error(AttrPath::root("dns"), "Invalid DNS configuration", e.to_string())
+            })?)),
+            None => None,
+        };
+        Ok(Settings {
             libvirt_uri: or_env(config.libvirt_uri, "LAB_LIBVIRT_URI"),
             docker_host: or_env(config.docker_host, "DOCKER_HOST"),
             domain: or_env(config.domain, "LAB_DOMAIN"),
             strict_capacity: config.strict_capacity.known().copied().unwrap_or(false),
-            dns: config.dns,
-        }
+            dns,
+        })
     }
 
     pub fn require_libvirt_uri(&self, resource: &str) -> Result<&str, Diagnostics> {
@@ -173,7 +183,7 @@ impl Provider for LabProvider {
     }
 
     async fn configure(&self, config: LabConfig) -> Result<(), Diagnostics> {
-        let settings = Settings::resolve(config, |var| std::env::var(var).ok());
+        let settings = Settings::resolve(config, |var| std::env::var(var).ok())?;
         if let Some(domain) = &settings.domain {
             validate_domain(domain).map_err(|why| Diagnostic::error("Invalid LAB_DOMAIN", why))?;
         }
@@ -192,6 +202,34 @@ impl Provider for LabProvider {
     fn data_sources(&self) -> Vec<Arc<dyn ErasedDataSource>> {
         vec![erase_data_source(SessionsDataSource::new(self.handle.clone()))]
     }
+}
+
+/// Builds the backend of a `dns` block (values are known at ConfigureProvider).
+fn dns_backend(block: &DnsBlock) -> Result<DnsBackend, DnsError> {
+    let text = |a: &Attr<String>| a.known().cloned().unwrap_or_default();
+    if let Some(cf) = &block.cloudflare {
+        let config = CloudflareConfig {
+            api_token: text(&cf.api_token),
+            zone_id: text(&cf.zone_id),
+            tunnel_id: text(&cf.tunnel_id),
+            proxied: cf.proxied.known().copied().unwrap_or(true),
+            api_url: cf.api_url.known().cloned().unwrap_or_else(|| DEFAULT_API_URL.to_string()),
+        };
+        return Ok(DnsBackend::Cloudflare(CloudflareDns::new(config)?));
+    }
+    if let Some(rfc) = &block.rfc2136 {
+        let config = Rfc2136Config {
+            server: text(&rfc.server),
+            zone: text(&rfc.zone),
+            key_name: text(&rfc.key_name),
+            key_algorithm: rfc.key_algorithm.known().map_or(Ok(Default::default()), |a| a.parse())?,
+            key_secret: text(&rfc.key_secret),
+            record_type: rfc.record_type.known().map_or(Ok(Default::default()), |t| t.parse())?,
+            target: text(&rfc.target),
+        };
+        return Ok(DnsBackend::Rfc2136(Rfc2136Dns::new(config)?));
+    }
+    Err(DnsError::InvalidConfig("the dns block needs `cloudflare` or `rfc2136`".into()))
 }
 
 fn provider_block() -> Block {
@@ -360,7 +398,7 @@ mod tests {
     fn config_wins_over_environment() {
         let env = |var: &str| (var == "LAB_DOMAIN" || var == "DOCKER_HOST").then(|| format!("env-{var}"));
         let config = LabConfig { domain: Attr::Known("from.config".into()), ..Default::default() };
-        let s = Settings::resolve(config, env);
+        let s = Settings::resolve(config, env).unwrap();
         assert_eq!(s.domain.as_deref(), Some("from.config"));
         assert_eq!(s.docker_host.as_deref(), Some("env-DOCKER_HOST"));
         assert_eq!(s.libvirt_uri, None);

@@ -4,6 +4,7 @@
 pub mod codec;
 pub mod diag;
 pub mod dispatch;
+pub mod docs;
 pub mod handshake;
 pub mod resource;
 pub mod schema;

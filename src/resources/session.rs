@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::backends::dns::{DnsError, RecordId, RecordSpec};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
     Resource, Schema, Type, Value,
@@ -65,12 +66,16 @@ impl Resource for SessionResource {
                               has a `dns` block, the session's DNS record."
                     .into(),
                 attributes: vec![
-                    computed("id", Type::String, "Session id: 8 characters `[a-z0-9]` from a CSPRNG, stable for the session's life.")
-                        .keep_prior(),
+                    computed(
+                        "id",
+                        Type::String,
+                        "Session id: 8 characters `[a-z0-9]` from a CSPRNG, stable for the session's life.",
+                    )
+                    .keep_prior(),
                     Attribute::string("student")
                         .required()
                         .requires_replace()
-                        .description("Who the session is for: free text, e.g. an email or a name. Changing it replaces the session."),
+                        .description("Who the session is for: free text, e.g. an email or a name."),
                     Attribute::string("ttl").optional().description(
                         "How long the session lasts from its creation, e.g. `\"4h\"`, `\"90m\"`, `\"1h30m\"`. \
                          Unset: no expiry. Changing it moves `expires_at` in place.",
@@ -78,7 +83,7 @@ impl Resource for SessionResource {
                     Attribute::string("hostname_prefix")
                         .default(Value::String(DEFAULT_PREFIX.into()))
                         .requires_replace()
-                        .description("Prefix of the hostname's first label (default `lab-`): `[a-z0-9-]`. Changing it replaces the session."),
+                        .description("Prefix of the hostname's first label: lowercase letters, digits and `-`."),
                     Attribute::of_type("labels", Type::Map(Box::new(Type::String)))
                         .optional()
                         .description("Free-form labels, e.g. course or group. Updated in place."),
@@ -87,8 +92,12 @@ impl Resource for SessionResource {
                     computed("created_at", Type::String, "Creation time, RFC 3339 (UTC).").keep_prior(),
                     computed("expires_at", Type::String, "`created_at + ttl`, RFC 3339 (UTC); null without `ttl`."),
                     computed("expired", Type::Bool, "Whether `expires_at` has passed; recomputed on every refresh."),
-                    computed("dns_record_id", Type::String, "Id of the session's DNS record; null without a provider `dns` block.")
-                        .keep_prior(),
+                    computed(
+                        "dns_record_id",
+                        Type::String,
+                        "Id of the session's DNS record; null without a provider `dns` block.",
+                    )
+                    .keep_prior(),
                 ],
                 ..Default::default()
             },
@@ -222,21 +231,41 @@ impl Resource for SessionResource {
 
 // --- DNS record lifecycle (no-ops without a provider `dns` block) ---
 
-async fn ensure_dns_record(settings: &Settings, _state: &SessionState) -> Result<Attr<String>, Diagnostics> {
-    match &settings.dns {
-        None => Ok(Attr::Null),
-        Some(_) => {
-            Err(Diagnostic::error("DNS records are not supported yet", "Remove the provider `dns` block.").into())
-        }
-    }
+fn dns_failed(what: String, err: DnsError) -> Diagnostics {
+    Diagnostic::from_error(what, &err).into()
 }
 
-async fn dns_record_exists(settings: &Settings, _state: &SessionState) -> Result<bool, Diagnostics> {
-    Ok(settings.dns.is_none())
+async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<Attr<String>, Diagnostics> {
+    let Some(dns) = &settings.dns else { return Ok(Attr::Null) };
+    let (Some(hostname), Some(id)) = (state.hostname.known(), state.id.known()) else {
+        return Err(Diagnostic::error("Corrupt session state", "hostname or id is missing").into());
+    };
+    let spec = RecordSpec { hostname: hostname.clone(), session_id: id.clone() };
+    let record =
+        dns.ensure_record(&spec).await.map_err(|e| dns_failed(format!("Creating DNS record {hostname}"), e))?;
+    Ok(Attr::Known(record.0))
 }
 
-async fn delete_dns_record(_settings: &Settings, _state: &SessionState) -> Result<(), Diagnostics> {
-    Ok(())
+async fn dns_record_exists(settings: &Settings, state: &SessionState) -> Result<bool, Diagnostics> {
+    let (Some(dns), Some(hostname), Some(record)) =
+        (&settings.dns, state.hostname.known(), state.dns_record_id.known())
+    else {
+        return Ok(true);
+    };
+    dns.record_exists(hostname, &RecordId(record.clone()))
+        .await
+        .map_err(|e| dns_failed(format!("Checking DNS record {hostname}"), e))
+}
+
+async fn delete_dns_record(settings: &Settings, state: &SessionState) -> Result<(), Diagnostics> {
+    let (Some(dns), Some(hostname), Some(record)) =
+        (&settings.dns, state.hostname.known(), state.dns_record_id.known())
+    else {
+        return Ok(());
+    };
+    dns.delete_record(hostname, &RecordId(record.clone()))
+        .await
+        .map_err(|e| dns_failed(format!("Deleting DNS record {hostname}"), e))
 }
 
 // --- ids, durations, times ---
@@ -359,8 +388,24 @@ impl DataSource for SessionsDataSource {
     }
 
     async fn read(&self, _config: SessionsState, _ctx: &OpContext) -> Result<SessionsState, Diagnostics> {
-        let _settings = self.provider.settings()?;
-        Ok(SessionsState { sessions: Attr::Known(Vec::new()) })
+        let settings = self.provider.settings()?;
+        let Some(dns) = &settings.dns else {
+            return Err(Diagnostic::error(
+                "lab_sessions needs a provider `dns` block",
+                "Sessions are found through their ownership-marked DNS records.",
+            )
+            .into());
+        };
+        let records = dns.list_owned().await.map_err(|e| dns_failed("Listing session DNS records".into(), e))?;
+        let sessions = records
+            .into_iter()
+            .map(|r| ListedSession {
+                id: Attr::Known(r.session_id),
+                hostname: Attr::Known(r.hostname),
+                dns_record_id: Attr::Known(r.id.0),
+            })
+            .collect();
+        Ok(SessionsState { sessions: Attr::Known(sessions) })
     }
 }
 

@@ -1,4 +1,259 @@
 //! Session DNS records: Cloudflare Tunnel CNAMEs or RFC 2136 dynamic updates.
+//!
+//! Every record the provider creates carries an ownership marker
+//! (`managed-by=terraform-provider-lab session=<id>`): a record comment on Cloudflare, a TXT record
+//! at `_lab-owner.<hostname>` for RFC 2136 (a CNAME cannot share its name with other data). The
+//! marker is checked before a record is adopted or deleted, so the provider never touches a
+//! record it did not create.
 
 pub mod cloudflare;
 pub mod rfc2136;
+
+use std::fmt;
+
+/// What one session needs in DNS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordSpec {
+    /// FQDN without trailing dot, e.g. `lab-x7k9.lab.example.edu`.
+    pub hostname: String,
+    pub session_id: String,
+}
+
+/// Backend-specific record identity: the Cloudflare record id, or `<fqdn>/<type>` for RFC 2136.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RecordId(pub String);
+
+impl fmt::Display for RecordId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A record found carrying this provider's ownership marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub id: RecordId,
+    pub hostname: String,
+    pub session_id: String,
+}
+
+/// The configured DNS backend of the provider.
+pub enum DnsBackend {
+    Cloudflare(cloudflare::CloudflareDns),
+    Rfc2136(rfc2136::Rfc2136Dns),
+}
+
+impl DnsBackend {
+    /// Creates the session's record, or adopts an existing one this provider owns for the same
+    /// session (an idempotent retry after a crash). A foreign record with that name is an error
+    /// naming it.
+    pub async fn ensure_record(&self, spec: &RecordSpec) -> Result<RecordId, DnsError> {
+        validate_hostname(&spec.hostname)?;
+        validate_session_id(&spec.session_id)?;
+        match self {
+            DnsBackend::Cloudflare(cf) => cf.ensure_record(spec).await,
+            DnsBackend::Rfc2136(u) => u.ensure_record(spec).await,
+        }
+    }
+
+    /// Whether the record named by `id` still exists (false if it was deleted out of band).
+    pub async fn record_exists(&self, hostname: &str, id: &RecordId) -> Result<bool, DnsError> {
+        match self {
+            DnsBackend::Cloudflare(cf) => cf.record_exists(hostname, id).await,
+            DnsBackend::Rfc2136(u) => u.record_exists(hostname, id).await,
+        }
+    }
+
+    /// Deletes the record if this provider owns it. Deleting a record that is already gone
+    /// succeeds; a record without this provider's marker is never deleted (error instead).
+    pub async fn delete_record(&self, hostname: &str, id: &RecordId) -> Result<(), DnsError> {
+        match self {
+            DnsBackend::Cloudflare(cf) => cf.delete_record(hostname, id).await,
+            DnsBackend::Rfc2136(u) => u.delete_record(hostname, id).await,
+        }
+    }
+
+    /// All records carrying this provider's ownership marker (for the `lab_sessions` data
+    /// source). RFC 2136 needs a zone transfer (AXFR) allowed for the TSIG key.
+    pub async fn list_owned(&self) -> Result<Vec<OwnedRecord>, DnsError> {
+        match self {
+            DnsBackend::Cloudflare(cf) => cf.list_owned().await,
+            DnsBackend::Rfc2136(u) => u.list_owned().await,
+        }
+    }
+}
+
+/// Failures of DNS operations. Messages name the operation and the record; they never contain
+/// the API token or TSIG secret.
+#[derive(Debug, thiserror::Error)]
+pub enum DnsError {
+    #[error("invalid DNS configuration: {0}")]
+    InvalidConfig(String),
+
+    #[error("invalid DNS input: {0}")]
+    InvalidInput(String),
+
+    #[error(
+        "{action} {hostname}: a record with that name exists and is not owned by this session \
+         ({found}); the provider never modifies or deletes records it does not own"
+    )]
+    Foreign { action: &'static str, hostname: String, found: String },
+
+    #[error("Cloudflare API {action}: {}", format_api_errors(.errors))]
+    CloudflareApi { action: String, status: u16, errors: Vec<ApiErrorItem> },
+
+    #[error("Cloudflare API {action}: {source}")]
+    Http {
+        action: String,
+        #[source]
+        source: reqwest::Error,
+    },
+
+    #[error("Cloudflare API {action}: unexpected response: {detail}")]
+    UnexpectedResponse { action: String, detail: String },
+
+    #[error("DNS server {server}: {action}: {detail}")]
+    Rfc2136 { server: String, action: String, detail: String },
+
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl DnsError {
+    /// Cloudflare error codes carried by this error (empty for other errors).
+    pub fn cloudflare_codes(&self) -> Vec<i64> {
+        match self {
+            DnsError::CloudflareApi { errors, .. } => errors.iter().map(|e| e.code).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// One entry of the Cloudflare `errors` array.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct ApiErrorItem {
+    pub code: i64,
+    #[serde(default)]
+    pub message: String,
+}
+
+fn format_api_errors(errors: &[ApiErrorItem]) -> String {
+    if errors.is_empty() {
+        return "request failed without error details".to_string();
+    }
+    errors.iter().map(|e| format!("error {}: {}", e.code, e.message)).collect::<Vec<_>>().join("; ")
+}
+
+/// Prefix of every ownership marker written by this provider.
+pub const OWNER_MARKER_PREFIX: &str = "managed-by=terraform-provider-lab";
+
+/// The ownership marker for one session: `managed-by=terraform-provider-lab session=<id>`.
+pub fn owner_marker(session_id: &str) -> String {
+    format!("{OWNER_MARKER_PREFIX} session={session_id}")
+}
+
+/// Returns the session id if `text` is this provider's ownership marker.
+pub fn parse_owner_marker(text: &str) -> Option<String> {
+    let mut words = text.split_whitespace();
+    if words.next()? != OWNER_MARKER_PREFIX {
+        return None;
+    }
+    let session = words.next()?.strip_prefix("session=")?;
+    if session.is_empty() || words.next().is_some() {
+        return None;
+    }
+    Some(session.to_string())
+}
+
+/// Checks an FQDN (no trailing dot): LDH labels of 1-63 characters, 253 characters at most.
+pub fn validate_hostname(hostname: &str) -> Result<(), DnsError> {
+    let bad = |why: &str| DnsError::InvalidInput(format!("hostname {hostname:?}: {why}"));
+    if hostname.is_empty() || hostname.len() > 253 {
+        return Err(bad("must be 1 to 253 characters"));
+    }
+    if hostname.ends_with('.') {
+        return Err(bad("must not end with a dot"));
+    }
+    for label in hostname.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(bad("every label must be 1 to 63 characters"));
+        }
+        // `_` is allowed for service-style names; everything else is letters, digits, hyphens.
+        if !label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            return Err(bad("labels may contain only letters, digits, '-' and '_'"));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(bad("labels must not start or end with '-'"));
+        }
+    }
+    Ok(())
+}
+
+/// Session ids end up inside the marker text, which is split on whitespace.
+pub fn validate_session_id(session_id: &str) -> Result<(), DnsError> {
+    let ok = !session_id.is_empty()
+        && session_id.len() <= 63
+        && session_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(DnsError::InvalidInput(format!("session id {session_id:?}: must be 1 to 63 letters, digits, '-' or '_'")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_round_trips() {
+        let m = owner_marker("x7k9");
+        assert_eq!(m, "managed-by=terraform-provider-lab session=x7k9");
+        assert_eq!(parse_owner_marker(&m).as_deref(), Some("x7k9"));
+    }
+
+    #[test]
+    fn marker_rejects_foreign_text() {
+        assert_eq!(parse_owner_marker(""), None);
+        assert_eq!(parse_owner_marker("managed-by=someone-else session=a"), None);
+        assert_eq!(parse_owner_marker("managed-by=terraform-provider-lab"), None);
+        assert_eq!(parse_owner_marker("managed-by=terraform-provider-lab session="), None);
+        assert_eq!(parse_owner_marker("managed-by=terraform-provider-lab session=a extra"), None);
+        assert_eq!(parse_owner_marker("main website"), None);
+    }
+
+    #[test]
+    fn hostnames_are_checked() {
+        assert!(validate_hostname("lab-x7k9.lab.example.edu").is_ok());
+        assert!(validate_hostname("lab-x7k9.lab.example.edu.").is_err());
+        assert!(validate_hostname("").is_err());
+        assert!(validate_hostname("a..b").is_err());
+        assert!(validate_hostname("-a.b").is_err());
+        assert!(validate_hostname("a b.c").is_err());
+        assert!(validate_hostname(&format!("{}.com", "a".repeat(64))).is_err());
+    }
+
+    #[test]
+    fn session_ids_are_checked() {
+        assert!(validate_session_id("x7k9-alice").is_ok());
+        assert!(validate_session_id("").is_err());
+        assert!(validate_session_id("a b").is_err());
+        assert!(validate_session_id("a=b").is_err());
+    }
+
+    #[test]
+    fn api_errors_are_listed_with_codes() {
+        let err = DnsError::CloudflareApi {
+            action: "creating CNAME lab-a.example.com".into(),
+            status: 400,
+            errors: vec![ApiErrorItem {
+                code: 81053,
+                message: "An A, AAAA, or CNAME record with that host already exists.".into(),
+            }],
+        };
+        let text = err.to_string();
+        assert!(text.contains("81053"), "{text}");
+        assert!(text.contains("creating CNAME lab-a.example.com"), "{text}");
+        assert_eq!(err.cloudflare_codes(), vec![81053]);
+    }
+}
