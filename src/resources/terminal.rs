@@ -347,7 +347,7 @@ fn schema_block() -> Block {
                  letter or digit. Import uses it.",
             )),
             replace(Attribute::string("target_host").required().description(
-                "Address of the machine to SSH into, usually `lab_vm.<name>.ip_address`. Reached from the container.",
+                "Address of the machine to SSH into, usually `lab_vm.<name>.ip`. Reached from the container.",
             )),
             replace(
                 Attribute::number("target_port")
