@@ -352,12 +352,12 @@ fn schema_block() -> Block {
             replace(
                 Attribute::number("target_port")
                     .default(Value::Number(crate::protocol::Number::Int(22)))
-                    .description("SSH port of the target (default 22)."),
+                    .description("SSH port of the target."),
             ),
             replace(
                 Attribute::string("ssh_user")
                     .default(Value::String(DEFAULT_SSH_USER.into()))
-                    .description("User to log in as on the target (default `student`)."),
+                    .description("User to log in as on the target."),
             ),
             Attribute::string("ssh_private_key").required().sensitive().description(
                 "Private key (OpenSSH PEM) for `ssh_user`. Uploaded into the container as a 0600 file owned by the \
@@ -365,11 +365,11 @@ fn schema_block() -> Block {
                  it replaces the container.",
             ),
             replace(Attribute::string("image").default(Value::String(DEFAULT_IMAGE.into())).description(
-                "Image with `ttyd` and an `ssh` client on its `PATH` (default `tsl0922/ttyd:1.7.7`, which needs \
-                 an ssh client added: see the docs).",
+                "Image with `ttyd` and an `ssh` client on its `PATH`. The default upstream image needs an ssh \
+                 client added: see the docs.",
             )),
             Attribute::bool("pull_image").default(Value::Bool(false)).description(
-                "Pull `image` when the Docker host does not have it (default false: a missing image is an error).",
+                "Pull `image` when the Docker host does not have it (otherwise a missing image is an error).",
             ),
             replace(
                 Attribute::string("network")
@@ -381,17 +381,17 @@ fn schema_block() -> Block {
             )),
             replace(Attribute::bool("traefik").default(Value::Bool(true)).description(
                 "Add Traefik labels routing `hostname` to ttyd (router, service, port and, with `network`, \
-                 `traefik.docker.network`). Default true.",
+                 `traefik.docker.network`).",
             )),
             replace(
                 Attribute::string("traefik_entrypoint")
                     .default(Value::String(DEFAULT_ENTRYPOINT.into()))
-                    .description("Traefik entrypoint of the router (default `websecure`)."),
+                    .description("Traefik entrypoint of the router."),
             ),
             replace(
                 Attribute::bool("traefik_tls")
                     .default(Value::Bool(true))
-                    .description("Serve the router over TLS (default true): `url` is then `https://`."),
+                    .description("Serve the router over TLS: `url` is then `https://`."),
             ),
             replace(
                 Attribute::string("traefik_cert_resolver")
@@ -433,9 +433,9 @@ fn schema_block() -> Block {
                 ),
             ),
             replace(
-                Attribute::bool("writable").default(Value::Bool(true)).description(
-                    "Let the browser type into the terminal (default true; false gives a read-only view).",
-                ),
+                Attribute::bool("writable")
+                    .default(Value::Bool(true))
+                    .description("Let the browser type into the terminal (false gives a read-only view)."),
             ),
             replace(
                 Attribute::number("max_clients")
@@ -448,7 +448,7 @@ fn schema_block() -> Block {
                  change labels in place: changing them replaces the container.",
             )),
             Attribute::bool("running").default(Value::Bool(true)).description(
-                "Whether the container runs (default true). A container stopped out of band shows as a change \
+                "Whether the container runs. A container stopped out of band shows as a change \
                  back to true and is started in place.",
             ),
             Attribute::nested(
