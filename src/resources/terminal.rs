@@ -182,6 +182,12 @@ impl Resource for TerminalResource {
             .into());
         }
         let Some(prior) = req.prior else { return Ok(planned) };
+        // Docker may bind a different free port when a container without a fixed host port
+        // starts again: its URL is then only known after the start.
+        let floating_port = planned.state.publish.known().is_some_and(|p| p.host_port.is_null());
+        if floating_port && prior.running != planned.state.running {
+            planned.state.url = Attr::Unknown;
+        }
         // The key is not readable back from a container: an imported terminal has no key in state.
         // Its digest label tells whether the configured key is the one inside (then no replacement).
         if prior.ssh_private_key != planned.state.ssh_private_key {
@@ -1230,6 +1236,27 @@ mod tests {
         assert!(back == s, "imported settings differ");
         assert_eq!(state.ssh_private_key, Attr::Null);
         assert_eq!(state.url, Attr::Known("https://lab-abc123.lab.example.edu".into()));
+    }
+
+    #[tokio::test]
+    async fn plan_replaces_on_new_key_and_unknowns_a_floating_url() {
+        let res = TerminalResource::new(ProviderHandle::default());
+        let mut prior = config();
+        prior.id = Attr::Known("c0ffee".into());
+        prior.url = Attr::Known("http://127.0.0.1:32768".into());
+        prior.running = Attr::Known(false);
+        prior.publish = Attr::Known(Publish { host_ip: Attr::Known("127.0.0.1".into()), host_port: Attr::Null });
+        let mut next = prior.clone();
+        next.running = Attr::Known(true);
+        let req = PlanRequest { prior: Some(prior.clone()), config: next.clone(), planned: next.clone() };
+        let planned = res.plan(req).await.unwrap();
+        assert!(planned.requires_replace.is_empty());
+        assert_eq!(planned.state.url, Attr::Unknown);
+
+        next.ssh_private_key = Attr::Known(KEY.replace("AAAA", "BBBB"));
+        let req = PlanRequest { prior: Some(prior), config: next.clone(), planned: next };
+        let planned = res.plan(req).await.unwrap();
+        assert_eq!(planned.requires_replace, vec![AttrPath::root("ssh_private_key")]);
     }
 
     #[test]
