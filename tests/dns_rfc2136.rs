@@ -14,6 +14,8 @@ use terraform_provider_lab::backends::dns::{DnsBackend, DnsError, RecordId, Reco
 
 const ZONE: &str = "lab.example.test";
 const KEY_NAME: &str = "lab-update-key";
+/// A second key, hmac-sha512, allowed to update but not to transfer the zone.
+const KEY_512_NAME: &str = "lab-update-only-512";
 const TUNNEL_TARGET: &str = "tunnel.lab.example.test";
 
 /// A knotd child process serving [`ZONE`]; killed when dropped.
@@ -21,6 +23,7 @@ struct Knot {
     _child: tokio::process::Child,
     port: u16,
     secret: String,
+    secret_512: String,
     dir: tempfile::TempDir,
 }
 
@@ -50,6 +53,11 @@ fn random_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+fn random_secret_512() -> String {
+    let bytes: [u8; 64] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 impl Knot {
     async fn start() -> Knot {
         let knotd = find_tool("knotd", "knot");
@@ -57,6 +65,7 @@ impl Knot {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let secret = random_secret();
+        let secret_512 = random_secret_512();
         let d = dir.path().display();
         let config = format!(
             r#"server:
@@ -73,15 +82,21 @@ key:
   - id: {KEY_NAME}
     algorithm: hmac-sha256
     secret: {secret}
+  - id: {KEY_512_NAME}
+    algorithm: hmac-sha512
+    secret: {secret_512}
 acl:
   - id: lab-update
     key: {KEY_NAME}
     action: [update, transfer]
+  - id: lab-update-only
+    key: {KEY_512_NAME}
+    action: update
 zone:
   - domain: {ZONE}
     storage: "{d}"
     file: "{ZONE}.zone"
-    acl: lab-update
+    acl: [lab-update, lab-update-only]
     zonefile-sync: -1
 "#
         );
@@ -103,7 +118,7 @@ zone:
             .kill_on_drop(true)
             .spawn()
             .expect("starting knotd");
-        let knot = Knot { _child: child, port, secret, dir };
+        let knot = Knot { _child: child, port, secret, secret_512, dir };
         knot.wait_ready().await;
         knot
     }
@@ -123,7 +138,7 @@ zone:
     /// Answers from an independent client: `kdig +short`.
     fn dig(&self, name: &str, rr_type: &str) -> Vec<String> {
         let out = std::process::Command::new(find_tool("kdig", "knot-dnsutils"))
-            .arg(format!("@127.0.0.1"))
+            .arg("@127.0.0.1")
             .args(["-p", &self.port.to_string(), "+short", "+timeout=2", "+retry=0"])
             .args([name, rr_type])
             .output()
@@ -195,6 +210,7 @@ async fn create_adopt_list_and_delete_a_session_cname() {
 
     // Another session may not take over alice's name.
     let err = dns.ensure_record(&spec("lab-alice", "mallory")).await.unwrap_err();
+    eprintln!("other session: {err}");
     assert!(matches!(err, DnsError::Foreign { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains(&alice.hostname), "{text}");
@@ -224,12 +240,14 @@ async fn foreign_records_are_never_adopted_or_deleted() {
 
     let err = dns.ensure_record(&www).await.unwrap_err();
     let text = err.to_string();
+    eprintln!("foreign create: {text}");
     assert!(matches!(err, DnsError::Foreign { .. }), "{text}");
     assert!(text.contains(&www.hostname), "{text}");
     assert!(text.contains("127.0.0.2"), "names the record found: {text}");
 
     let foreign_id = RecordId(format!("{}/A", www.hostname));
     let err = dns.delete_record(&www.hostname, &foreign_id).await.unwrap_err();
+    eprintln!("foreign delete: {err}");
     assert!(matches!(err, DnsError::Foreign { .. }), "{err}");
     assert_eq!(knot.dig(&www.hostname, "A"), vec!["127.0.0.2".to_string()]);
 }
@@ -250,6 +268,13 @@ async fn a_record_deleted_out_of_band_is_detected_and_recreated() {
     // The ownership TXT survived, so the session adopts its name again.
     assert_eq!(dns.ensure_record(&carol).await.unwrap(), id);
     assert_eq!(knot.dig(&carol.hostname, "A"), vec!["127.0.0.9".to_string()]);
+
+    // The instructor switches to CNAME records: the session's name follows on the next apply.
+    let cname = DnsBackend::Rfc2136(Rfc2136Dns::new(knot.config(SessionRecordType::Cname, TUNNEL_TARGET)).unwrap());
+    assert_eq!(cname.ensure_record(&carol).await.unwrap(), RecordId(format!("{}/CNAME", carol.hostname)));
+    assert_eq!(knot.dig(&carol.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")]);
+    // An A query now follows the CNAME to the tunnel host (127.0.0.3); the old A is gone.
+    assert_eq!(knot.dig(&carol.hostname, "A"), vec![format!("{TUNNEL_TARGET}."), "127.0.0.3".to_string()]);
 }
 
 #[tokio::test]
@@ -263,10 +288,58 @@ async fn a_wrong_tsig_key_is_refused_with_a_clear_error() {
 
     let err = dns.ensure_record(&dave).await.unwrap_err();
     let text = err.to_string();
+    eprintln!("wrong key: {text}");
     assert!(matches!(err, DnsError::Rfc2136 { .. }), "{text}");
     assert!(text.contains(KEY_NAME), "names the key: {text}");
     assert!(text.contains("TSIG"), "says what failed: {text}");
     assert!(!text.contains(&wrong_secret), "never shows the secret: {text}");
     assert!(!text.contains(&knot.secret), "never shows the secret: {text}");
     assert!(knot.dig(&dave.hostname, "CNAME").is_empty());
+}
+
+#[tokio::test]
+async fn hmac_sha512_keys_work_and_a_refused_transfer_is_explained() {
+    let knot = Knot::start().await;
+    let mut config = knot.config(SessionRecordType::Cname, TUNNEL_TARGET);
+    config.key_name = KEY_512_NAME.to_string();
+    config.key_algorithm = "hmac-sha512".parse().unwrap();
+    config.key_secret = knot.secret_512.clone();
+    let dns = DnsBackend::Rfc2136(Rfc2136Dns::new(config).unwrap());
+    let erin = spec("lab-erin", "erin");
+
+    let id = dns.ensure_record(&erin).await.unwrap();
+    assert_eq!(knot.dig(&erin.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")]);
+
+    // This key may update but not transfer: listing says what to allow.
+    let err = dns.list_owned().await.unwrap_err();
+    eprintln!("transfer refused: {err}");
+    let text = err.to_string();
+    assert!(text.contains("AXFR") && text.contains(KEY_512_NAME), "{text}");
+    assert!(text.contains("allows this key to transfer the zone"), "{text}");
+
+    dns.delete_record(&erin.hostname, &id).await.unwrap();
+    assert!(knot.dig(&erin.hostname, "CNAME").is_empty());
+}
+
+#[tokio::test]
+async fn an_unreachable_server_is_reported_with_its_address() {
+    // Nothing listens on this port; lost datagrams are retried a bounded number of times.
+    let port = free_port();
+    let config = Rfc2136Config {
+        server: format!("127.0.0.1:{port}"),
+        zone: ZONE.to_string(),
+        key_name: KEY_NAME.to_string(),
+        key_algorithm: KeyAlgorithm::HmacSha256,
+        key_secret: random_secret(),
+        record_type: SessionRecordType::Cname,
+        target: TUNNEL_TARGET.to_string(),
+    };
+    let dns = DnsBackend::Rfc2136(Rfc2136Dns::new(config).unwrap());
+    let started = Instant::now();
+    let err = dns.ensure_record(&spec("lab-finn", "finn")).await.unwrap_err();
+    eprintln!("unreachable after {:?}: {err}", started.elapsed());
+    let text = err.to_string();
+    assert!(text.contains(&format!("127.0.0.1:{port}")) && text.contains("lab-finn"), "{text}");
+    assert!(text.contains("no response within 5 s, 3 attempts"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(30), "bounded");
 }

@@ -65,9 +65,14 @@ impl Run {
 impl Workspace {
     /// Copies `acceptance-tests/cases/<case>/` into a fresh temp dir.
     pub fn new(case: &str) -> Self {
-        let dir = tempfile::Builder::new().prefix(&format!("acc-{case}-")).tempdir().expect("temp dir");
-        let src = repo_root().join("acceptance-tests/cases").join(case);
-        for entry in std::fs::read_dir(&src).unwrap_or_else(|e| panic!("reading {}: {e}", src.display())) {
+        Self::copy_of(&repo_root().join("acceptance-tests/cases").join(case))
+    }
+
+    /// Copies the `.tf` and data files of `src` (e.g. an example) into a fresh temp dir.
+    pub fn copy_of(src: &Path) -> Self {
+        let name = src.file_name().and_then(|n| n.to_str()).unwrap_or("case");
+        let dir = tempfile::Builder::new().prefix(&format!("acc-{name}-")).tempdir().expect("temp dir");
+        for entry in std::fs::read_dir(src).unwrap_or_else(|e| panic!("reading {}: {e}", src.display())) {
             let path = entry.expect("dir entry").path();
             if path.is_file() {
                 std::fs::copy(&path, dir.path().join(path.file_name().expect("file name"))).expect("copy case file");
@@ -86,6 +91,11 @@ impl Workspace {
     pub fn in_rig(case: &str) -> Self {
         rig_env();
         Workspace { in_rig: true, ..Self::new(case) }
+    }
+
+    /// Copies an example under `examples/` (its README and CI files are ignored by terraform).
+    pub fn example(name: &str) -> Self {
+        Self::copy_of(&repo_root().join("examples").join(name))
     }
 
     pub fn path(&self) -> &Path {

@@ -11,9 +11,42 @@ pub struct Schema {
 
 impl Block {
     /// The object type of this block's values (attributes and nested blocks), as Terraform
-    /// sends them in DynamicValues. Implemented with the codec.
+    /// sends them in DynamicValues.
     pub fn value_type(&self) -> Type {
-        Type::Object(Default::default())
+        let attributes = self.attributes.iter().map(|a| (a.name.clone(), a.value_type()));
+        let blocks = self.blocks.iter().map(|b| (b.type_name.clone(), b.value_type()));
+        Type::Object(attributes.chain(blocks).collect())
+    }
+}
+
+impl NestedBlock {
+    /// Single/Group: the block's object; List/Set/Map: a collection of them.
+    pub fn value_type(&self) -> Type {
+        nest(self.nesting, self.block.value_type())
+    }
+}
+
+impl Attribute {
+    /// `ty`, or for nested attributes the object type wrapped per nesting. An attribute with
+    /// neither is a schema bug; it is typed `Dynamic` so values still travel.
+    pub fn value_type(&self) -> Type {
+        match (&self.nested, &self.ty) {
+            (Some(nested), _) => {
+                let object = Type::Object(nested.attributes.iter().map(|a| (a.name.clone(), a.value_type())).collect());
+                nest(nested.nesting, object)
+            }
+            (None, Some(ty)) => ty.clone(),
+            (None, None) => Type::Dynamic,
+        }
+    }
+}
+
+fn nest(nesting: Nesting, object: Type) -> Type {
+    match nesting {
+        Nesting::Single | Nesting::Group => object,
+        Nesting::List => Type::List(Box::new(object)),
+        Nesting::Set => Type::Set(Box::new(object)),
+        Nesting::Map => Type::Map(Box::new(object)),
     }
 }
 
@@ -144,5 +177,55 @@ impl Attribute {
     pub fn keep_prior(mut self) -> Self {
         self.keep_prior = true;
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    #[test]
+    fn value_type_covers_attributes_nested_attributes_and_blocks() {
+        let timeouts = Block { attributes: vec![Attribute::string("create")], ..Default::default() };
+        let block = Block {
+            attributes: vec![
+                Attribute::string("name").required(),
+                Attribute::of_type("tags", Type::Map(Box::new(Type::String))),
+                Attribute::nested("disks", Nesting::List, vec![Attribute::number("size")]),
+                Attribute::nested("net", Nesting::Single, vec![Attribute::bool("dhcp")]),
+            ],
+            blocks: vec![
+                NestedBlock {
+                    type_name: "timeouts".into(),
+                    block: timeouts.clone(),
+                    nesting: Nesting::Single,
+                    min_items: 0,
+                    max_items: 1,
+                },
+                NestedBlock {
+                    type_name: "rule".into(),
+                    block: timeouts,
+                    nesting: Nesting::Set,
+                    min_items: 0,
+                    max_items: 0,
+                },
+            ],
+            ..Default::default()
+        };
+        let create = Type::Object(BTreeMap::from([("create".to_string(), Type::String)]));
+        let expected = Type::Object(BTreeMap::from([
+            ("name".to_string(), Type::String),
+            ("tags".to_string(), Type::Map(Box::new(Type::String))),
+            (
+                "disks".to_string(),
+                Type::List(Box::new(Type::Object(BTreeMap::from([("size".to_string(), Type::Number)])))),
+            ),
+            ("net".to_string(), Type::Object(BTreeMap::from([("dhcp".to_string(), Type::Bool)]))),
+            ("timeouts".to_string(), create.clone()),
+            ("rule".to_string(), Type::Set(Box::new(create))),
+        ]));
+        assert_eq!(block.value_type(), expected);
     }
 }

@@ -17,7 +17,7 @@ use super::{
 };
 
 /// Cloudflare answers "record already exists" with one of these codes.
-pub const CODE_RECORD_EXISTS: [i64; 2] = [81053, 81057];
+pub const CODE_RECORD_EXISTS: [i64; 3] = [81053, 81057, 81058];
 /// "Record does not exist" (GET/DELETE of an unknown record id).
 pub const CODE_RECORD_NOT_FOUND: i64 = 81044;
 
@@ -183,6 +183,12 @@ struct NewRecord<'a> {
     comment: &'a str,
 }
 
+#[derive(Debug, Serialize)]
+struct RecordPatch<'a> {
+    content: &'a str,
+    proxied: bool,
+}
+
 #[derive(Debug, Deserialize)]
 struct DeletedRecord {
     #[allow(dead_code)]
@@ -273,11 +279,28 @@ impl CloudflareDns {
                     action: "creating CNAME",
                     hostname: spec.hostname.clone(),
                     found: record.describe(),
+                    expected_owner: format!("session {}", spec.session_id),
                 });
             }
+            self.repoint_if_stale(record, action).await?;
             adopted = Some(RecordId(record.id.clone()));
         }
         Ok(adopted)
+    }
+
+    /// An adopted record of this session may predate a change of `tunnel_id` or `proxied`:
+    /// bring it in line (it is ours, so changing it is allowed).
+    async fn repoint_if_stale(&self, record: &DnsRecord, action: &str) -> Result<(), DnsError> {
+        let target = self.config.tunnel_target();
+        let stale = !record.content.eq_ignore_ascii_case(&target) || record.proxied != Some(self.config.proxied);
+        if !stale {
+            return Ok(());
+        }
+        let body = RecordPatch { content: &target, proxied: self.config.proxied };
+        let path = self.record_path(&RecordId(record.id.clone()))?;
+        let action = format!("{action} (updating adopted record {} to {target})", record.id);
+        self.call::<DnsRecord, _>(Method::PATCH, &path, &[], Some(&body), &action).await?;
+        Ok(())
     }
 
     pub async fn record_exists(&self, hostname: &str, id: &RecordId) -> Result<bool, DnsError> {
@@ -290,11 +313,18 @@ impl CloudflareDns {
         let Some(record) = self.get_record(id, &action).await? else {
             return Ok(());
         };
-        if record.owner_session().is_none() || !record.name.eq_ignore_ascii_case(hostname) {
+        if !record.name.eq_ignore_ascii_case(hostname) {
+            return Err(DnsError::InvalidInput(format!(
+                "{action}: record {id} is {}, not {hostname}; refusing to delete it",
+                record.name
+            )));
+        }
+        if record.owner_session().is_none() {
             return Err(DnsError::Foreign {
                 action: "deleting record",
                 hostname: hostname.to_string(),
                 found: record.describe(),
+                expected_owner: "terraform-provider-lab".to_string(),
             });
         }
         let path = self.record_path(id)?;

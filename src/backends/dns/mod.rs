@@ -38,6 +38,7 @@ pub struct OwnedRecord {
 }
 
 /// The configured DNS backend of the provider.
+#[derive(Debug)]
 pub enum DnsBackend {
     Cloudflare(cloudflare::CloudflareDns),
     Rfc2136(rfc2136::Rfc2136Dns),
@@ -93,13 +94,20 @@ pub enum DnsError {
     #[error("invalid DNS input: {0}")]
     InvalidInput(String),
 
+    /// A record exists that this provider (or this session) does not own; nothing was changed.
     #[error(
-        "{action} {hostname}: a record with that name exists and is not owned by this session \
-         ({found}); the provider never modifies or deletes records it does not own"
+        "{action} {hostname}: refused, found {found}, which is not owned by {expected_owner}; \
+         the provider never modifies or deletes records it does not own"
     )]
-    Foreign { action: &'static str, hostname: String, found: String },
+    Foreign {
+        action: &'static str,
+        hostname: String,
+        found: String,
+        /// `session <id>` when creating, `terraform-provider-lab` when deleting.
+        expected_owner: String,
+    },
 
-    #[error("Cloudflare API {action}: {}", format_api_errors(.errors))]
+    #[error("Cloudflare API {action}: {}{}", format_api_errors(.errors), status_hint(*.status))]
     CloudflareApi { action: String, status: u16, errors: Vec<ApiErrorItem> },
 
     #[error("Cloudflare API {action}: {source}")]
@@ -142,6 +150,14 @@ fn format_api_errors(errors: &[ApiErrorItem]) -> String {
         return "request failed without error details".to_string();
     }
     errors.iter().map(|e| format!("error {}: {}", e.code, e.message)).collect::<Vec<_>>().join("; ")
+}
+
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        401 | 403 => " (check the api_token: it needs Zone / DNS / Edit permission on this zone)",
+        429 => " (rate limited; retries exhausted)",
+        _ => "",
+    }
 }
 
 /// Prefix of every ownership marker written by this provider.

@@ -23,6 +23,7 @@ use hickory_proto::runtime::TokioRuntimeProvider;
 use hickory_proto::tcp::TcpClientStream;
 use hickory_proto::udp::UdpClientStream;
 use hickory_proto::xfer::{DnsHandle, DnsMultiplexer};
+use hickory_proto::{ProtoError, ProtoErrorKind};
 
 use super::{DnsError, OwnedRecord, RecordId, RecordSpec, owner_marker, parse_owner_marker};
 
@@ -32,7 +33,9 @@ pub const OWNER_LABEL: &str = "_lab-owner";
 const RECORD_TTL: u32 = 60;
 /// Allowed clock skew between us and the server when signing (RFC 8945 recommends 300 s).
 const TSIG_FUDGE: u16 = 300;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Tries per UDP exchange (a lost datagram is retried, nothing else).
+const ATTEMPTS: u32 = 3;
 
 /// TSIG HMAC algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -238,7 +241,6 @@ impl Rfc2136Dns {
         let action = format!("creating {} {} -> {}", self.config.record_type, spec.hostname, self.config.target);
         let host = self.host_name(&spec.hostname, &action)?;
         let owner = owner_name(&host, &action, &self.config.server)?;
-        let rr_type = self.config.record_type.rr_type();
         let marker = owner_marker(&spec.session_id);
         let client = self.connect(&action).await?;
 
@@ -259,7 +261,9 @@ impl Rfc2136Dns {
             Ownership::Ours { session_id, txt } if session_id == spec.session_id => {
                 let mut msg = self.update_message();
                 msg.add_pre_requisite(prereq_exact(&txt));
-                msg.add_update(delete_rrset(host.clone(), rr_type));
+                // The name is ours: clear both types we manage, in case `record_type` changed.
+                msg.add_update(delete_rrset(host.clone(), RecordType::CNAME));
+                msg.add_update(delete_rrset(host.clone(), RecordType::A));
                 msg.add_update(Record::from_rdata(host, RECORD_TTL, self.target.clone()));
                 match self.send(&client, msg, &action).await? {
                     ResponseCode::NoError => Ok(self.record_id(&spec.hostname)),
@@ -278,7 +282,8 @@ impl Rfc2136Dns {
                 Err(DnsError::Foreign {
                     action: "creating record",
                     hostname: spec.hostname.clone(),
-                    found: format!("{present}; {marker_text}"),
+                    found: format!("{present} ({marker_text})"),
+                    expected_owner: format!("session {}", spec.session_id),
                 })
             }
         }
@@ -322,7 +327,8 @@ impl Rfc2136Dns {
                 Err(DnsError::Foreign {
                     action: "deleting record",
                     hostname: hostname.to_string(),
-                    found: format!("{}; {marker_text}", describe(&answers)),
+                    found: format!("{} ({marker_text})", describe(&answers)),
+                    expected_owner: "terraform-provider-lab".to_string(),
                 })
             }
         }
@@ -336,7 +342,7 @@ impl Rfc2136Dns {
         let mut stream = client.zone_transfer(self.zone.clone(), None);
         let mut owned = Vec::new();
         while let Some(response) = stream.next().await {
-            let response = response.map_err(|e| self.transport_error(&action, &e.to_string()))?;
+            let response = response.map_err(|e| self.transport_error(&action, &client_error_text(&e)))?;
             if response.response_code() != ResponseCode::NoError {
                 return Err(self.rfc_error(
                     &action,
@@ -407,7 +413,7 @@ impl Rfc2136Dns {
             .with_signer(Some(Arc::new(self.signer.clone())))
             .build();
         let (client, background) =
-            Client::connect(stream).await.map_err(|e| self.transport_error(action, &e.to_string()))?;
+            Client::connect(stream).await.map_err(|e| self.transport_error(action, &error_chain(&e)))?;
         tokio::spawn(background);
         Ok(client)
     }
@@ -419,7 +425,7 @@ impl Rfc2136Dns {
         let multiplexer =
             DnsMultiplexer::with_timeout(stream, handle, REQUEST_TIMEOUT, Some(Arc::new(self.signer.clone())));
         let (client, background) =
-            Client::connect(multiplexer).await.map_err(|e| self.transport_error(action, &e.to_string()))?;
+            Client::connect(multiplexer).await.map_err(|e| self.transport_error(action, &error_chain(&e)))?;
         tokio::spawn(background);
         Ok(client)
     }
@@ -431,12 +437,20 @@ impl Rfc2136Dns {
         addrs.next().ok_or_else(|| self.rfc_error(action, "server name has no address".to_string()))
     }
 
+    /// Sends an update; a timed-out UDP exchange is sent again. That is safe: a repeated
+    /// create meets its own records (YXDOMAIN, then adoption), a repeated delete is a no-op.
     async fn send(&self, client: &Client, msg: Message, action: &str) -> Result<ResponseCode, DnsError> {
-        let mut responses = client.send(msg);
-        match responses.next().await {
-            Some(Ok(response)) => Ok(response.response_code()),
-            Some(Err(e)) => Err(self.transport_error(action, &e.to_string())),
-            None => Err(self.rfc_error(action, "no response".to_string())),
+        let mut attempt = 1;
+        loop {
+            let mut responses = client.send(msg.clone());
+            match responses.next().await {
+                Some(Ok(response)) => return Ok(response.response_code()),
+                // The exchange ends without a response when its timeout fires.
+                Some(Err(e)) if is_timeout(&e) && attempt < ATTEMPTS => attempt += 1,
+                None if attempt < ATTEMPTS => attempt += 1,
+                Some(Err(e)) if !is_timeout(&e) => return Err(self.transport_error(action, &error_chain(&e))),
+                Some(Err(_)) | None => return Err(self.no_response(action)),
+            }
         }
     }
 
@@ -448,10 +462,15 @@ impl Rfc2136Dns {
         action: &str,
     ) -> Result<Vec<Record>, DnsError> {
         let mut client = client.clone();
-        let response = client
-            .query(name.clone(), DNSClass::IN, rr_type)
-            .await
-            .map_err(|e| self.transport_error(action, &e.to_string()))?;
+        let mut attempt = 1;
+        let response = loop {
+            match client.query(name.clone(), DNSClass::IN, rr_type).await {
+                Ok(response) => break response,
+                Err(e) if client_error_is_timeout(&e) && attempt < ATTEMPTS => attempt += 1,
+                Err(e) if client_error_is_timeout(&e) => return Err(self.no_response(action)),
+                Err(e) => return Err(self.transport_error(action, &client_error_text(&e))),
+            }
+        };
         match response.response_code() {
             ResponseCode::NoError | ResponseCode::NXDomain => Ok(response.answers().to_vec()),
             code => Err(self.rfc_error(action, format!("query {name} {rr_type} answered {code}"))),
@@ -499,20 +518,76 @@ impl Rfc2136Dns {
     }
 
     fn transport_error(&self, action: &str, detail: &str) -> DnsError {
-        let hint = if detail.to_ascii_lowercase().contains("tsig") {
+        let lower = detail.to_ascii_lowercase();
+        // A server that refuses our key answers BADKEY/BADSIG with an unsigned or empty-MAC
+        // TSIG; hickory reports that as a verification failure with a confusing text.
+        if lower.contains("tsig") || lower.contains("hmac") {
+            let needs = if action.contains("AXFR") {
+                "transfer the zone (AXFR), which listing sessions needs"
+            } else {
+                "update the zone"
+            };
+            return self.rfc_error(
+                action,
+                format!(
+                    "the server refused key {:?} ({}) with a TSIG error (BADKEY/BADSIG): check \
+                     key_name, key_algorithm and key_secret against the server's key, and that \
+                     the server's ACL allows this key to {needs}",
+                    self.config.key_name, self.config.key_algorithm
+                ),
+            );
+        }
+        self.rfc_error(action, detail.to_string())
+    }
+
+    fn no_response(&self, action: &str) -> DnsError {
+        self.rfc_error(
+            action,
             format!(
-                " (response failed TSIG verification: the server probably does not know key {:?} \
-                 with this secret and algorithm {})",
-                self.config.key_name, self.config.key_algorithm
-            )
-        } else {
-            String::new()
-        };
-        self.rfc_error(action, format!("{detail}{hint}"))
+                "no response within {} s, {ATTEMPTS} attempts: check that the server runs and that \
+                 `server` is its address and port",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+        )
     }
 
     fn rfc_error(&self, action: &str, detail: String) -> DnsError {
         DnsError::Rfc2136 { server: self.config.server.clone(), action: action.to_string(), detail }
+    }
+}
+
+/// `outer: inner: innermost`: hickory's top-level errors ("proto error") hide the cause.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+fn is_timeout(err: &ProtoError) -> bool {
+    matches!(err.kind(), ProtoErrorKind::Timeout)
+}
+
+fn client_error_is_timeout(err: &hickory_client::ClientError) -> bool {
+    match err.kind() {
+        hickory_client::ClientErrorKind::Timeout => true,
+        hickory_client::ClientErrorKind::Proto(proto) => is_timeout(proto),
+        _ => false,
+    }
+}
+
+/// hickory-client's errors print "proto error" and keep the cause in their kind.
+fn client_error_text(err: &hickory_client::ClientError) -> String {
+    match err.kind() {
+        hickory_client::ClientErrorKind::Proto(proto) => error_chain(proto),
+        _ => error_chain(err),
     }
 }
 
