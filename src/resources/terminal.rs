@@ -1260,6 +1260,22 @@ mod tests {
     }
 
     #[test]
+    fn state_round_trips_through_the_schema_type() {
+        use crate::protocol::serde_bridge::{from_value, to_value};
+        let ty = schema_block().value_type();
+        let mut state = config();
+        state.id = Attr::Unknown;
+        state.target_port = Attr::Known(2222);
+        state.publish = Attr::Known(Publish { host_ip: Attr::Known("127.0.0.1".into()), host_port: Attr::Null });
+        state.credential =
+            Attr::Known(Credential { username: Attr::Known("ann".into()), password: Attr::Known("pw".into()) });
+        state.timeouts = Attr::Known(Timeouts { create: Attr::Known("10m".into()), delete: Attr::Null });
+        let value = to_value(&state, &ty).unwrap();
+        let back: TerminalState = from_value(&value).unwrap();
+        assert!(back == state, "round trip changed the state: {back:?}");
+    }
+
+    #[test]
     fn state_debug_hides_secrets() {
         assert!(!format!("{:?}", config()).contains("AAAA"));
     }
