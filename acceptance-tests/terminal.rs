@@ -35,11 +35,13 @@ fn two_students_get_working_browser_terminals() {
     let run_id = format!("{:x}", std::process::id());
     let password = format!("pw-{:x}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
     let key = rig_var("LAB_SSH_KEY");
+    let overlays = ws.path().join("overlays");
+    std::fs::create_dir_all(&overlays).expect("overlay dir");
     let port_base = 18000 + (std::process::id() % 1000) * 10;
     let tfvars = format!(
         "run_id = \"{run_id}\"\nstudents = {students:?}\nbase_image = \"{}\"\nkernel = \"{}\"\ninitrd = \"{}\"\n\
          cmdline = \"{}\"\nnetwork = \"{}\"\ndomain_type = \"{}\"\nssh_private_key_file = \"{key}\"\n\
-         ssh_public_key_file = \"{key}.pub\"\nterminal_image = \"{}\"\nport_base = {port_base}\npassword = \"{password}\"\n",
+         ssh_public_key_file = \"{key}.pub\"\noverlay_dir = \"{overlays}\"\nterminal_image = \"{}\"\nport_base = {port_base}\npassword = \"{password}\"\n",
         rig_var("LAB_BASE_IMAGE"),
         rig_var("LAB_KERNEL"),
         rig_var("LAB_INITRD"),
@@ -48,6 +50,7 @@ fn two_students_get_working_browser_terminals() {
         rig_var("LAB_DOMAIN_TYPE"),
         rig_var("LAB_TERMINAL_IMAGE"),
         students = STUDENTS,
+        overlays = overlays.display(),
     );
     ws.write("terraform.tfvars", &tfvars);
 

@@ -213,7 +213,7 @@ fn planned(name: &str, target_port: i64) -> TerminalState {
         publish: Attr::Known(Publish { host_ip: Attr::Known("127.0.0.1".into()), host_port: Attr::Null }),
         credential: Attr::Known(Credential { username: Attr::Known("ann".into()), password: Attr::Known("pw".into()) }),
         writable: Attr::Known(true),
-        labels: Attr::Known(BTreeMap::from([("lab.session".into(), "dockertest".into())])),
+        labels: Attr::Known(BTreeMap::from([("lab.session".into(), Attr::Known("dockertest".into()))])),
         running: Attr::Known(true),
         timeouts: Attr::Known(Timeouts { create: Attr::Known("20s".into()), delete: Attr::Null }),
         url: Attr::Unknown,

@@ -38,7 +38,7 @@ resource "lab_vm" "student" {
   cmdline             = var.cmdline == null ? null : "${var.cmdline} lab.hostname=${var.course}-${local.slug[each.key]}"
   network             = var.network
   domain_type         = var.domain_type
-  ssh_authorized_keys = [trimspace(file(var.ssh_public_key_file))]
+  ssh_authorized_keys = split("\n", trimspace(file(var.ssh_public_key_file))) # one key per line
 }
 
 resource "lab_terminal" "student" {

@@ -96,7 +96,8 @@ pub struct TerminalState {
     pub credential: Attr<Credential>,
     pub writable: Attr<bool>,
     pub max_clients: Attr<i64>,
-    pub labels: Attr<BTreeMap<String, String>>,
+    /// Values may be unknown at plan time (e.g. another resource's id).
+    pub labels: Attr<BTreeMap<String, Attr<String>>>,
     pub running: Attr<bool>,
     pub timeouts: Attr<Timeouts>,
     pub url: Attr<String>,
@@ -759,7 +760,13 @@ impl TerminalSettings {
             credential,
             writable: s.writable.known().copied().unwrap_or(true),
             max_clients: s.max_clients.known().copied(),
-            labels: s.labels.known().cloned().unwrap_or_default(),
+            labels: match s.labels.known() {
+                None => BTreeMap::new(),
+                Some(map) => map
+                    .iter()
+                    .map(|(k, v)| v.known().map(|v| (k.clone(), v.clone())).ok_or_else(|| missing("labels")))
+                    .collect::<Result<_, _>>()?,
+            },
         })
     }
 
@@ -1006,15 +1013,15 @@ fn state_from_info(
 fn user_labels(
     container: &BTreeMap<String, String>,
     image: &BTreeMap<String, String>,
-    current: Attr<BTreeMap<String, String>>,
-) -> Attr<BTreeMap<String, String>> {
+    current: Attr<BTreeMap<String, Attr<String>>>,
+) -> Attr<BTreeMap<String, Attr<String>>> {
     let traefik = container.get(LABEL_TRAEFIK).map(String::as_str) != Some("false");
     let configured = current.known().cloned().unwrap_or_default();
-    let labels: BTreeMap<String, String> = container
+    let labels: BTreeMap<String, Attr<String>> = container
         .iter()
         .filter(|(k, _)| validate_user_label(k, traefik).is_ok())
         .filter(|(k, v)| configured.contains_key(*k) || image.get(*k) != Some(*v))
-        .map(|(k, v)| (k.clone(), v.clone()))
+        .map(|(k, v)| (k.clone(), Attr::Known(v.clone())))
         .collect();
     if labels.is_empty() && current.is_null() { Attr::Null } else { Attr::Known(labels) }
 }
@@ -1115,7 +1122,7 @@ mod tests {
             traefik_entrypoint: Attr::Known("websecure".into()),
             traefik_tls: Attr::Known(true),
             writable: Attr::Known(true),
-            labels: Attr::Known(BTreeMap::from([("lab.session".into(), "abc123".into())])),
+            labels: Attr::Known(BTreeMap::from([("lab.session".into(), Attr::Known("abc123".into()))])),
             ..Default::default()
         }
     }
@@ -1189,8 +1196,10 @@ mod tests {
         c.target_host = Attr::Known("-oProxyCommand=x".into());
         c.ssh_user = Attr::Known("root;rm".into());
         c.ssh_private_key = Attr::Known("not a key".into());
-        c.labels =
-            Attr::Known(BTreeMap::from([("lab.managed".into(), "no".into()), ("traefik.enable".into(), "x".into())]));
+        c.labels = Attr::Known(BTreeMap::from([
+            ("lab.managed".into(), Attr::Known("no".into())),
+            ("traefik.enable".into(), Attr::Unknown),
+        ]));
         c.publish = Attr::Known(Publish { host_ip: Attr::Known("localhost".into()), host_port: Attr::Known(70000) });
         c.credential =
             Attr::Known(Credential { username: Attr::Known("a:b".into()), password: Attr::Known("p".into()) });

@@ -20,6 +20,7 @@ variable "network" { type = string }
 variable "domain_type" { type = string }
 variable "ssh_private_key_file" { type = string }
 variable "ssh_public_key_file" { type = string }
+variable "overlay_dir" { type = string }
 variable "terminal_image" { type = string }
 variable "port_base" { type = number }
 variable "password" {
@@ -39,15 +40,17 @@ resource "lab_session" "s" {
 resource "lab_vm" "vm" {
   for_each = local.index
 
-  name                = "dockertest-${var.run_id}-${each.key}"
-  hostname            = "dockertest-${var.run_id}-${each.key}"
-  base_image          = var.base_image
-  kernel              = var.kernel
-  initrd              = var.initrd
-  cmdline             = "${var.cmdline} lab.hostname=dockertest-${var.run_id}-${each.key}"
-  network             = var.network
-  domain_type         = var.domain_type
-  ssh_authorized_keys = [trimspace(file(var.ssh_public_key_file))]
+  name        = "dockertest-${var.run_id}-${each.key}"
+  hostname    = "dockertest-${var.run_id}-${each.key}"
+  base_image  = var.base_image
+  kernel      = var.kernel
+  initrd      = var.initrd
+  cmdline     = "${var.cmdline} lab.hostname=dockertest-${var.run_id}-${each.key}"
+  network     = var.network
+  domain_type = var.domain_type
+  overlay_dir = var.overlay_dir
+  # One key per line, like authorized_keys.
+  ssh_authorized_keys = split("\n", trimspace(file(var.ssh_public_key_file)))
 }
 
 resource "lab_terminal" "t" {
