@@ -29,6 +29,17 @@ fn out_dir() -> PathBuf {
     dir
 }
 
+struct DestroyOnDrop<'a>(&'a Workspace);
+
+impl Drop for DestroyOnDrop<'_> {
+    fn drop(&mut self) {
+        let run = self.0.terraform(&["destroy", "-auto-approve", "-no-color"]);
+        if run.code != 0 {
+            eprintln!("cleanup destroy failed:\n{}\n{}", run.stdout, run.stderr);
+        }
+    }
+}
+
 #[test]
 fn two_students_get_working_browser_terminals() {
     let ws = Workspace::in_rig("terminal");
@@ -54,14 +65,14 @@ fn two_students_get_working_browser_terminals() {
     );
     ws.write("terraform.tfvars", &tfvars);
 
+    // A failed assertion must not leave VMs and containers behind (the state dies with the temp dir).
+    let guard = DestroyOnDrop(&ws);
+
     let t0_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
     let t0 = Instant::now();
     let apply = ws.terraform(&["apply", "-auto-approve", "-no-color", "-parallelism=10"]);
     let apply_s = t0.elapsed().as_secs_f64();
-    if apply.code != 0 {
-        ws.terraform(&["destroy", "-auto-approve", "-no-color"]);
-        panic!("terraform apply failed\n{}\n{}", apply.stdout, apply.stderr);
-    }
+    assert_eq!(apply.code, 0, "terraform apply failed\n{}\n{}", apply.stdout, apply.stderr);
     println!("terraform apply: {apply_s:.1} s");
 
     let terminals = ws.output_json()["terminals"]["value"].clone();
@@ -133,6 +144,7 @@ fn two_students_get_working_browser_terminals() {
     ws.apply(&[]);
     assert_eq!(ws.output_json()["terminals"]["value"]["ann"]["ready"], true);
 
+    std::mem::forget(guard);
     ws.destroy();
     let left = docker(&["ps", "-aq", "--filter", &format!("label=dockertest.run={run_id}")]);
     assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left after destroy");

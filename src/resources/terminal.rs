@@ -1003,7 +1003,12 @@ fn state_from_info(
     state.id = Attr::Known(info.id.clone());
     state.running = Attr::Known(info.running);
     state.ready = Attr::Known(ready);
-    state.url = settings.url(info).map_or(Attr::Null, Attr::Known);
+    // A stopped container has no address: its URL is where it will be once started again.
+    if let Some(url) = settings.url(info) {
+        state.url = Attr::Known(url);
+    } else if state.url.known().is_none() {
+        state.url = Attr::Null;
+    }
     state
 }
 
