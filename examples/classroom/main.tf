@@ -13,7 +13,7 @@ provider "lab" {
 
 locals {
   # email -> { email, name, ttl }; the row order gives each student a stable port offset.
-  rows   = csvdecode(file("${path.module}/${var.roster}"))
+  rows   = csvdecode(file("${path.module}/students.csv"))
   roster = { for i, row in local.rows : row.email => merge(row, { index = i }) }
   # A name usable for VMs and containers: the email's local part, [a-z0-9-] only.
   slug = { for email, row in local.roster : email => trim(replace(lower(split("@", email)[0]), "/[^a-z0-9]+/", "-"), "-") }
@@ -24,7 +24,6 @@ resource "lab_session" "student" {
 
   student = each.key
   ttl     = each.value.ttl
-  labels  = { name = each.value.name, course = var.course }
 }
 
 resource "lab_vm" "student" {
@@ -59,6 +58,7 @@ resource "lab_terminal" "student" {
     "lab.session" = lab_session.student[each.key].id
     "lab.vm"      = lab_vm.student[each.key].name
     "lab.course"  = var.course
+    "lab.student" = each.value.name
   }
 }
 

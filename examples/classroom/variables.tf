@@ -1,9 +1,3 @@
-variable "roster" {
-  type        = string
-  default     = "students.csv"
-  description = "CSV file (next to main.tf) with columns email,name,ttl."
-}
-
 variable "course" {
   type        = string
   default     = "os101"
