@@ -288,3 +288,46 @@ async fn terminal_create_rolls_back_when_ssh_target_is_closed() {
     assert!(text.contains("did not become ready") && text.contains("SSH port"), "{text}");
     assert!(client().inspect_container(&name).await.unwrap().is_none(), "container left behind");
 }
+
+#[tokio::test]
+async fn terminal_on_a_user_network_with_traefik_labels() {
+    if !in_rig("terminal_on_a_user_network_with_traefik_labels") {
+        return;
+    }
+    let network = format!("dockertest-net-{}", std::process::id());
+    let made = Command::new("docker")
+        .args(["network", "create", &network])
+        .env("DOCKER_HOST", rig_var("DOCKER_HOST"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let name = format!("dockertest-tr-{}", std::process::id());
+    let _cleanup = Cleanup(name.clone());
+    let ssh_stand_in = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let mut state = planned(&name, i64::from(ssh_stand_in.local_addr().unwrap().port()));
+    state.publish = Attr::Null;
+    state.credential = Attr::Null;
+    state.network = Attr::Known(network.clone());
+    state.traefik = Attr::Known(true);
+    state.hostname = Attr::Known("lab-dockertest.lab.localhost".into());
+    let res = resource();
+    let ctx = OpContext::default();
+    let created = res.create(state, &ctx).await;
+    let info = client().inspect_container(&name).await.unwrap();
+    res.delete(created.as_ref().unwrap().clone(), &ctx).await.unwrap();
+    let removed = Command::new("docker")
+        .args(["network", "rm", &network])
+        .env("DOCKER_HOST", rig_var("DOCKER_HOST"))
+        .output()
+        .unwrap();
+    let created = created.unwrap();
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    // Routed URL; readiness was checked on the container's address on the user network.
+    assert_eq!(created.url, Attr::Known("https://lab-dockertest.lab.localhost".into()));
+    assert_eq!(created.ready, Attr::Known(true));
+    let info = info.unwrap();
+    assert!(info.networks.contains_key(&network), "{:?}", info.networks);
+    assert_eq!(info.labels["traefik.docker.network"], network);
+    assert_eq!(info.labels[&format!("traefik.http.routers.{name}.rule")], "Host(`lab-dockertest.lab.localhost`)");
+    assert_eq!(info.labels[&format!("traefik.http.services.{name}.loadbalancer.server.port")], "7681");
+}

@@ -562,6 +562,15 @@ mod tests {
     }
 
     #[test]
+    fn tls_connect_names_the_host_and_missing_material() {
+        let tls = TlsFiles::in_dir(Path::new("/nonexistent-lab-certs"));
+        let host = DockerHost::parse("tcp://127.0.0.1:2376", Some(tls)).unwrap();
+        let err = DockerClient::connect(&host).unwrap_err();
+        let text = format!("{err}: {}", std::error::Error::source(&err).map(|s| s.to_string()).unwrap_or_default());
+        assert!(text.contains("tcp://127.0.0.1:2376") && text.contains("/nonexistent-lab-certs/ca.pem"), "{text}");
+    }
+
+    #[test]
     fn create_body_publishes_and_joins_network() {
         let spec = ContainerSpec {
             name: "t1".into(),
