@@ -8,7 +8,8 @@
 #   rig.sh vm-smoke    boot one VM with plain virsh, print timings, clean up (the floor to compare against)
 #   rig.sh down        remove everything `up` made (keeps the image cache) and restore the host
 #
-# Env: LAB_CACHE (/var/tmp/lab-cache), LAB_NETNS (labtest), LAB_PROVIDER_DIR (dir of terraform-provider-lab,
+# Env: LAB_CACHE (/var/tmp/lab-cache), LAB_NETNS (labtest; another netns + another LAB_CACHE = a second,
+#      independent rig), LAB_PROVIDER_DIR (dir of terraform-provider-lab,
 #      default ${CARGO_TARGET_DIR:-<repo>/target}/debug), LAB_SKIP_DEPS=1 (don't call scripts/deps.sh).
 #
 # Network rule: everything that touches a private address (VMs, containers, bridges) lives in the netns;
@@ -19,7 +20,8 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
 NS=${LAB_NETNS:-labtest}
-RUN=/run/lab-rig                # sockets and pid files
+RUN=/run/lab-rig                # sockets and pid files (a rig in another netns: /run/lab-rig-<netns>)
+[ "$NS" = labtest ] || RUN=/run/lab-rig-$NS
 STATE=$LAB_CACHE/state          # daemon state for this `up`; removed by `down`
 IMAGE_ROOT=$LAB_CACHE/image     # image/<stamp>/{base.qcow2,vmlinuz,initrd.img}; kept by `down`
 KEY=$LAB_CACHE/keys/id_ed25519
@@ -95,11 +97,12 @@ ensure_netns() {
 in_netns_sh() { # SCRIPT [ARGS...]
   local mounts=$RUN/cgroup-mounts
   grep -E '^[^ ]+ /sys/fs/cgroup(/[^ ]*)? (tmpfs|cgroup|cgroup2) ' /proc/self/mounts >"$mounts" || true
+  # fd 9 (the rig lock) must not leak into the daemons, or the next `up`/`down` waits for them forever
   # shellcheck disable=SC2016 # expanded by the inner sh
   ip netns exec "$NS" sh -c '
     set -e
     while read -r src dir type opts _; do mkdir -p "$dir"; mount -t "$type" -o "$opts" "$src" "$dir"; done < "'"$mounts"'"
-    '"$1" sh "${@:2}"
+    '"$1" sh "${@:2}" 9>&-
 }
 
 libvirt_up() { pid_alive "$RUN/libvirtd.pid" && virsh_ version >/dev/null 2>&1; }
@@ -250,8 +253,15 @@ stop_pidfile() { # PIDFILE NAME : stop the process this rig started (if still ru
 }
 
 # ------------------------------------------------------------------------------------------------ commands
+lock_rig() { # one `up`/`down` at a time: several engineers share the rig
+  mkdir -p "$LAB_CACHE"
+  exec 9>"$LAB_CACHE/.rig.lock"
+  flock -w 900 9 || die "another rig.sh up/down holds $LAB_CACHE/.rig.lock"
+}
+
 cmd_up() {
   local t0=$EPOCHREALTIME
+  lock_rig
   if [ -z "${LAB_SKIP_DEPS:-}" ]; then "$REPO/scripts/deps.sh" all || die "scripts/deps.sh failed"; fi
   mkdir -p "$RUN" "$STATE"
   ensure_key
@@ -312,7 +322,7 @@ cmd_exec() {
 
 # Boots one VM the way a test would, from rig.env alone. LAB_SMOKE_BOOT=systemd boots without the fast init.
 cmd_vm_smoke() {
-  local name=rig-smoke dir=$LAB_CACHE/vms t0 t ip="" out cmdline
+  local name=rig-smoke-$$ dir=$LAB_CACHE/vms t0 t ip="" out cmdline port
   if ! libvirt_up || [ ! -f "$ENV_FILE" ]; then die "the rig is not up: run rig.sh up"; fi
   # shellcheck source=/dev/null
   . "$ENV_FILE"
@@ -375,13 +385,15 @@ EOF
 
   # the terminal path: container on the docker bridge -> ttyd -> ssh -> VM
   t=$EPOCHREALTIME
-  docker_ run -d --name "$name" -p 127.0.0.1:7681:7681 -v "$KEY:/keys/id:ro" "$TERMINAL_IMAGE" \
+  docker_ run -d --name "$name" -p 127.0.0.1::7681 -v "$KEY:/keys/id:ro" "$TERMINAL_IMAGE" \
     ttyd -W -p 7681 ssh -i /keys/id "student@$ip" >/dev/null || die "docker run $TERMINAL_IMAGE failed"
   log "terminal_container_start_s=$(seconds_since "$t")"
-  http_ok() { [ "$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:7681/)" = 200 ]; }
+  port=$(docker_ port "$name" 7681/tcp | head -n1)
+  port=${port##*:}
+  http_ok() { [ "$(ip netns exec "$NS" curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/")" = 200 ]; }
   wait_until 30 http_ok || die "ttyd in container $name did not answer HTTP 200 within 30 s"
   log "terminal_http200_s=$(seconds_since "$t")"
-  ip netns exec "$NS" /usr/bin/python3 "$HERE/rig/wsprobe.py" ws://127.0.0.1:7681/ws 60 | sed 's/^/[rig] /'
+  ip netns exec "$NS" /usr/bin/python3 "$HERE/rig/wsprobe.py" "ws://127.0.0.1:$port/ws" 60 | sed 's/^/[rig] /'
   [ "${PIPESTATUS[0]}" = 0 ] || die "no shell through ttyd -> ssh -> $name"
 
   t=$EPOCHREALTIME
@@ -401,6 +413,7 @@ EOF
 
 cmd_down() {
   local id dom
+  lock_rig
   if docker_up; then
     for id in $(docker_ ps -aq); do docker_ rm -f "$id" >/dev/null || true; done
     docker_ network prune -f >/dev/null || true

@@ -16,7 +16,7 @@ TTYD_WHEEL_VERSION=0.2.0 # ships the upstream static ttyd 1.7.7
 BUILD_PKGS=(libvirt-dev pkg-config)
 # qemu-utils is deliberately absent: the image may carry a newer backports qemu-utils that conflicts
 # with bookworm's; any qemu-img is enough, checked as a command below.
-RIG_PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 dnsmasq-base iptables docker.io
+RIG_PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 dnsmasq-base iptables docker.io socat
   debootstrap busybox-static e2fsprogs iproute2 openssh-client ca-certificates python3-websockets curl)
 DNS_PKGS=(knot knot-dnsutils)
 BROWSER_PKGS=(chromium)

@@ -1,5 +1,48 @@
 //! `terraform-provider-lab`: started by Terraform (go-plugin handshake) or by hand with `-debug`.
 
-fn main() {
-    eprintln!("terraform-provider-lab: skeleton");
+use std::process::ExitCode;
+
+use terraform_provider_lab::protocol::dispatch::erase_provider;
+use terraform_provider_lab::protocol::{handshake, log};
+use terraform_provider_lab::provider::LabProvider;
+
+fn main() -> ExitCode {
+    log::install_panic_hook();
+    let debug = std::env::args().skip(1).any(|a| a == "-debug" || a == "--debug");
+    // Check the environment before starting anything: run by hand, say so and leave.
+    let env = if debug {
+        None
+    } else {
+        match handshake::read_env(|k| std::env::var(k).ok()) {
+            Ok(env) => Some(env),
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("terraform-provider-lab: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let provider = erase_provider(LabProvider::new());
+    let result = runtime.block_on(async move {
+        match env {
+            Some(env) => handshake::serve_terraform(provider, env).await,
+            None => handshake::serve_debug(provider).await,
+        }
+    });
+    // Blocked operations (e.g. a libvirt call) must not keep the process alive after shutdown.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error(&e.to_string());
+            eprintln!("terraform-provider-lab: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

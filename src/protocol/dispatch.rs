@@ -1,43 +1,539 @@
-//! Erased resources: `Resource` impls behind `dyn`, converting Value <-> typed state,
-//! and the generic plan algorithm described in `resource.rs`.
+//! Erased resources: `Resource`/`DataSource`/`Provider` impls behind `dyn`, converting
+//! `Value` <-> typed state through `serde_bridge`, and the generic plan algorithm described in
+//! `resource.rs`. Wire formats (msgpack, protobuf) stay in `server.rs`.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::resource::{DataSource, Resource};
-use super::schema::Schema;
+use async_trait::async_trait;
+use serde::{Serialize, de::DeserializeOwned};
 
+use super::diag::{AttrPath, Diagnostic, Diagnostics};
+use super::resource::{DataSource, OpContext, PlanRequest, Provider, Resource};
+use super::schema::Schema;
+use super::serde_bridge::{from_value, to_value};
+use super::value::{Type, Value};
+
+/// A plan as the protocol layer returns it to Terraform.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanOutcome {
+    pub planned: Value,
+    pub requires_replace: Vec<AttrPath>,
+    /// Warnings (errors come back as `Err`).
+    pub diagnostics: Diagnostics,
+}
+
+#[async_trait]
 pub trait ErasedResource: Send + Sync {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
+    async fn validate(&self, config: &Value) -> Diagnostics;
+    /// `prior` is `Value::Null` on create; `proposed` is `Value::Null` on destroy.
+    async fn plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<PlanOutcome, Diagnostics>;
+    /// Create (prior null), update, or delete (planned null; returns null).
+    async fn apply(&self, prior: &Value, planned: &Value, ctx: &OpContext) -> Result<Value, Diagnostics>;
+    /// `Value::Null` when the object is gone.
+    async fn read(&self, current: &Value, ctx: &OpContext) -> Result<Value, Diagnostics>;
+    /// `None` when nothing has that id.
+    async fn import(&self, id: &str, ctx: &OpContext) -> Result<Option<Value>, Diagnostics>;
 }
 
+#[async_trait]
 pub trait ErasedDataSource: Send + Sync {
     fn type_name(&self) -> &'static str;
     fn schema(&self) -> Schema;
+    async fn validate(&self, config: &Value) -> Diagnostics;
+    async fn read(&self, config: &Value, ctx: &OpContext) -> Result<Value, Diagnostics>;
 }
 
-struct ResourceAdapter<R>(R);
-impl<R: Resource> ErasedResource for ResourceAdapter<R> {
-    fn type_name(&self) -> &'static str {
-        self.0.type_name()
-    }
-    fn schema(&self) -> Schema {
-        self.0.schema()
+#[async_trait]
+pub trait ErasedProvider: Send + Sync {
+    fn schema(&self) -> Schema;
+    async fn validate(&self, config: &Value) -> Diagnostics;
+    async fn configure(&self, config: &Value) -> Result<(), Diagnostics>;
+    fn resources(&self) -> Vec<Arc<dyn ErasedResource>>;
+    fn data_sources(&self) -> Vec<Arc<dyn ErasedDataSource>>;
+}
+
+// ---------------------------------------------------------------- conversions
+
+fn decode<S: DeserializeOwned>(what: &str, value: &Value) -> Result<S, Diagnostics> {
+    from_value(value).map_err(|e| Diagnostic::from_error(format!("Invalid {what}"), &e).into())
+}
+
+fn encode<S: Serialize>(what: &str, state: &S, ty: &Type) -> Result<Value, Diagnostics> {
+    to_value(state, ty).map_err(|e| Diagnostic::from_error(format!("Provider produced an invalid {what}"), &e).into())
+}
+
+// ---------------------------------------------------------------- plan algorithm
+
+fn is_null(value: &Value) -> bool {
+    matches!(value, Value::Null)
+}
+
+fn attrs_of(value: &Value) -> Option<&BTreeMap<String, Value>> {
+    match value {
+        Value::Object(m) => Some(m),
+        _ => None,
     }
 }
-struct DataSourceAdapter<D>(D);
+
+/// Steps 1-4 of the plan algorithm (see `resource.rs`), on untyped values.
+/// Only top-level attributes carry plan modifiers; nested blocks pass through as proposed.
+pub fn generic_plan(schema: &Schema, prior: &Value, proposed: &Value, config: &Value) -> (Value, Vec<AttrPath>) {
+    let Value::Object(mut planned) = proposed.clone() else {
+        return (proposed.clone(), Vec::new());
+    };
+    let empty = BTreeMap::new();
+    let config_attrs = attrs_of(config).unwrap_or(&empty);
+    let prior_attrs = attrs_of(prior);
+    let unset_in_config = |name: &str| matches!(config_attrs.get(name), None | Some(Value::Null));
+
+    // 2. defaults; write-only values never reach state.
+    for attr in &schema.block.attributes {
+        if attr.write_only {
+            planned.insert(attr.name.clone(), Value::Null);
+        } else if let Some(default) = &attr.default
+            && unset_in_config(&attr.name)
+        {
+            planned.insert(attr.name.clone(), default.clone());
+        }
+    }
+
+    // 3. computed values not set by config and not defaulted.
+    let undetermined = schema
+        .block
+        .attributes
+        .iter()
+        .filter(|a| a.computed && a.default.is_none() && !a.write_only && unset_in_config(&a.name));
+    match prior_attrs {
+        None => {
+            for attr in undetermined {
+                planned.insert(attr.name.clone(), Value::Unknown);
+            }
+        }
+        Some(prior_attrs) => {
+            if prior_attrs != &planned {
+                for attr in undetermined.filter(|a| !a.keep_prior) {
+                    planned.insert(attr.name.clone(), Value::Unknown);
+                }
+            }
+        }
+    }
+
+    // 4. replacement triggers.
+    let mut requires_replace = Vec::new();
+    if let Some(prior_attrs) = prior_attrs {
+        for attr in schema.block.attributes.iter().filter(|a| a.requires_replace) {
+            let before = prior_attrs.get(&attr.name).unwrap_or(&Value::Null);
+            let after = planned.get(&attr.name).unwrap_or(&Value::Null);
+            if before != after {
+                requires_replace.push(AttrPath::root(&attr.name));
+            }
+        }
+    }
+    (Value::Object(planned), requires_replace)
+}
+
+/// Terraform requires planned values to equal the configuration wherever the configuration sets
+/// them; the typed round trip may be lossy there (a partly-unknown map reads as `Attr::Unknown`),
+/// so configured attributes and all nested blocks are taken from the generic plan.
+fn keep_configured(schema: &Schema, config: &Value, generic: &Value, typed: Value) -> Value {
+    let (Some(config), Some(generic), Value::Object(mut typed)) = (attrs_of(config), attrs_of(generic), typed.clone())
+    else {
+        return typed;
+    };
+    let configured = schema
+        .block
+        .attributes
+        .iter()
+        .filter(|a| !matches!(config.get(&a.name), None | Some(Value::Null)))
+        .map(|a| &a.name)
+        .chain(schema.block.blocks.iter().map(|b| &b.type_name));
+    for name in configured {
+        if let Some(v) = generic.get(name) {
+            typed.insert(name.clone(), v.clone());
+        }
+    }
+    Value::Object(typed)
+}
+
+/// Write-only attributes are null in every state Terraform stores.
+fn strip_write_only(schema: &Schema, value: Value) -> Value {
+    match value {
+        Value::Object(mut attrs) => {
+            for attr in schema.block.attributes.iter().filter(|a| a.write_only) {
+                attrs.insert(attr.name.clone(), Value::Null);
+            }
+            Value::Object(attrs)
+        }
+        other => other,
+    }
+}
+
+// ---------------------------------------------------------------- adapters
+
+struct ResourceAdapter<R> {
+    inner: R,
+    schema: Schema,
+    ty: Type,
+}
+
+#[async_trait]
+impl<R: Resource> ErasedResource for ResourceAdapter<R> {
+    fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+
+    fn schema(&self) -> Schema {
+        self.schema.clone()
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        match decode::<R::State>("configuration", config) {
+            Ok(config) => self.inner.validate(&config).await,
+            Err(diags) => diags,
+        }
+    }
+
+    async fn plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<PlanOutcome, Diagnostics> {
+        if is_null(proposed) {
+            return Ok(PlanOutcome {
+                planned: Value::Null,
+                requires_replace: Vec::new(),
+                diagnostics: Diagnostics::new(),
+            });
+        }
+        let (planned, mut requires_replace) = generic_plan(&self.schema, prior, proposed, config);
+        let request = PlanRequest {
+            prior: if is_null(prior) { None } else { Some(decode::<R::State>("prior state", prior)?) },
+            config: decode::<R::State>("configuration", config)?,
+            planned: decode::<R::State>("planned state", &planned)?,
+        };
+        let typed = self.inner.plan(request).await?;
+        requires_replace.retain(|path| !typed.adopt_without_replace.contains(path));
+        for path in typed.requires_replace {
+            if !requires_replace.contains(&path) {
+                requires_replace.push(path);
+            }
+        }
+        let typed_planned = encode("planned state", &typed.state, &self.ty)?;
+        let planned = strip_write_only(&self.schema, keep_configured(&self.schema, config, &planned, typed_planned));
+        Ok(PlanOutcome { planned, requires_replace, diagnostics: typed.diagnostics })
+    }
+
+    async fn apply(&self, prior: &Value, planned: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
+        match (is_null(prior), is_null(planned)) {
+            (_, true) => {
+                if !is_null(prior) {
+                    self.inner.delete(decode("prior state", prior)?, ctx).await?;
+                }
+                Ok(Value::Null)
+            }
+            (true, false) => {
+                let created = self.inner.create(decode("planned state", planned)?, ctx).await?;
+                Ok(strip_write_only(&self.schema, encode("new state", &created, &self.ty)?))
+            }
+            (false, false) => {
+                let updated =
+                    self.inner.update(decode("prior state", prior)?, decode("planned state", planned)?, ctx).await?;
+                Ok(strip_write_only(&self.schema, encode("new state", &updated, &self.ty)?))
+            }
+        }
+    }
+
+    async fn read(&self, current: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
+        if is_null(current) {
+            return Ok(Value::Null);
+        }
+        match self.inner.read(decode("current state", current)?, ctx).await? {
+            Some(state) => encode("refreshed state", &state, &self.ty),
+            None => Ok(Value::Null),
+        }
+    }
+
+    async fn import(&self, id: &str, ctx: &OpContext) -> Result<Option<Value>, Diagnostics> {
+        match self.inner.import(id, ctx).await? {
+            Some(state) => Ok(Some(encode("imported state", &state, &self.ty)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+struct DataSourceAdapter<D> {
+    inner: D,
+    schema: Schema,
+    ty: Type,
+}
+
+#[async_trait]
 impl<D: DataSource> ErasedDataSource for DataSourceAdapter<D> {
     fn type_name(&self) -> &'static str {
-        self.0.type_name()
+        self.inner.type_name()
     }
+
+    fn schema(&self) -> Schema {
+        self.schema.clone()
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        match decode::<D::State>("configuration", config) {
+            Ok(config) => self.inner.validate(&config).await,
+            Err(diags) => diags,
+        }
+    }
+
+    async fn read(&self, config: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
+        let state = self.inner.read(decode("configuration", config)?, ctx).await?;
+        encode("data source state", &state, &self.ty)
+    }
+}
+
+struct ProviderAdapter<P>(P);
+
+#[async_trait]
+impl<P: Provider> ErasedProvider for ProviderAdapter<P> {
     fn schema(&self) -> Schema {
         self.0.schema()
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        match decode::<P::Config>("provider configuration", config) {
+            Ok(config) => self.0.validate(&config).await,
+            Err(diags) => diags,
+        }
+    }
+
+    async fn configure(&self, config: &Value) -> Result<(), Diagnostics> {
+        self.0.configure(decode("provider configuration", config)?).await
+    }
+
+    fn resources(&self) -> Vec<Arc<dyn ErasedResource>> {
+        self.0.resources()
+    }
+
+    fn data_sources(&self) -> Vec<Arc<dyn ErasedDataSource>> {
+        self.0.data_sources()
     }
 }
 
 pub fn erase_resource<R: Resource>(r: R) -> Arc<dyn ErasedResource> {
-    Arc::new(ResourceAdapter(r))
+    let schema = r.schema();
+    let ty = schema.block.value_type();
+    Arc::new(ResourceAdapter { inner: r, schema, ty })
 }
+
 pub fn erase_data_source<D: DataSource>(d: D) -> Arc<dyn ErasedDataSource> {
-    Arc::new(DataSourceAdapter(d))
+    let schema = d.schema();
+    let ty = schema.block.value_type();
+    Arc::new(DataSourceAdapter { inner: d, schema, ty })
+}
+
+pub fn erase_provider<P: Provider>(p: P) -> Arc<dyn ErasedProvider> {
+    Arc::new(ProviderAdapter(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::codec::{decode_msgpack, encode_msgpack};
+    use crate::protocol::resource::{Attr, Planned};
+    use crate::protocol::schema::{Attribute, Block};
+    use crate::protocol::value::Number;
+    use serde::Deserialize;
+
+    #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+    struct Thing {
+        name: Attr<String>,
+        size: Attr<f64>,
+        big: Attr<serde_json::Number>,
+        zone: Attr<String>,
+        image: Attr<String>,
+        secret: Attr<String>,
+        id: Attr<String>,
+        fingerprint: Attr<String>,
+    }
+
+    struct ThingResource;
+
+    #[async_trait]
+    impl Resource for ThingResource {
+        type State = Thing;
+        fn type_name(&self) -> &'static str {
+            "test_thing"
+        }
+        fn schema(&self) -> Schema {
+            Schema {
+                version: 0,
+                block: Block {
+                    attributes: vec![
+                        Attribute::string("name").required(),
+                        Attribute::number("size").optional(),
+                        Attribute::number("big").optional(),
+                        Attribute::string("zone").default(Value::String("a".into())),
+                        Attribute::string("image").optional().requires_replace(),
+                        Attribute::string("secret").optional().write_only(),
+                        Attribute::string("id").computed().keep_prior(),
+                        Attribute::string("fingerprint").computed(),
+                    ],
+                    ..Default::default()
+                },
+            }
+        }
+        async fn plan(&self, req: PlanRequest<Thing>) -> Result<Planned<Thing>, Diagnostics> {
+            let mut planned = Planned::new(req.planned);
+            if planned.state.name.known().is_some_and(|n| n == "rebuild") {
+                planned.requires_replace.push(AttrPath::root("name"));
+            }
+            if planned.state.name.known().is_some_and(|n| n == "panic") {
+                return Err(Diagnostic::attr_error(AttrPath::root("name"), "bad name", "no").into());
+            }
+            Ok(planned)
+        }
+        async fn create(&self, mut planned: Thing, _ctx: &OpContext) -> Result<Thing, Diagnostics> {
+            planned.id = Attr::Known("id-1".into());
+            planned.fingerprint = Attr::Known("fp".into());
+            Ok(planned)
+        }
+        async fn read(&self, current: Thing, _ctx: &OpContext) -> Result<Option<Thing>, Diagnostics> {
+            Ok(if current.name.known().is_some_and(|n| n == "gone") { None } else { Some(current) })
+        }
+        async fn update(&self, _prior: Thing, planned: Thing, _ctx: &OpContext) -> Result<Thing, Diagnostics> {
+            Ok(Thing { fingerprint: Attr::Known("fp2".into()), ..planned })
+        }
+        async fn delete(&self, _current: Thing, _ctx: &OpContext) -> Result<(), Diagnostics> {
+            Ok(())
+        }
+        async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<Thing>, Diagnostics> {
+            Ok((id == "id-1").then(|| Thing { id: Attr::Known(id.into()), ..Default::default() }))
+        }
+    }
+
+    fn s(v: &str) -> Value {
+        Value::String(v.into())
+    }
+
+    fn obj(pairs: &[(&str, Value)]) -> Value {
+        let names = ["name", "size", "big", "zone", "image", "secret", "id", "fingerprint"];
+        let mut map: BTreeMap<String, Value> = names.iter().map(|n| (n.to_string(), Value::Null)).collect();
+        for (k, v) in pairs {
+            map.insert(k.to_string(), v.clone());
+        }
+        Value::Object(map)
+    }
+
+    /// What Terraform proposes: config values, prior values for computed attributes unset in config.
+    fn propose(prior: &Value, config: &Value) -> Value {
+        let (Value::Object(prior), Value::Object(config)) = (prior, config) else { return config.clone() };
+        let mut out = config.clone();
+        for name in ["zone", "id", "fingerprint"] {
+            if config[name] == Value::Null {
+                out.insert(name.to_string(), prior[name].clone());
+            }
+        }
+        Value::Object(out)
+    }
+
+    fn stored() -> Value {
+        obj(&[("name", s("x")), ("zone", s("a")), ("image", s("img")), ("id", s("id-1")), ("fingerprint", s("fp"))])
+    }
+
+    #[tokio::test]
+    async fn create_fills_defaults_and_leaves_computed_unknown() {
+        let r = erase_resource(ThingResource);
+        let config = obj(&[("name", s("x")), ("secret", s("hunter2"))]);
+        let plan = r.plan(&Value::Null, &config, &config).await.unwrap();
+        assert_eq!(plan.planned.get_attr("zone"), Some(&s("a")));
+        assert_eq!(plan.planned.get_attr("id"), Some(&Value::Unknown));
+        assert_eq!(plan.planned.get_attr("fingerprint"), Some(&Value::Unknown));
+        assert_eq!(plan.planned.get_attr("secret"), Some(&Value::Null), "write-only never planned");
+        assert!(plan.requires_replace.is_empty());
+    }
+
+    #[tokio::test]
+    async fn unchanged_config_plans_no_change() {
+        let r = erase_resource(ThingResource);
+        let config = obj(&[("name", s("x")), ("image", s("img"))]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.planned, stored());
+        assert!(plan.requires_replace.is_empty());
+    }
+
+    #[tokio::test]
+    async fn update_keeps_prior_only_where_asked() {
+        let r = erase_resource(ThingResource);
+        let config = obj(&[("name", s("y")), ("image", s("img"))]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.planned.get_attr("name"), Some(&s("y")));
+        assert_eq!(plan.planned.get_attr("id"), Some(&s("id-1")), "keep_prior");
+        assert_eq!(plan.planned.get_attr("fingerprint"), Some(&Value::Unknown));
+        assert_eq!(plan.planned.get_attr("zone"), Some(&s("a")));
+        assert!(plan.requires_replace.is_empty());
+    }
+
+    #[tokio::test]
+    async fn requires_replace_from_schema_and_from_resource() {
+        let r = erase_resource(ThingResource);
+        let config = obj(&[("name", s("x")), ("image", s("img2"))]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.requires_replace, vec![AttrPath::root("image")]);
+
+        let config = obj(&[("name", s("rebuild")), ("image", s("img"))]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.requires_replace, vec![AttrPath::root("name")]);
+
+        // An unknown value (known only after apply) may differ: replace.
+        let config = obj(&[("name", s("x")), ("image", Value::Unknown)]);
+        let plan = r.plan(&stored(), &propose(&stored(), &config), &config).await.unwrap();
+        assert_eq!(plan.requires_replace, vec![AttrPath::root("image")]);
+    }
+
+    #[tokio::test]
+    async fn destroy_plans_pass_through_and_errors_keep_paths() {
+        let r = erase_resource(ThingResource);
+        let plan = r.plan(&stored(), &Value::Null, &Value::Null).await.unwrap();
+        assert_eq!(plan.planned, Value::Null);
+
+        let config = obj(&[("name", s("panic"))]);
+        let err = r.plan(&Value::Null, &config, &config).await.unwrap_err();
+        assert_eq!(err.0[0].attribute, Some(AttrPath::root("name")));
+    }
+
+    #[tokio::test]
+    async fn apply_read_import_lifecycle() {
+        let r = erase_resource(ThingResource);
+        let ctx = OpContext::default();
+        let config = obj(&[("name", s("x")), ("secret", s("hunter2"))]);
+        let plan = r.plan(&Value::Null, &config, &config).await.unwrap();
+        let created = r.apply(&Value::Null, &plan.planned, &ctx).await.unwrap();
+        assert_eq!(created.get_attr("id"), Some(&s("id-1")));
+        assert_eq!(created.get_attr("secret"), Some(&Value::Null));
+        assert_eq!(r.read(&created, &ctx).await.unwrap(), created);
+        let gone = obj(&[("name", s("gone"))]);
+        assert_eq!(r.read(&gone, &ctx).await.unwrap(), Value::Null);
+        assert_eq!(r.apply(&created, &Value::Null, &ctx).await.unwrap(), Value::Null);
+        assert!(r.import("id-1", &ctx).await.unwrap().is_some());
+        assert!(r.import("nope", &ctx).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn numbers_and_unknowns_round_trip_through_msgpack_and_typed_state() {
+        let r = erase_resource(ThingResource);
+        let ty = r.schema().block.value_type();
+        let config = obj(&[
+            ("name", s("x")),
+            ("size", Value::Number(Number::Float(1.5))),
+            ("big", Value::Number(Number::parse("1e20").unwrap())),
+            ("image", Value::Unknown),
+        ]);
+        let wire = encode_msgpack(&config, &ty).unwrap();
+        let decoded = decode_msgpack(&wire, &ty).unwrap();
+        assert_eq!(decoded, config);
+
+        let plan = r.plan(&Value::Null, &decoded, &decoded).await.unwrap();
+        let back = decode_msgpack(&encode_msgpack(&plan.planned, &ty).unwrap(), &ty).unwrap();
+        assert_eq!(back.get_attr("size"), Some(&Value::Number(Number::Float(1.5))));
+        assert_eq!(back.get_attr("big"), Some(&Value::Number(Number::parse("100000000000000000000").unwrap())));
+        assert_eq!(back.get_attr("image"), Some(&Value::Unknown));
+    }
 }

@@ -6,6 +6,7 @@ pub mod diag;
 pub mod dispatch;
 pub mod docs;
 pub mod handshake;
+pub mod log;
 pub mod resource;
 pub mod schema;
 pub mod serde_bridge;
@@ -15,9 +16,14 @@ pub mod types_json;
 pub mod value;
 
 /// Code generated from `proto/` by build.rs.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod pb {
     pub mod tfplugin6 {
-        // tonic::include_proto!("tfplugin6");
+        tonic::include_proto!("tfplugin6");
+    }
+    /// go-plugin's controller, stdio and broker services.
+    pub mod plugin {
+        tonic::include_proto!("plugin");
     }
 }
 

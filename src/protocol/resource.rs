@@ -69,13 +69,21 @@ pub struct Planned<S> {
     pub state: S,
     /// Extra replacement triggers beyond the schema's `requires_replace` attributes.
     pub requires_replace: Vec<AttrPath>,
+    /// Schema replacement triggers to ignore this time, e.g. an imported resource whose state
+    /// could not hold an attribute adopting it from the configuration.
+    pub adopt_without_replace: Vec<AttrPath>,
     /// Warnings (errors go in `Err`).
     pub diagnostics: Diagnostics,
 }
 
 impl<S> Planned<S> {
     pub fn new(state: S) -> Self {
-        Planned { state, requires_replace: Vec::new(), diagnostics: Diagnostics::new() }
+        Planned {
+            state,
+            requires_replace: Vec::new(),
+            adopt_without_replace: Vec::new(),
+            diagnostics: Diagnostics::new(),
+        }
     }
 }
 

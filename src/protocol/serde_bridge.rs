@@ -59,6 +59,8 @@ pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, BridgeError> 
 const UNKNOWN_TOKEN: &str = "$terraform_provider_lab::Unknown";
 /// Newtype-struct name by which `Attr<T>` asks `ValueDeserializer` for null/unknown/known.
 const ATTR_TOKEN: &str = "$terraform_provider_lab::Attr";
+/// Text of the failure raised when a value that is not known yet meets a plain Rust type.
+const NOT_KNOWN_YET: &str = "the value is not known yet";
 /// How serde_json (arbitrary_precision) passes a number's exact text through serde.
 const JSON_NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
@@ -94,8 +96,14 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for AttrVisitor<T> {
     fn visit_unit<E: de::Error>(self) -> Result<Attr<T>, E> {
         Ok(Attr::Unknown)
     }
+    /// A value with unknowns deep inside that `T` cannot hold (e.g. a `BTreeMap<String, String>`
+    /// built from `each.value` at validate time) is not known yet as a whole.
     fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Attr<T>, D::Error> {
-        T::deserialize(d).map(Attr::Known)
+        match T::deserialize(d) {
+            Ok(v) => Ok(Attr::Known(v)),
+            Err(e) if e.to_string().contains(NOT_KNOWN_YET) => Ok(Attr::Unknown),
+            Err(e) => Err(e),
+        }
     }
     /// Other formats (serde_json): null or a value.
     fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Attr<T>, D::Error> {
@@ -509,9 +517,7 @@ impl<'de, 'p> ValueDeserializer<'de, 'p> {
     fn unexpected(&self, expected: &str) -> BridgeFailure {
         let found = match self.value {
             Value::Unknown => {
-                return self.fail(format!(
-                    "expected {expected}, but the value is not known yet (declare the field as Attr<..>)"
-                ));
+                return self.fail(format!("expected {expected}, but {NOT_KNOWN_YET} (declare the field as Attr<..>)"));
             }
             Value::Null => "null (declare the field as Attr<..> or Option<..>)".to_string(),
             Value::Bool(b) => format!("bool {b}"),
@@ -635,9 +641,7 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de, '_> {
     fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
         match self.value {
             Value::Null => visitor.visit_none(),
-            Value::Unknown => {
-                Err(self.fail("the value is not known yet: declare the field as Attr<..>, not Option<..>"))
-            }
+            Value::Unknown => Err(self.fail(format!("{NOT_KNOWN_YET}: declare the field as Attr<..>, not Option<..>"))),
             _ => visitor.visit_some(ValueDeserializer::new(self.value, self.path)),
         }
         .map_err(|e: BridgeFailure| e.at(self.path))
@@ -1053,6 +1057,23 @@ mod tests {
         let wrong = WrongType { timeouts: vec![BTreeMap::from([("create".into(), vec![])])] };
         let err = to_value(&wrong, &ty).unwrap_err().to_string();
         assert!(err.contains("timeouts[0].create:"), "{err}");
+    }
+
+    #[test]
+    fn a_map_with_unknown_values_reads_as_unknown_as_a_whole() {
+        let value = Value::Object(
+            [(
+                "labels".to_string(),
+                Value::Map([("a".to_string(), Value::String("x".into())), ("b".to_string(), Value::Unknown)].into()),
+            )]
+            .into(),
+        );
+        #[derive(serde::Deserialize)]
+        struct Labels {
+            labels: Attr<BTreeMap<String, String>>,
+        }
+        let read: Labels = from_value(&value).unwrap();
+        assert_eq!(read.labels, Attr::Unknown);
     }
 
     #[test]

@@ -158,7 +158,15 @@ impl Resource for SessionResource {
         if req.prior.is_some() && settings.dns.is_some() && planned.dns_record_id.is_null() {
             planned.dns_record_id = Attr::Unknown;
         }
-        Ok(Planned::new(planned))
+        // An imported session knows only its id: it adopts student and prefix from the configuration.
+        let imported = req.prior.as_ref().is_some_and(|p| p.student.is_null());
+        let mut result = Planned::new(planned);
+        if imported {
+            result.state.created_at = Attr::Unknown;
+            result.state.expires_at = if result.state.ttl.is_null() { Attr::Null } else { Attr::Unknown };
+            result.adopt_without_replace = vec![AttrPath::root("student")];
+        }
+        Ok(result)
     }
 
     async fn create(&self, planned: SessionState, _ctx: &OpContext) -> Result<SessionState, Diagnostics> {
@@ -167,12 +175,11 @@ impl Resource for SessionResource {
         let prefix = planned.hostname_prefix.known().map_or(DEFAULT_PREFIX, String::as_str);
         let id = new_session_id();
         let hostname = format!("{prefix}{id}.{domain}");
-        let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap_or_else(|_| OffsetDateTime::now_utc());
         let mut state = SessionState {
             id: Attr::Known(id),
             url: Attr::Known(format!("https://{hostname}")),
             hostname: Attr::Known(hostname),
-            created_at: Attr::Known(format_time(now)),
+            created_at: Attr::Known(format_time(now_seconds())),
             dns_record_id: Attr::Null,
             ..planned
         };
@@ -198,7 +205,12 @@ impl Resource for SessionResource {
         _ctx: &OpContext,
     ) -> Result<SessionState, Diagnostics> {
         let settings = self.provider.settings()?;
-        let mut state = SessionState { created_at: prior.created_at.clone(), ..planned };
+        // An imported session starts its clock at its first apply.
+        let created_at = match prior.created_at {
+            Attr::Known(t) => Attr::Known(t),
+            _ => Attr::Known(format_time(now_seconds())),
+        };
+        let mut state = SessionState { created_at, ..planned };
         state.expires_at = expires_at(&state)?;
         state.expired = Attr::Known(is_expired(&state.expires_at, OffsetDateTime::now_utc())?);
         if state.dns_record_id.is_unknown() {
@@ -212,15 +224,24 @@ impl Resource for SessionResource {
         delete_dns_record(settings, &current).await
     }
 
-    async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<SessionState>, Diagnostics> {
-        validate_session_id(id).map_err(|why| Diagnostic::error("Invalid session id to import", why))?;
+    /// Import id: the session id (`k3x9q2m7`), or the first label of its hostname when the
+    /// prefix is not the default (`class-a-k3x9q2m7`).
+    async fn import(&self, import_id: &str, _ctx: &OpContext) -> Result<Option<SessionState>, Diagnostics> {
+        let (prefix, id) = match import_id.len().checked_sub(ID_LEN) {
+            Some(0) => (DEFAULT_PREFIX, import_id),
+            Some(split) if import_id.is_char_boundary(split) => import_id.split_at(split),
+            _ => (DEFAULT_PREFIX, import_id),
+        };
+        let invalid = |why| Diagnostic::error("Invalid session id to import", why);
+        validate_session_id(id).map_err(invalid)?;
+        validate_prefix(prefix).map_err(invalid)?;
         let settings = self.provider.settings()?;
         let domain = settings.require_domain(TYPE_NAME)?;
         // A session lives in its id (and DNS record); the rest comes from the configuration on the next apply.
-        let hostname = format!("{DEFAULT_PREFIX}{id}.{domain}");
+        let hostname = format!("{prefix}{id}.{domain}");
         Ok(Some(SessionState {
             id: Attr::Known(id.to_string()),
-            hostname_prefix: Attr::Known(DEFAULT_PREFIX.into()),
+            hostname_prefix: Attr::Known(prefix.into()),
             url: Attr::Known(format!("https://{hostname}")),
             hostname: Attr::Known(hostname),
             expired: Attr::Known(false),
@@ -319,6 +340,12 @@ fn is_expired(expires_at: &Attr<String>, now: OffsetDateTime) -> Result<bool, Di
         Some(t) => Ok(now >= parse_time(t)?),
         None => Ok(false),
     }
+}
+
+/// Now, to the second: state times read like `2026-11-22T10:00:00Z`.
+fn now_seconds() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(0).unwrap_or(now)
 }
 
 fn format_time(t: OffsetDateTime) -> String {

@@ -1,0 +1,188 @@
+//! A real Knot DNS server (`knotd`, Debian package `knot`) for tests: started on 127.0.0.1 at a
+//! free port with a fresh zone and a TSIG key generated per run, killed when dropped. Records are
+//! checked with an independent DNS client (`kdig`, package `knot-dnsutils`). If knotd or kdig is
+//! missing, the caller fails and says so: there is no silent skip.
+//! Shared by tests/dns_rfc2136.rs and the acceptance tests (`#[path]` module).
+#![allow(dead_code)] // each user needs a different part
+
+use std::net::{TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use terraform_provider_lab::backends::dns::DnsBackend;
+use terraform_provider_lab::backends::dns::rfc2136::{KeyAlgorithm, Rfc2136Config, Rfc2136Dns, SessionRecordType};
+
+pub const ZONE: &str = "lab.example.test";
+pub const KEY_NAME: &str = "lab-update-key";
+/// A second key, hmac-sha512, allowed to update but not to transfer the zone.
+pub const KEY_512_NAME: &str = "lab-update-only-512";
+pub const TUNNEL_TARGET: &str = "tunnel.lab.example.test";
+
+/// A knotd child process serving [`ZONE`]; killed when dropped.
+pub struct Knot {
+    pub _child: tokio::process::Child,
+    pub port: u16,
+    pub secret: String,
+    pub secret_512: String,
+    pub dir: tempfile::TempDir,
+}
+
+pub fn find_tool(name: &str, package: &str) -> PathBuf {
+    for dir in ["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path;
+        }
+    }
+    panic!("{name} not found: install Debian package `{package}` (scripts/deps.sh does)");
+}
+
+/// A port free for both UDP and TCP on 127.0.0.1 at the moment of asking.
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+pub fn random_secret() -> String {
+    let bytes: [u8; 32] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn random_secret_512() -> String {
+    let bytes: [u8; 64] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+impl Knot {
+    pub async fn start() -> Knot {
+        let knotd = find_tool("knotd", "knot");
+        find_tool("kdig", "knot-dnsutils");
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let secret = random_secret();
+        let secret_512 = random_secret_512();
+        let d = dir.path().display();
+        let config = format!(
+            r#"server:
+    rundir: "{d}"
+    listen: 127.0.0.1@{port}
+control:
+    listen: "{d}/knot.sock"
+log:
+  - target: stderr
+    any: info
+database:
+    storage: "{d}/db"
+key:
+  - id: {KEY_NAME}
+    algorithm: hmac-sha256
+    secret: {secret}
+  - id: {KEY_512_NAME}
+    algorithm: hmac-sha512
+    secret: {secret_512}
+acl:
+  - id: lab-update
+    key: {KEY_NAME}
+    action: [update, transfer]
+  - id: lab-update-only
+    key: {KEY_512_NAME}
+    action: update
+zone:
+  - domain: {ZONE}
+    storage: "{d}"
+    file: "{ZONE}.zone"
+    acl: [lab-update, lab-update-only]
+    zonefile-sync: -1
+"#
+        );
+        // `www` is a record this provider did not create: it must never be touched.
+        let zone = format!(
+            "$ORIGIN {ZONE}.\n$TTL 60\n\
+             @ SOA ns.{ZONE}. hostmaster.{ZONE}. 1 3600 600 86400 60\n\
+             @ NS ns\nns A 127.0.0.1\nwww A 127.0.0.2\ntunnel A 127.0.0.3\n"
+        );
+        std::fs::write(dir.path().join("knot.conf"), config).unwrap();
+        std::fs::write(dir.path().join(format!("{ZONE}.zone")), zone).unwrap();
+        std::fs::create_dir_all(dir.path().join("db")).unwrap();
+        let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
+        let child = tokio::process::Command::new(knotd)
+            .arg("-c")
+            .arg(dir.path().join("knot.conf"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting knotd");
+        let knot = Knot { _child: child, port, secret, secret_512, dir };
+        knot.wait_ready().await;
+        knot
+    }
+
+    pub async fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if self.dig(&format!("ns.{ZONE}"), "A") == vec!["127.0.0.1".to_string()] {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let log = std::fs::read_to_string(self.dir.path().join("knotd.log")).unwrap_or_default();
+        panic!("knotd did not answer on port {} within 15 s; log:\n{log}", self.port);
+    }
+
+    /// Answers from an independent client: `kdig +short`.
+    pub fn dig(&self, name: &str, rr_type: &str) -> Vec<String> {
+        let out = std::process::Command::new(find_tool("kdig", "knot-dnsutils"))
+            .arg("@127.0.0.1")
+            .args(["-p", &self.port.to_string(), "+short", "+timeout=2", "+retry=0"])
+            .args([name, rr_type])
+            .output()
+            .expect("running kdig");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty() && !l.starts_with(';'))
+            .collect()
+    }
+
+    /// Changes the zone behind the provider's back with `knsupdate` (same key).
+    pub fn nsupdate(&self, commands: &str) {
+        let script = format!(
+            "server 127.0.0.1 {}\nzone {ZONE}.\nkey hmac-sha256:{KEY_NAME} {}\n{commands}\nsend\n",
+            self.port, self.secret
+        );
+        let mut child = std::process::Command::new(find_tool("knsupdate", "knot-dnsutils"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running knsupdate");
+        use std::io::Write as _;
+        child.stdin.take().unwrap().write_all(script.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "knsupdate failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    pub fn config(&self, record_type: SessionRecordType, target: &str) -> Rfc2136Config {
+        Rfc2136Config {
+            server: format!("127.0.0.1:{}", self.port),
+            zone: ZONE.to_string(),
+            key_name: KEY_NAME.to_string(),
+            key_algorithm: KeyAlgorithm::HmacSha256,
+            key_secret: self.secret.clone(),
+            record_type,
+            target: target.to_string(),
+        }
+    }
+
+    pub fn backend(&self) -> DnsBackend {
+        DnsBackend::Rfc2136(Rfc2136Dns::new(self.config(SessionRecordType::Cname, TUNNEL_TARGET)).unwrap())
+    }
+}
