@@ -149,3 +149,97 @@ fn two_students_get_working_browser_terminals() {
     let left = docker(&["ps", "-aq", "--filter", &format!("label=dockertest.run={run_id}")]);
     assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left after destroy");
 }
+
+/// Removes containers carrying a label when a test ends (also those a failed step left out of the state).
+struct RemoveByLabel(String);
+
+impl Drop for RemoveByLabel {
+    fn drop(&mut self) {
+        let ids = docker(&["ps", "-aq", "--filter", &format!("label={}", self.0)]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// A stand-in SSH port inside the rig's netns (the readiness check only needs a TCP accept).
+struct Listener(std::process::Child);
+
+impl Listener {
+    fn start(port: u16) -> Self {
+        let script = format!(
+            "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('0.0.0.0',{port}))\ns.listen(64)\ntime.sleep(900)\n"
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &rig_var("LAB_NETNS"), "python3", "-c", &script])
+            .spawn()
+            .expect("starting the stand-in listener");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Listener(child)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn terminal_import_replace_and_drift_through_terraform() {
+    let ws = Workspace::in_rig("terminal-only");
+    let name = format!("dockertest-only-{:x}", std::process::id());
+    let port = 22000 + (std::process::id() % 1000) as u16;
+    let _listener = Listener::start(port);
+    let gateway = rig_var("LAB_DOCKER_CIDR").replace(".0/24", ".1");
+    ws.write(
+        "terraform.tfvars",
+        &format!(
+            "name = \"{name}\"\ntarget_host = \"{gateway}\"\ntarget_port = {port}\nssh_private_key_file = \"{}\"\n\
+             terminal_image = \"{}\"\n",
+            rig_var("LAB_SSH_KEY"),
+            rig_var("LAB_TERMINAL_IMAGE")
+        ),
+    );
+    let guard = DestroyOnDrop(&ws);
+    let _orphans = RemoveByLabel(format!("dockertest.run={name}"));
+
+    ws.apply(&[]);
+    let first = ws.output_json()["terminal"]["value"].clone();
+    assert_eq!(first["ready"], true, "{first}");
+    // Docker picked the host port: the URL carries it.
+    assert!(first["url"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{first}");
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "re-plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // Import by container name adopts it without replacement (the key matches its digest label).
+    ws.terraform(&["state", "rm", "lab_terminal.one"]).ok("state rm");
+    ws.write("import.tf", &format!("import {{\n  to = lab_terminal.one\n  id = \"{name}\"\n}}\n"));
+    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan import");
+    assert!(plan.stdout.contains("1 to import"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("must be replaced"), "import must adopt, not replace:\n{}", plan.stdout);
+    ws.apply(&[]);
+    ws.remove("import.tf");
+    assert_eq!(ws.output_json()["terminal"]["value"]["id"], first["id"]);
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "plan after import not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // A label change replaces the container, honestly planned as such.
+    let plan = ws.terraform(&["plan", "-no-color", "-var=course=os102"]).ok("plan label change");
+    assert_eq!(plan_counts(&plan.stdout), (1, 0, 1), "{}", plan.stdout);
+    assert!(plan.stdout.contains("forces replacement"), "{}", plan.stdout);
+    ws.apply(&["-var=course=os102"]);
+    assert_ne!(ws.output_json()["terminal"]["value"]["id"], first["id"]);
+
+    // Removed out of band: the next plan re-creates it.
+    assert!(docker(&["rm", "-f", &name]).status.success());
+    let plan = ws.terraform(&["plan", "-no-color", "-var=course=os102"]).ok("plan after removal");
+    assert_eq!(plan_counts(&plan.stdout), (1, 0, 0), "{}", plan.stdout);
+
+    std::mem::forget(guard);
+    ws.destroy();
+    let left = docker(&["ps", "-aq", "--filter", &format!("label=dockertest.run={name}")]);
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left after destroy");
+}

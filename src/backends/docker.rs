@@ -191,6 +191,8 @@ pub struct ContainerInfo {
     pub networks: BTreeMap<String, Option<IpAddr>>,
     /// Published ports as bound by the daemon (actual host ports, also when it picked them).
     pub published: Vec<PortPublish>,
+    /// Port bindings as requested at create (`host_port: None` where Docker was left to pick).
+    pub requested_publish: Vec<PortPublish>,
     /// The environment, as `KEY=value` strings.
     pub env: Vec<String>,
 }
@@ -510,18 +512,8 @@ fn container_info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo
         .into_iter()
         .map(|(name, ep)| (name, ep.ip_address.filter(|ip| !ip.is_empty()).and_then(|ip| ip.parse().ok())))
         .collect();
-    let mut published = Vec::new();
-    for (key, bindings) in settings.ports.unwrap_or_default() {
-        let Some(container_port) = key.split('/').next().and_then(|p| p.parse().ok()) else { continue };
-        for b in bindings.unwrap_or_default() {
-            published.push(PortPublish {
-                container_port,
-                host_ip: b.host_ip.unwrap_or_default(),
-                host_port: b.host_port.and_then(|p| p.parse().ok()),
-            });
-        }
-    }
-    published.sort_by(|a, b| (a.container_port, &a.host_ip).cmp(&(b.container_port, &b.host_ip)));
+    let requested_publish = port_list(r.host_config.and_then(|h| h.port_bindings));
+    let published = port_list(settings.ports);
     ContainerInfo {
         id: r.id.unwrap_or_default(),
         name: r.name.unwrap_or_default().trim_start_matches('/').to_string(),
@@ -535,8 +527,26 @@ fn container_info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo
         hostname: config.hostname,
         networks,
         published,
+        requested_publish,
         env: config.env.unwrap_or_default(),
     }
+}
+
+/// Port bindings as a sorted list; an empty host port (Docker picks one) reads as `None`.
+fn port_list(map: Option<HashMap<String, Option<Vec<PortBinding>>>>) -> Vec<PortPublish> {
+    let mut list = Vec::new();
+    for (key, bindings) in map.unwrap_or_default() {
+        let Some(container_port) = key.split('/').next().and_then(|p| p.parse().ok()) else { continue };
+        for b in bindings.unwrap_or_default() {
+            list.push(PortPublish {
+                container_port,
+                host_ip: b.host_ip.unwrap_or_default(),
+                host_port: b.host_port.and_then(|p| p.parse().ok()),
+            });
+        }
+    }
+    list.sort_by(|a, b| (a.container_port, &a.host_ip).cmp(&(b.container_port, &b.host_ip)));
+    list
 }
 
 #[cfg(test)]

@@ -1046,7 +1046,7 @@ fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap<String, St
         c.split_once(':').map(|(u, p)| Credential { username: Attr::Known(u.into()), password: Attr::Known(p.into()) })
     });
     let publish = info
-        .published
+        .requested_publish
         .iter()
         .find(|p| p.container_port == TTYD_PORT)
         .map(|p| Publish { host_ip: Attr::Known(p.host_ip.clone()), host_port: p.host_port.map(i64::from).into() });
