@@ -18,6 +18,8 @@ use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Provider, Schema,
 };
 use crate::resources::session::{SessionResource, SessionsDataSource};
+use crate::resources::terminal::TerminalResource;
+use crate::resources::vm::VmResource;
 
 /// The `provider "lab"` block as Terraform sends it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -195,7 +197,8 @@ impl Provider for LabProvider {
     fn resources(&self) -> Vec<Arc<dyn ErasedResource>> {
         vec![
             erase_resource(SessionResource::new(self.handle.clone())),
-            erase_resource(crate::resources::vm::VmResource::new(self.handle.clone())),
+            erase_resource(VmResource::new(self.handle.clone())),
+            erase_resource(TerminalResource::new(self.handle.clone())),
         ]
     }
 

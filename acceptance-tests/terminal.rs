@@ -1,0 +1,245 @@
+//! lab_terminal end to end, inside the rig: `terraform apply` of session + VM + terminal for two
+//! students, then headless Chromium opens each terminal, waits for the VM's prompt, types
+//! `hostname` and finds the VM's own name in the xterm buffer (screenshots under the output dir).
+//! Also: wrong credential -> 401, the key is 0600 and absent from `docker inspect`, empty re-plan,
+//! a container stopped out of band shows as a change, destroy leaves no container behind.
+//!
+//! `cargo test --test acc_terminal -- --nocapture` (rig up). Screenshots: $LAB_TEST_OUT or
+//! target/acc-terminal/.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use support::{Workspace, plan_counts, repo_root, rig_var};
+
+const STUDENTS: [&str; 2] = ["ann", "bob"];
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker").args(args).env("DOCKER_HOST", rig_var("DOCKER_HOST")).output().expect("running docker")
+}
+
+fn out_dir() -> PathBuf {
+    let dir = std::env::var("LAB_TEST_OUT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("acc-terminal"));
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
+
+struct DestroyOnDrop<'a>(&'a Workspace);
+
+impl Drop for DestroyOnDrop<'_> {
+    fn drop(&mut self) {
+        let run = self.0.terraform(&["destroy", "-auto-approve", "-no-color"]);
+        if run.code != 0 {
+            eprintln!("cleanup destroy failed:\n{}\n{}", run.stdout, run.stderr);
+        }
+    }
+}
+
+#[test]
+fn two_students_get_working_browser_terminals() {
+    let ws = Workspace::in_rig("terminal");
+    let run_id = format!("{:x}", std::process::id());
+    let password = format!("pw-{:x}", SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos());
+    let key = rig_var("LAB_SSH_KEY");
+    let overlays = ws.path().join("overlays");
+    std::fs::create_dir_all(&overlays).expect("overlay dir");
+    let port_base = 18000 + (std::process::id() % 1000) * 10;
+    let tfvars = format!(
+        "run_id = \"{run_id}\"\nstudents = {students:?}\nbase_image = \"{}\"\nkernel = \"{}\"\ninitrd = \"{}\"\n\
+         cmdline = \"{}\"\nnetwork = \"{}\"\ndomain_type = \"{}\"\nssh_private_key_file = \"{key}\"\n\
+         ssh_public_key_file = \"{key}.pub\"\noverlay_dir = \"{overlays}\"\nterminal_image = \"{}\"\nport_base = {port_base}\npassword = \"{password}\"\n",
+        rig_var("LAB_BASE_IMAGE"),
+        rig_var("LAB_KERNEL"),
+        rig_var("LAB_INITRD"),
+        rig_var("LAB_CMDLINE"),
+        rig_var("LAB_NETWORK"),
+        rig_var("LAB_DOMAIN_TYPE"),
+        rig_var("LAB_TERMINAL_IMAGE"),
+        students = STUDENTS,
+        overlays = overlays.display(),
+    );
+    ws.write("terraform.tfvars", &tfvars);
+
+    // A failed assertion must not leave VMs and containers behind (the state dies with the temp dir).
+    let guard = DestroyOnDrop(&ws);
+
+    let t0_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
+    let t0 = Instant::now();
+    let apply = ws.terraform(&["apply", "-auto-approve", "-no-color", "-parallelism=10"]);
+    let apply_s = t0.elapsed().as_secs_f64();
+    assert_eq!(apply.code, 0, "terraform apply failed\n{}\n{}", apply.stdout, apply.stderr);
+    println!("terraform apply: {apply_s:.1} s");
+
+    let terminals = ws.output_json()["terminals"]["value"].clone();
+    let mut cases = Vec::new();
+    for s in STUDENTS {
+        let t = &terminals[s];
+        assert_eq!(t["ready"], true, "{s}: {t}");
+        let url = t["url"].as_str().expect("url");
+        assert!(url.starts_with("http://127.0.0.1:"), "{s}: {url}");
+        cases.push(serde_json::json!({
+            "name": s, "url": url, "expect": t["expect"], "username": s, "password": password,
+        }));
+    }
+    let cases_file = ws.path().join("browser-cases.json");
+    std::fs::write(&cases_file, serde_json::to_string(&cases).unwrap()).unwrap();
+
+    // Browser: inside the netns (the terminal URLs are the netns's loopback).
+    let out = out_dir();
+    let browser = Command::new(repo_root().join("acceptance-tests/rig.sh"))
+        .args(["exec", "env", &format!("LAB_T0_MS={t0_ms}"), "node"])
+        .arg(repo_root().join("acceptance-tests/browser/terminal.mjs"))
+        .arg(&cases_file)
+        .arg(&out)
+        .output()
+        .expect("running the browser check");
+    let stdout = String::from_utf8_lossy(&browser.stdout);
+    println!("{stdout}");
+    let results: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        browser.status.success() && results.len() == STUDENTS.len(),
+        "browser check failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&browser.stderr)
+    );
+    let prompts: Vec<f64> = results.iter().map(|r| r["prompt_s"].as_f64().expect("prompt_s")).collect();
+    for r in &results {
+        assert_eq!(r["hostname_found"], true, "{r}");
+        assert_eq!(r["wrong_credential_status"], 401, "{r}");
+        assert!(PathBuf::from(r["screenshot"].as_str().unwrap()).exists(), "{r}");
+    }
+    println!(
+        "apply start -> first prompt in browser {:.1} s, last {:.1} s (apply itself {apply_s:.1} s); screenshots in {}",
+        prompts.iter().cloned().fold(f64::MAX, f64::min),
+        prompts.iter().cloned().fold(0.0, f64::max),
+        out.display()
+    );
+
+    // The key: 0600 root-owned in the container, nowhere in `docker inspect`.
+    let key_body: String = std::fs::read_to_string(&key).unwrap().lines().nth(1).expect("key body line").to_string();
+    for s in STUDENTS {
+        let name = terminals[s]["name"].as_str().unwrap();
+        let inspect = docker(&["inspect", name]);
+        assert!(inspect.status.success());
+        assert!(!String::from_utf8_lossy(&inspect.stdout).contains(&key_body), "{name}: key in docker inspect");
+        let copy = docker(&["cp", &format!("{name}:/lab/ssh/id"), "-"]);
+        let mut archive = tar::Archive::new(copy.stdout.as_slice());
+        let entry = archive.entries().unwrap().next().expect("key file in archive").unwrap();
+        assert_eq!((entry.header().mode().unwrap() & 0o777, entry.header().uid().unwrap()), (0o600, 0), "{name}");
+    }
+
+    // Nothing to change on a second plan.
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "re-plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // Stopped out of band: the plan starts it again in place.
+    let ann = terminals["ann"]["name"].as_str().unwrap().to_string();
+    assert!(docker(&["stop", "-t", "2", &ann]).status.success());
+    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan after stop");
+    assert_eq!(plan_counts(&plan.stdout), (0, 1, 0), "{}", plan.stdout);
+    ws.apply(&[]);
+    assert_eq!(ws.output_json()["terminals"]["value"]["ann"]["ready"], true);
+
+    std::mem::forget(guard);
+    ws.destroy();
+    let left = docker(&["ps", "-aq", "--filter", &format!("label=dockertest.run={run_id}")]);
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left after destroy");
+}
+
+/// Removes containers carrying a label when a test ends (also those a failed step left out of the state).
+struct RemoveByLabel(String);
+
+impl Drop for RemoveByLabel {
+    fn drop(&mut self) {
+        let ids = docker(&["ps", "-aq", "--filter", &format!("label={}", self.0)]);
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            docker(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// A stand-in SSH port inside the rig's netns (the readiness check only needs a TCP accept).
+struct Listener(std::process::Child);
+
+impl Listener {
+    fn start(port: u16) -> Self {
+        let script = format!(
+            "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+             s.bind(('0.0.0.0',{port}))\ns.listen(64)\ntime.sleep(900)\n"
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &rig_var("LAB_NETNS"), "python3", "-c", &script])
+            .spawn()
+            .expect("starting the stand-in listener");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        Listener(child)
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn terminal_import_replace_and_drift_through_terraform() {
+    let ws = Workspace::in_rig("terminal-only");
+    let name = format!("dockertest-only-{:x}", std::process::id());
+    let port = 22000 + (std::process::id() % 1000) as u16;
+    let _listener = Listener::start(port);
+    let gateway = rig_var("LAB_DOCKER_CIDR").replace(".0/24", ".1");
+    ws.write(
+        "terraform.tfvars",
+        &format!(
+            "name = \"{name}\"\ntarget_host = \"{gateway}\"\ntarget_port = {port}\nssh_private_key_file = \"{}\"\n\
+             terminal_image = \"{}\"\n",
+            rig_var("LAB_SSH_KEY"),
+            rig_var("LAB_TERMINAL_IMAGE")
+        ),
+    );
+    let guard = DestroyOnDrop(&ws);
+    let _orphans = RemoveByLabel(format!("dockertest.run={name}"));
+
+    ws.apply(&[]);
+    let first = ws.output_json()["terminal"]["value"].clone();
+    assert_eq!(first["ready"], true, "{first}");
+    // Docker picked the host port: the URL carries it.
+    assert!(first["url"].as_str().unwrap().starts_with("http://127.0.0.1:"), "{first}");
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "re-plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // Import by container name adopts it without replacement (the key matches its digest label).
+    ws.terraform(&["state", "rm", "lab_terminal.one"]).ok("state rm");
+    ws.write("import.tf", &format!("import {{\n  to = lab_terminal.one\n  id = \"{name}\"\n}}\n"));
+    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan import");
+    assert!(plan.stdout.contains("1 to import"), "{}", plan.stdout);
+    assert!(!plan.stdout.contains("must be replaced"), "import must adopt, not replace:\n{}", plan.stdout);
+    ws.apply(&[]);
+    ws.remove("import.tf");
+    assert_eq!(ws.output_json()["terminal"]["value"]["id"], first["id"]);
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "plan after import not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // A label change replaces the container, honestly planned as such.
+    let plan = ws.terraform(&["plan", "-no-color", "-var=course=os102"]).ok("plan label change");
+    assert_eq!(plan_counts(&plan.stdout), (1, 0, 1), "{}", plan.stdout);
+    assert!(plan.stdout.contains("forces replacement"), "{}", plan.stdout);
+    ws.apply(&["-var=course=os102"]);
+    assert_ne!(ws.output_json()["terminal"]["value"]["id"], first["id"]);
+
+    // Removed out of band: the next plan re-creates it.
+    assert!(docker(&["rm", "-f", &name]).status.success());
+    let plan = ws.terraform(&["plan", "-no-color", "-var=course=os102"]).ok("plan after removal");
+    assert_eq!(plan_counts(&plan.stdout), (1, 0, 0), "{}", plan.stdout);
+
+    std::mem::forget(guard);
+    ws.destroy();
+    let left = docker(&["ps", "-aq", "--filter", &format!("label=dockertest.run={name}")]);
+    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left after destroy");
+}
