@@ -200,13 +200,15 @@ fn tls_incoming(
 /// SIGTERM ends the server like Shutdown; SIGINT is ignored, as go-plugin servers do:
 /// Ctrl-C reaches the whole process group, and Terraform itself decides (StopProvider, then
 /// Shutdown) so that running operations can finish or roll back cleanly.
+/// Handlers are registered before returning, so a signal right after the handshake line is
+/// already ours (and the socket directory gets removed).
 fn watch_signals(shutdown: CancellationToken, stop_on_interrupt: bool) {
     use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        log::warn("cannot install signal handlers");
+        return;
+    };
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            log::warn("cannot install signal handlers");
-            return;
-        };
         loop {
             tokio::select! {
                 _ = term.recv() => break,
