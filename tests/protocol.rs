@@ -198,7 +198,7 @@ fn run_by_hand_exits_1_with_a_friendly_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only version 6"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_then_rpcs_over_mtls_then_shutdown() {
     let identity = client_identity();
     let (mut plugin, line) = start_plugin(&identity.pem);
@@ -307,7 +307,7 @@ async fn schema_call_fails(plugin: &Plugin, identity: Option<&ClientIdentity>) -
     ProviderClient::new(channel).get_provider_schema(tf::get_provider_schema::Request {}).await.is_err()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_without_the_pinned_certificate_are_refused() {
     let terraform = client_identity();
     let intruder = client_identity();
