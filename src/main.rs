@@ -7,6 +7,7 @@ use terraform_provider_lab::protocol::{handshake, log};
 use terraform_provider_lab::provider::LabProvider;
 
 fn main() -> ExitCode {
+    let started = std::time::Instant::now();
     log::install_panic_hook();
     let debug = std::env::args().skip(1).any(|a| a == "-debug" || a == "--debug");
     // Check the environment before starting anything: run by hand, say so and leave.
@@ -22,13 +23,17 @@ fn main() -> ExitCode {
         }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(rt) => rt,
+        Ok(rt) => {
+            log::trace(&format!("runtime up after {:?}", started.elapsed()));
+            rt
+        }
         Err(e) => {
             eprintln!("terraform-provider-lab: starting the async runtime: {e}");
             return ExitCode::FAILURE;
         }
     };
     let provider = erase_provider(LabProvider::new());
+    log::trace(&format!("provider built after {:?}", started.elapsed()));
     let result = runtime.block_on(async move {
         match env {
             Some(env) => handshake::serve_terraform(provider, env).await,

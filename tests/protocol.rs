@@ -49,10 +49,17 @@ struct Plugin {
     server_cert: CertificateDer<'static>,
 }
 
+/// SIGTERM (not SIGKILL) so the plugin removes its socket directory, as on a normal stop.
 impl Drop for Plugin {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: plain kill(2) on our own child's pid.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
+        if wait_exit(&mut self.child, Duration::from_secs(5)).is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -191,7 +198,7 @@ fn run_by_hand_exits_1_with_a_friendly_message() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("only version 6"));
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_then_rpcs_over_mtls_then_shutdown() {
     let identity = client_identity();
     let (mut plugin, line) = start_plugin(&identity.pem);
@@ -287,7 +294,10 @@ async fn handshake_then_rpcs_over_mtls_then_shutdown() {
     // Shutdown: the process exits cleanly and removes its socket directory.
     let socket_dir = plugin.socket.parent().unwrap().to_path_buf();
     GrpcControllerClient::new(channel).shutdown(terraform_provider_lab::protocol::pb::plugin::Empty {}).await.unwrap();
+    // go-plugin's client kills plugins that take more than 2 s to exit.
+    let asked = Instant::now();
     let status = wait_exit(&mut plugin.child, Duration::from_secs(10)).expect("plugin exits after Shutdown");
+    assert!(asked.elapsed() < Duration::from_secs(2), "exit took {:?}", asked.elapsed());
     assert!(status.success(), "{status:?}");
     assert!(!socket_dir.exists(), "socket directory left behind: {}", socket_dir.display());
 }
@@ -297,7 +307,7 @@ async fn schema_call_fails(plugin: &Plugin, identity: Option<&ClientIdentity>) -
     ProviderClient::new(channel).get_provider_schema(tf::get_provider_schema::Request {}).await.is_err()
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_without_the_pinned_certificate_are_refused() {
     let terraform = client_identity();
     let intruder = client_identity();
@@ -309,8 +319,11 @@ async fn clients_without_the_pinned_certificate_are_refused() {
 }
 
 #[test]
-fn socket_path_is_absolute() {
+fn sigterm_exits_and_removes_the_socket_directory() {
     let identity = client_identity();
     let (plugin, _) = start_plugin(&identity.pem);
     assert!(Path::new(&plugin.socket).is_absolute());
+    let dir = plugin.socket.parent().unwrap().to_path_buf();
+    drop(plugin);
+    assert!(!dir.exists(), "socket directory left behind: {}", dir.display());
 }

@@ -200,13 +200,15 @@ fn tls_incoming(
 /// SIGTERM ends the server like Shutdown; SIGINT is ignored, as go-plugin servers do:
 /// Ctrl-C reaches the whole process group, and Terraform itself decides (StopProvider, then
 /// Shutdown) so that running operations can finish or roll back cleanly.
+/// Handlers are registered before returning, so a signal right after the handshake line is
+/// already ours (and the socket directory gets removed).
 fn watch_signals(shutdown: CancellationToken, stop_on_interrupt: bool) {
     use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        log::warn("cannot install signal handlers");
+        return;
+    };
     tokio::spawn(async move {
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-            log::warn("cannot install signal handlers");
-            return;
-        };
         loop {
             tokio::select! {
                 _ = term.recv() => break,
@@ -222,14 +224,15 @@ fn watch_signals(shutdown: CancellationToken, stop_on_interrupt: bool) {
 
 /// Serve Terraform: the normal way this binary runs.
 pub async fn serve_terraform(provider: Arc<dyn ErasedProvider>, env: TerraformEnv) -> Result<(), HandshakeError> {
+    let started = std::time::Instant::now();
+    let shutdown = CancellationToken::new();
+    watch_signals(shutdown.clone(), false);
     let identity = tls::generate_server_identity()?;
     let tls_config = tls::server_config(&identity, env.client_cert)?;
+    log::trace(&format!("server certificate ready after {:?}", started.elapsed()));
     let dir = SocketDir::create()?;
     let listener = UnixListener::bind(&dir.socket)
         .map_err(|source| HandshakeError::Listen { path: dir.socket.clone(), source })?;
-
-    let shutdown = CancellationToken::new();
-    watch_signals(shutdown.clone(), false);
     let router = server::router(provider, shutdown.clone()).await;
     let incoming = tls_incoming(listener, tokio_rustls::TlsAcceptor::from(Arc::new(tls_config)), shutdown.clone());
 
@@ -238,7 +241,11 @@ pub async fn serve_terraform(provider: Arc<dyn ErasedProvider>, env: TerraformEn
         let mut stdout = std::io::stdout().lock();
         writeln!(stdout, "{line}").and_then(|()| stdout.flush()).map_err(HandshakeError::Stdout)?;
     }
-    log::debug(&format!("serving plugin protocol {PROTOCOL_VERSION} on {}", dir.socket.display()));
+    log::debug(&format!(
+        "serving plugin protocol {PROTOCOL_VERSION} on {} (ready after {:?})",
+        dir.socket.display(),
+        started.elapsed()
+    ));
 
     run_until_shutdown(router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()), shutdown)
         .await?;
@@ -249,11 +256,11 @@ pub async fn serve_terraform(provider: Arc<dyn ErasedProvider>, env: TerraformEn
 /// Serve without Terraform's handshake: plaintext on a private socket, for attaching Terraform
 /// with `TF_REATTACH_PROVIDERS` (as go-plugin's debug mode does). Ctrl-C stops it.
 pub async fn serve_debug(provider: Arc<dyn ErasedProvider>) -> Result<(), HandshakeError> {
+    let shutdown = CancellationToken::new();
+    watch_signals(shutdown.clone(), true);
     let dir = SocketDir::create()?;
     let listener = UnixListener::bind(&dir.socket)
         .map_err(|source| HandshakeError::Listen { path: dir.socket.clone(), source })?;
-    let shutdown = CancellationToken::new();
-    watch_signals(shutdown.clone(), true);
     let router = server::router(provider, shutdown.clone()).await;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
 

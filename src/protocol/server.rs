@@ -729,3 +729,88 @@ pub async fn router(
         .add_service(gp::grpc_stdio_server::GrpcStdioServer::new(Stdio { shutdown: shutdown.clone() }))
         .add_service(gp::grpc_broker_server::GrpcBrokerServer::new(Broker { shutdown }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::dispatch::erase_provider;
+    use crate::protocol::schema::{Attribute, Block};
+    use tf::provider_server::Provider as _;
+
+    #[derive(Default)]
+    struct EmptyProvider;
+
+    #[async_trait::async_trait]
+    impl crate::protocol::resource::Provider for EmptyProvider {
+        type Config = std::collections::BTreeMap<String, Option<String>>;
+        fn schema(&self) -> Schema {
+            Schema {
+                version: 0,
+                block: Block { attributes: vec![Attribute::string("domain").optional()], ..Default::default() },
+            }
+        }
+        async fn configure(&self, _config: Self::Config) -> Result<(), Diagnostics> {
+            Ok(())
+        }
+        fn resources(&self) -> Vec<Arc<dyn ErasedResource>> {
+            Vec::new()
+        }
+        fn data_sources(&self) -> Vec<Arc<dyn ErasedDataSource>> {
+            Vec::new()
+        }
+    }
+
+    #[tokio::test]
+    async fn stop_provider_cancels_running_operations_only() {
+        let service = ProviderService::new(erase_provider(EmptyProvider));
+        let running = service.op_context();
+        service.stop_provider(Request::new(tf::stop_provider::Request {})).await.unwrap();
+        assert!(running.cancel.is_cancelled());
+        assert!(!service.op_context().cancel.is_cancelled());
+    }
+
+    #[tokio::test]
+    async fn panics_become_error_diagnostics_without_backtraces() {
+        let result: Result<(), Diagnostics> =
+            guarded("PlanResourceChange", async { panic!("index out of bounds") }).await;
+        let diags = result.unwrap_err();
+        assert_eq!(diags.0[0].severity, Severity::Error);
+        assert!(diags.0[0].detail.contains("index out of bounds"));
+        assert!(!diags.0[0].detail.contains("stack backtrace"));
+    }
+
+    #[test]
+    fn attribute_paths_map_to_protocol_steps() {
+        use tf::attribute_path::step::Selector;
+        let path = AttrPath::root("disks").index(2).attr("labels").key("course");
+        let steps: Vec<Selector> = attr_path_to_pb(&path).steps.into_iter().map(|s| s.selector.unwrap()).collect();
+        assert_eq!(
+            steps,
+            vec![
+                Selector::AttributeName("disks".into()),
+                Selector::ElementKeyInt(2),
+                Selector::AttributeName("labels".into()),
+                Selector::ElementKeyString("course".into()),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn unknown_types_and_functions_answer_with_diagnostics() {
+        let service = ProviderService::new(erase_provider(EmptyProvider));
+        let read = service
+            .read_resource(Request::new(tf::read_resource::Request { type_name: "x".into(), ..Default::default() }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read.diagnostics[0].severity, tf::diagnostic::Severity::Error as i32);
+        let call = service
+            .call_function(Request::new(tf::call_function::Request { name: "f".into(), arguments: vec![] }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(call.error.is_some());
+        let functions = service.get_functions(Request::new(tf::get_functions::Request {})).await.unwrap();
+        assert!(functions.into_inner().functions.is_empty());
+    }
+}
