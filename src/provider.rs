@@ -255,25 +255,23 @@ fn provider_block() -> Block {
                 "When true, planning more VM memory than the host has free is an error instead of a warning.",
             ),
         ],
-        blocks: vec![NestedBlock {
-            type_name: "dns".into(),
-            nesting: Nesting::Single,
-            min_items: 0,
-            max_items: 1,
-            block: Block {
+        blocks: vec![single_block(
+            "dns",
+            Block {
                 description: "Where session DNS records are made: at most one of `cloudflare` or `rfc2136`. \
                               Without this block, sessions only compute hostnames (wildcard DNS)."
                     .into(),
                 blocks: vec![single_block("cloudflare", cloudflare_block()), single_block("rfc2136", rfc2136_block())],
                 ..Default::default()
             },
-        }],
+        )],
         ..Default::default()
     }
 }
 
+/// An optional block that appears at most once (Terraform wants min == max == 0 for those).
 fn single_block(name: &str, block: Block) -> NestedBlock {
-    NestedBlock { type_name: name.into(), block, nesting: Nesting::Single, min_items: 0, max_items: 1 }
+    NestedBlock { type_name: name.into(), block, nesting: Nesting::Single, min_items: 0, max_items: 0 }
 }
 
 fn cloudflare_block() -> Block {
