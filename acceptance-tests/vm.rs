@@ -13,7 +13,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
-use support::{Workspace, plan_counts, repo_root, rig_var};
+use support::{Workspace, plan_counts, repo_root, rig_exec, rig_var};
 
 /// Serialises the tests of this file: each boots up to 2 guests on a 2-core rig.
 static BOOTS: Mutex<()> = Mutex::new(());
@@ -21,11 +21,6 @@ static BOOTS: Mutex<()> = Mutex::new(());
 fn sha256(path: &str) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A command inside the rig's netns with rig.env loaded.
-fn rig_exec(args: &[&str]) -> std::process::Output {
-    Command::new(repo_root().join("acceptance-tests/rig.sh")).arg("exec").args(args).output().expect("rig.sh exec")
 }
 
 fn virsh(args: &[&str]) -> std::process::Output {

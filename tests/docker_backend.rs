@@ -3,9 +3,12 @@
 //! namespace, so each test re-runs itself in there (`ip netns exec`) when started outside it.
 //! Every container is named `dockertest-*` and removed by the test.
 
+#[path = "support/rig.rs"]
+mod rig;
+use rig::rig_var;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -17,23 +20,6 @@ use terraform_provider_lab::backends::docker::{
 use terraform_provider_lab::protocol::{Attr, OpContext, Resource};
 use terraform_provider_lab::provider::{ProviderHandle, Settings};
 use terraform_provider_lab::resources::terminal::{Credential, Publish, TerminalResource, TerminalState, Timeouts};
-
-fn rig_env_file() -> PathBuf {
-    let cache = std::env::var("LAB_CACHE").unwrap_or_else(|_| "/var/tmp/lab-cache".into());
-    let env = PathBuf::from(cache).join("rig.env");
-    assert!(env.exists(), "acceptance rig is not up: {} is missing; run `acceptance-tests/rig.sh up`", env.display());
-    env
-}
-
-fn rig_var(name: &str) -> String {
-    let text = std::fs::read_to_string(rig_env_file()).unwrap();
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches(|c| c == '\'' || c == '"').to_string())
-        .unwrap_or_else(|| panic!("rig.env does not export {name}"))
-}
 
 /// True when this process runs inside the rig's netns. Otherwise runs `test` in there (same test
 /// binary, `--exact`), asserts it passed, and returns false so the caller stops.

@@ -5,6 +5,9 @@
 //! Run: `cargo test --test libvirt_backend` (the libvirt socket is reachable from the host; no
 //! traffic goes to the guest).
 
+#[path = "support/rig.rs"]
+mod rig;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -12,19 +15,6 @@ use std::time::{Duration, Instant};
 use terraform_provider_lab::backends::domain_xml::{DirectBoot, DomainSpec, DomainType, LabMetadata};
 use terraform_provider_lab::backends::libvirt::{AddressSource, Libvirt, VmState};
 use terraform_provider_lab::backends::qcow2;
-
-fn rig_env() -> HashMap<String, String> {
-    let cache = std::env::var("LAB_CACHE").unwrap_or_else(|_| "/var/tmp/lab-cache".into());
-    let path = PathBuf::from(cache).join("rig.env");
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!("the acceptance rig is not up ({}: {e}); run `acceptance-tests/rig.sh up` first", path.display())
-    });
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches(|c| c == '\'' || c == '"').to_string()))
-        .collect()
-}
 
 struct Names {
     name: String,
@@ -39,7 +29,7 @@ async fn cleanup(lv: &Libvirt, n: &Names) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn define_start_lease_shutdown_undefine() {
-    let env = rig_env();
+    let env = rig::rig_vars();
     let var = |k: &str| env.get(k).cloned().unwrap_or_else(|| panic!("rig.env does not export {k}"));
     let lv = Libvirt::connect(&var("LAB_LIBVIRT_URI")).await.expect("connect to the rig's libvirtd");
     let suffix: u32 = rand::random::<u32>() % 100_000;

@@ -12,28 +12,13 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `rig.env` written by `acceptance-tests/rig.sh up`; the test fails with the reason when the
-/// rig is not up (no silent skip).
-pub fn rig_env() -> PathBuf {
-    let cache = std::env::var("LAB_CACHE").unwrap_or_else(|_| "/var/tmp/lab-cache".into());
-    let env = PathBuf::from(cache).join("rig.env");
-    assert!(
-        env.exists(),
-        "acceptance rig is not up: {} is missing. Run `acceptance-tests/rig.sh up` first (scripts/test.sh does).",
-        env.display()
-    );
-    env
-}
+#[path = "../../tests/support/rig.rs"]
+mod rig;
+pub use rig::{rig_env_file, rig_var};
 
-/// Reads one exported variable of rig.env (`export NAME=value` or `export NAME='value'`).
-pub fn rig_var(name: &str) -> String {
-    let text = std::fs::read_to_string(rig_env()).expect("reading rig.env");
-    text.lines()
-        .filter_map(|l| l.trim().strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.trim_matches(|c| c == '\'' || c == '"').to_string())
-        .unwrap_or_else(|| panic!("rig.env does not export {name}"))
+/// A command inside the rig's netns with rig.env loaded.
+pub fn rig_exec(args: &[&str]) -> Output {
+    Command::new(repo_root().join("acceptance-tests/rig.sh")).arg("exec").args(args).output().expect("rig.sh exec")
 }
 
 /// A working directory holding one HCL case, and how to run terraform in it.
@@ -89,7 +74,7 @@ impl Workspace {
 
     /// Like `new`, but terraform runs inside the rig's netns with rig.env loaded.
     pub fn in_rig(case: &str) -> Self {
-        rig_env();
+        rig_env_file();
         Workspace { in_rig: true, ..Self::new(case) }
     }
 
