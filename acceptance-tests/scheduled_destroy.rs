@@ -15,8 +15,12 @@ const FUTURE: &str = "2099-06-30T16:00:00Z";
 const PAST: &str = "2020-01-31T12:00:00Z";
 
 fn roster(ada_until: &str, alan_until: &str) -> String {
+    roster_with_ttl(ada_until, alan_until, "4h")
+}
+
+fn roster_with_ttl(ada_until: &str, alan_until: &str, ada_ttl: &str) -> String {
     format!(
-        "email,name,until,ttl\nada@example.edu,Ada Lovelace,{ada_until},4h\nalan@example.edu,Alan Turing,{alan_until},\n"
+        "email,name,until,ttl\nada@example.edu,Ada Lovelace,{ada_until},{ada_ttl}\nalan@example.edu,Alan Turing,{alan_until},\n"
     )
 }
 
@@ -59,7 +63,8 @@ async fn scheduled_apply_removes_expired_students_and_their_records() {
     ws.write(
         "dashboard.tf",
         "data \"lab_sessions\" \"live\" {\n  depends_on = [lab_session.student]\n}\n\n\
-         output \"live\" {\n  value = sort([for s in data.lab_sessions.live.sessions : s.hostname])\n}\n",
+         output \"live\" {\n  value = sort([for s in data.lab_sessions.live.sessions : s.hostname])\n}\n\n\
+         output \"live_detail\" {\n  value = { for s in data.lab_sessions.live.sessions : s.hostname => s }\n}\n",
     );
     let roster_var = "-var=roster_file=roster.csv";
 
@@ -96,6 +101,21 @@ async fn scheduled_apply_removes_expired_students_and_their_records() {
     let out = ws.output_json();
     assert_eq!(out["ended"]["value"], serde_json::json!(["alan@example.edu"]));
     assert_eq!(out["live"]["value"], serde_json::json!([ada_host]));
+    // lab_sessions reads student and expiry back from the record's ownership marker.
+    let listed = &out["live_detail"]["value"][ada_host.as_str()];
+    assert_eq!(listed["student"], "ada@example.edu", "{listed}");
+    assert_eq!(listed["expires_at"], out["sessions"]["value"]["ada@example.edu"]["expires_at"], "{listed}");
+    assert_eq!(listed["expired"], false, "{listed}");
+
+    // A longer ttl moves expires_at in place, and the record's marker follows.
+    ws.write("roster.csv", &roster_with_ttl(FUTURE, PAST, "6h"));
+    let apply = ws.apply(&[roster_var]);
+    assert!(apply.stdout.contains("0 added, 1 changed, 0 destroyed"), "{}", apply.stdout);
+    let out = ws.output_json();
+    let listed = &out["live_detail"]["value"][ada_host.as_str()];
+    assert_eq!(listed["expires_at"], out["sessions"]["value"]["ada@example.edu"]["expires_at"], "{listed}");
+    assert_ne!(listed["expires_at"], serde_json::Value::Null);
+    assert_eq!(hostnames(&ws), vec![both[0].clone()], "a ttl change must keep the session");
 
     // End of term.
     ws.terraform(&["destroy", "-auto-approve", "-no-color", roster_var]).ok("destroy");

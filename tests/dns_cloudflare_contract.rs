@@ -346,7 +346,7 @@ async fn delete_record(State(zone): State<Shared>, Path((zone_id, id)): Path<(St
 }
 
 fn spec(host: &str, session: &str) -> RecordSpec {
-    RecordSpec { hostname: format!("{host}.{ZONE_NAME}"), session_id: session.to_string() }
+    RecordSpec { hostname: format!("{host}.{ZONE_NAME}"), session_id: session.to_string(), ..Default::default() }
 }
 
 fn marker(session: &str) -> String {

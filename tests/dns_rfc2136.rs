@@ -12,7 +12,7 @@ use terraform_provider_lab::backends::dns::rfc2136::{KeyAlgorithm, Rfc2136Config
 use terraform_provider_lab::backends::dns::{DnsBackend, DnsError, RecordId, RecordSpec};
 
 fn spec(host: &str, session: &str) -> RecordSpec {
-    RecordSpec { hostname: format!("{host}.{ZONE}"), session_id: session.to_string() }
+    RecordSpec { hostname: format!("{host}.{ZONE}"), session_id: session.to_string(), ..Default::default() }
 }
 
 #[tokio::test]

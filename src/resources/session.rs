@@ -213,7 +213,8 @@ impl Resource for SessionResource {
         let mut state = SessionState { created_at, ..planned };
         state.expires_at = expires_at(&state)?;
         state.expired = Attr::Known(is_expired(&state.expires_at, OffsetDateTime::now_utc())?);
-        if state.dns_record_id.is_unknown() {
+        // The record's marker carries the expiry that `lab_sessions` reports: refresh it too.
+        if state.dns_record_id.is_unknown() || (settings.dns.is_some() && state.expires_at != prior.expires_at) {
             state.dns_record_id = ensure_dns_record(settings, &state).await?;
         }
         Ok(state)
@@ -261,7 +262,12 @@ async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<
     let (Some(hostname), Some(id)) = (state.hostname.known(), state.id.known()) else {
         return Err(Diagnostic::error("Corrupt session state", "hostname or id is missing").into());
     };
-    let spec = RecordSpec { hostname: hostname.clone(), session_id: id.clone() };
+    let spec = RecordSpec {
+        hostname: hostname.clone(),
+        session_id: id.clone(),
+        expires_at: state.expires_at.known().cloned(),
+        student: state.student.known().cloned(),
+    };
     let record =
         dns.ensure_record(&spec).await.map_err(|e| dns_failed(format!("Creating DNS record {hostname}"), e))?;
     Ok(Attr::Known(record.0))
@@ -369,7 +375,10 @@ pub struct SessionsState {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ListedSession {
     pub id: Attr<String>,
+    pub student: Attr<String>,
     pub hostname: Attr<String>,
+    pub expires_at: Attr<String>,
+    pub expired: Attr<bool>,
     pub dns_record_id: Attr<String>,
 }
 
@@ -395,14 +404,26 @@ impl DataSource for SessionsDataSource {
         Schema {
             version: 0,
             block: Block {
-                description: "Live sessions found through their ownership-marked DNS records.".into(),
+                description:
+                    "Live sessions found through their ownership-marked DNS records: id, student, hostname and expiry."
+                        .into(),
                 attributes: vec![
                     Attribute::nested(
                         "sessions",
                         Nesting::List,
                         vec![
                             Attribute::string("id").computed().description("Session id."),
+                            Attribute::string("student").computed().description(
+                                "The session's `student`, as recorded in the DNS ownership marker (null when it did \
+                                 not fit: Cloudflare comments hold 100 characters on free zones).",
+                            ),
                             Attribute::string("hostname").computed().description("Session hostname."),
+                            Attribute::string("expires_at")
+                                .computed()
+                                .description("The session's `expires_at` (RFC 3339); null without `ttl`."),
+                            Attribute::bool("expired")
+                                .computed()
+                                .description("Whether `expires_at` has passed, at the time of the read."),
                             Attribute::string("dns_record_id").computed().description("DNS record id."),
                         ],
                     )
@@ -424,14 +445,19 @@ impl DataSource for SessionsDataSource {
             .into());
         };
         let records = dns.list_owned().await.map_err(|e| dns_failed("Listing session DNS records".into(), e))?;
-        let sessions = records
-            .into_iter()
-            .map(|r| ListedSession {
+        let now = OffsetDateTime::now_utc();
+        let mut sessions = Vec::with_capacity(records.len());
+        for r in records {
+            let expires_at = Attr::from(r.expires_at);
+            sessions.push(ListedSession {
                 id: Attr::Known(r.session_id),
+                student: Attr::from(r.student),
                 hostname: Attr::Known(r.hostname),
+                expired: Attr::Known(is_expired(&expires_at, now)?),
+                expires_at,
                 dns_record_id: Attr::Known(r.id.0),
-            })
-            .collect();
+            });
+        }
         Ok(SessionsState { sessions: Attr::Known(sessions) })
     }
 }

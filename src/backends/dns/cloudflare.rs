@@ -13,13 +13,16 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    ApiErrorItem, DnsError, OWNER_MARKER_PREFIX, OwnedRecord, RecordId, RecordSpec, owner_marker, parse_owner_marker,
+    ApiErrorItem, DnsError, Marker, OWNER_MARKER_PREFIX, OwnedRecord, RecordId, RecordSpec, parse_owner_marker,
 };
 
 /// Cloudflare answers "record already exists" with one of these codes.
 pub const CODE_RECORD_EXISTS: [i64; 3] = [81053, 81057, 81058];
 /// "Record does not exist" (GET/DELETE of an unknown record id).
 pub const CODE_RECORD_NOT_FOUND: i64 = 81044;
+
+/// Cloudflare limits record comments to 100 characters on free zones.
+const MAX_COMMENT_LEN: usize = 100;
 
 pub const DEFAULT_API_URL: &str = "https://api.cloudflare.com/client/v4";
 /// Largest page the list endpoint accepts without complaint on every plan.
@@ -187,6 +190,7 @@ struct NewRecord<'a> {
 struct RecordPatch<'a> {
     content: &'a str,
     proxied: bool,
+    comment: &'a str,
 }
 
 #[derive(Debug, Deserialize)]
@@ -242,7 +246,7 @@ impl CloudflareDns {
             return Ok(id);
         }
         let target = self.config.tunnel_target();
-        let comment = owner_marker(&spec.session_id);
+        let comment = Marker::of(spec).text(MAX_COMMENT_LEN);
         let body = NewRecord {
             record_type: "CNAME",
             name: &spec.hostname,
@@ -282,21 +286,24 @@ impl CloudflareDns {
                     expected_owner: format!("session {}", spec.session_id),
                 });
             }
-            self.repoint_if_stale(record, action).await?;
+            self.repoint_if_stale(record, spec, action).await?;
             adopted = Some(RecordId(record.id.clone()));
         }
         Ok(adopted)
     }
 
-    /// An adopted record of this session may predate a change of `tunnel_id` or `proxied`:
-    /// bring it in line (it is ours, so changing it is allowed).
-    async fn repoint_if_stale(&self, record: &DnsRecord, action: &str) -> Result<(), DnsError> {
+    /// An adopted record of this session may predate a change of `tunnel_id`, `proxied` or the
+    /// session's expiry: bring it in line (it is ours, so changing it is allowed).
+    async fn repoint_if_stale(&self, record: &DnsRecord, spec: &RecordSpec, action: &str) -> Result<(), DnsError> {
         let target = self.config.tunnel_target();
-        let stale = !record.content.eq_ignore_ascii_case(&target) || record.proxied != Some(self.config.proxied);
+        let comment = Marker::of(spec).text(MAX_COMMENT_LEN);
+        let stale = !record.content.eq_ignore_ascii_case(&target)
+            || record.proxied != Some(self.config.proxied)
+            || record.comment.as_deref() != Some(comment.as_str());
         if !stale {
             return Ok(());
         }
-        let body = RecordPatch { content: &target, proxied: self.config.proxied };
+        let body = RecordPatch { content: &target, proxied: self.config.proxied, comment: &comment };
         let path = self.record_path(&RecordId(record.id.clone()))?;
         let action = format!("{action} (updating adopted record {} to {target})", record.id);
         self.call::<DnsRecord, _>(Method::PATCH, &path, &[], Some(&body), &action).await?;
@@ -348,8 +355,14 @@ impl CloudflareDns {
         Ok(records
             .into_iter()
             .filter_map(|r| {
-                let session_id = r.owner_session()?;
-                Some(OwnedRecord { id: RecordId(r.id), hostname: r.name, session_id })
+                let marker = Marker::parse(r.comment.as_deref()?)?;
+                Some(OwnedRecord {
+                    id: RecordId(r.id),
+                    hostname: r.name,
+                    session_id: marker.session_id,
+                    expires_at: marker.expires_at,
+                    student: marker.student,
+                })
             })
             .collect())
     }

@@ -12,11 +12,14 @@ pub mod rfc2136;
 use std::fmt;
 
 /// What one session needs in DNS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RecordSpec {
     /// FQDN without trailing dot, e.g. `lab-x7k9.lab.example.edu`.
     pub hostname: String,
     pub session_id: String,
+    /// Written into the ownership marker so `lab_sessions` can list them; not part of ownership.
+    pub expires_at: Option<String>,
+    pub student: Option<String>,
 }
 
 /// Backend-specific record identity: the Cloudflare record id, or `<fqdn>/<type>` for RFC 2136.
@@ -35,6 +38,8 @@ pub struct OwnedRecord {
     pub id: RecordId,
     pub hostname: String,
     pub session_id: String,
+    pub expires_at: Option<String>,
+    pub student: Option<String>,
 }
 
 /// The configured DNS backend of the provider.
@@ -163,22 +168,97 @@ fn status_hint(status: u16) -> &'static str {
 /// Prefix of every ownership marker written by this provider.
 pub const OWNER_MARKER_PREFIX: &str = "managed-by=terraform-provider-lab";
 
+/// An ownership marker: `managed-by=terraform-provider-lab session=<id>`, optionally followed by
+/// `expires=<RFC 3339>` and `student=<percent-encoded>`. Only the session id decides ownership;
+/// the rest lets `lab_sessions` list sessions with their student and expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Marker {
+    pub session_id: String,
+    pub expires_at: Option<String>,
+    pub student: Option<String>,
+}
+
+impl Marker {
+    pub fn of(spec: &RecordSpec) -> Self {
+        Marker {
+            session_id: spec.session_id.clone(),
+            expires_at: spec.expires_at.clone(),
+            student: spec.student.clone(),
+        }
+    }
+
+    /// The marker text, at most `max_len` characters when possible: the student (free text) is
+    /// left out rather than overflow a backend's limit (Cloudflare comments: 100 on free zones).
+    pub fn text(&self, max_len: usize) -> String {
+        let mut text = format!("{OWNER_MARKER_PREFIX} session={}", self.session_id);
+        if let Some(expires) = &self.expires_at {
+            text.push_str(&format!(" expires={expires}"));
+        }
+        if let Some(student) = &self.student {
+            let word = format!(" student={}", percent_encode(student));
+            if text.len() + word.len() <= max_len {
+                text.push_str(&word);
+            }
+        }
+        text
+    }
+
+    pub fn parse(text: &str) -> Option<Marker> {
+        let mut words = text.split_whitespace();
+        if words.next()? != OWNER_MARKER_PREFIX {
+            return None;
+        }
+        let session_id = words.next()?.strip_prefix("session=")?.to_string();
+        if session_id.is_empty() {
+            return None;
+        }
+        let mut marker = Marker { session_id, ..Default::default() };
+        for word in words {
+            match word.split_once('=')? {
+                ("expires", t) if marker.expires_at.is_none() => marker.expires_at = Some(t.to_string()),
+                ("student", s) if marker.student.is_none() => marker.student = Some(percent_decode(s)?),
+                _ => return None,
+            }
+        }
+        Some(marker)
+    }
+}
+
 /// The ownership marker for one session: `managed-by=terraform-provider-lab session=<id>`.
 pub fn owner_marker(session_id: &str) -> String {
-    format!("{OWNER_MARKER_PREFIX} session={session_id}")
+    Marker { session_id: session_id.to_string(), ..Default::default() }.text(usize::MAX)
 }
 
 /// Returns the session id if `text` is this provider's ownership marker.
 pub fn parse_owner_marker(text: &str) -> Option<String> {
-    let mut words = text.split_whitespace();
-    if words.next()? != OWNER_MARKER_PREFIX {
-        return None;
+    Marker::parse(text).map(|m| m.session_id)
+}
+
+/// Keeps the marker one word per field: everything but `[A-Za-z0-9@._+-]` becomes `%XX`.
+fn percent_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'@' | b'.' | b'_' | b'+' | b'-' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn percent_decode(word: &str) -> Option<String> {
+    let bytes = word.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
     }
-    let session = words.next()?.strip_prefix("session=")?;
-    if session.is_empty() || words.next().is_some() {
-        return None;
-    }
-    Some(session.to_string())
+    String::from_utf8(out).ok()
 }
 
 /// Checks an FQDN (no trailing dot): LDH labels of 1-63 characters, 253 characters at most.
@@ -236,6 +316,29 @@ mod tests {
         assert_eq!(parse_owner_marker("managed-by=terraform-provider-lab session="), None);
         assert_eq!(parse_owner_marker("managed-by=terraform-provider-lab session=a extra"), None);
         assert_eq!(parse_owner_marker("main website"), None);
+    }
+
+    #[test]
+    fn marker_carries_expiry_and_student_without_changing_ownership() {
+        let m = Marker {
+            session_id: "x7k9".into(),
+            expires_at: Some("2026-11-22T16:00:00Z".into()),
+            student: Some("Ada Lovelace <ada@example.edu>".into()),
+        };
+        let text = m.text(usize::MAX);
+        assert_eq!(
+            text,
+            "managed-by=terraform-provider-lab session=x7k9 expires=2026-11-22T16:00:00Z \
+             student=Ada%20Lovelace%20%3Cada@example.edu%3E"
+        );
+        assert_eq!(Marker::parse(&text), Some(m.clone()));
+        assert_eq!(parse_owner_marker(&text).as_deref(), Some("x7k9"));
+        // Too long for the backend: the student is left out, the rest stays.
+        let short = m.text(90);
+        assert!(short.len() <= 90 && !short.contains("student="), "{short}");
+        assert_eq!(Marker::parse(&short).map(|p| p.expires_at), Some(m.expires_at));
+        assert_eq!(Marker::parse("managed-by=terraform-provider-lab session=a owner=eve"), None);
+        assert_eq!(Marker::parse("managed-by=terraform-provider-lab session=a student=%zz"), None);
     }
 
     #[test]

@@ -25,9 +25,12 @@ use hickory_proto::udp::UdpClientStream;
 use hickory_proto::xfer::{DnsHandle, DnsMultiplexer};
 use hickory_proto::{ProtoError, ProtoErrorKind};
 
-use super::{DnsError, OwnedRecord, RecordId, RecordSpec, owner_marker, parse_owner_marker};
+use super::{DnsError, Marker, OwnedRecord, RecordId, RecordSpec, parse_owner_marker};
 
 /// Label prepended to a session hostname for its ownership TXT record.
+/// One TXT character-string holds 255 bytes.
+const MAX_TXT_LEN: usize = 255;
+
 pub const OWNER_LABEL: &str = "_lab-owner";
 /// Short TTL: sessions come and go within a term.
 const RECORD_TTL: u32 = 60;
@@ -241,7 +244,7 @@ impl Rfc2136Dns {
         let action = format!("creating {} {} -> {}", self.config.record_type, spec.hostname, self.config.target);
         let host = self.host_name(&spec.hostname, &action)?;
         let owner = owner_name(&host, &action, &self.config.server)?;
-        let marker = owner_marker(&spec.session_id);
+        let marker = Marker::of(spec).text(MAX_TXT_LEN);
         let client = self.connect(&action).await?;
 
         // Both names must be unused (RFC 2136 2.4.5 "name is not in use").
@@ -265,6 +268,9 @@ impl Rfc2136Dns {
                 msg.add_update(delete_rrset(host.clone(), RecordType::CNAME));
                 msg.add_update(delete_rrset(host.clone(), RecordType::A));
                 msg.add_update(Record::from_rdata(host, RECORD_TTL, self.target.clone()));
+                // The marker may carry a changed expiry.
+                msg.add_update(delete_rrset(owner.clone(), RecordType::TXT));
+                msg.add_update(txt_record(owner, RECORD_TTL, &marker));
                 match self.send(&client, msg, &action).await? {
                     ResponseCode::NoError => Ok(self.record_id(&spec.hostname)),
                     code => Err(self.update_error(&format!("{action} (adopting)"), code)),
@@ -354,13 +360,19 @@ impl Rfc2136Dns {
                 ));
             }
             for record in response.answers() {
-                let Some(session_id) = txt_marker(record).as_deref().and_then(parse_owner_marker) else {
+                let Some(marker) = txt_marker(record).as_deref().and_then(Marker::parse) else {
                     continue;
                 };
                 let Some(hostname) = hostname_of_owner(record.name()) else {
                     continue;
                 };
-                owned.push(OwnedRecord { id: self.record_id(&hostname), hostname, session_id });
+                owned.push(OwnedRecord {
+                    id: self.record_id(&hostname),
+                    hostname,
+                    session_id: marker.session_id,
+                    expires_at: marker.expires_at,
+                    student: marker.student,
+                });
             }
         }
         owned.sort_by(|a, b| a.hostname.cmp(&b.hostname));
@@ -734,7 +746,7 @@ mod tests {
     #[test]
     fn marker_is_read_from_txt() {
         let host = parse_name("_lab-owner.lab-a.lab.example.edu").unwrap();
-        let record = txt_record(host, 60, &owner_marker("a"));
+        let record = txt_record(host, 60, &super::super::owner_marker("a"));
         assert_eq!(txt_marker(&record).as_deref().and_then(parse_owner_marker).as_deref(), Some("a"));
     }
 }
