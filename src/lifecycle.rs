@@ -4,10 +4,30 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
+
+use crate::protocol::Attr;
 
 /// Label/marker every object the provider makes carries, so it is never confused with others.
 pub const MANAGED_LABEL: &str = "lab.managed";
+
+/// The `timeouts` of a resource: `create` and `delete` durations as the user wrote them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeouts {
+    pub create: Attr<String>,
+    pub delete: Attr<String>,
+}
+
+/// A strictly positive duration in humantime's syntax (`"90s"`, `"5m"`, `"1h30m"`, `"2days"`);
+/// the error says what is wrong and shows the syntax, for a diagnostic on the attribute.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(d) if d.is_zero() => Err(format!("`{text}` is zero")),
+        Ok(d) => Ok(d),
+        Err(e) => Err(format!("`{text}` is not a duration ({e}); use e.g. \"90s\", \"5m\" or \"1h30m\"")),
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
@@ -85,6 +105,14 @@ impl Rollback {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_positive_humantime() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("0s").unwrap_err().contains("is zero"));
+        assert!(parse_duration("4 parsecs").unwrap_err().contains("`4 parsecs` is not a duration"));
+    }
 
     #[tokio::test]
     async fn wait_until_returns_value_and_times_out() {

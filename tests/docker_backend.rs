@@ -17,9 +17,10 @@ use futures::TryStreamExt;
 use terraform_provider_lab::backends::docker::{
     ContainerSpec, DockerClient, DockerError, DockerHost, PortPublish, UploadFile,
 };
+use terraform_provider_lab::lifecycle::Timeouts;
 use terraform_provider_lab::protocol::{Attr, OpContext, Resource};
 use terraform_provider_lab::provider::{ProviderHandle, Settings};
-use terraform_provider_lab::resources::terminal::{Credential, Publish, TerminalResource, TerminalState, Timeouts};
+use terraform_provider_lab::resources::terminal::{Credential, Publish, TerminalResource, TerminalState};
 
 /// True when this process runs inside the rig's netns. Otherwise runs `test` in there (same test
 /// binary, `--exact`), asserts it passed, and returns false so the caller stops.

@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::backends::dns::{DnsError, RecordId, RecordSpec};
+use crate::lifecycle::parse_duration;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
     Resource, Schema, Type, Value,
@@ -311,13 +312,15 @@ fn validate_session_id(id: &str) -> Result<(), String> {
     }
 }
 
-/// `"4h"`, `"90m"`, `"1h30m"`, `"2days"`: humantime's syntax, strictly positive.
+/// `"4h"`, `"90m"`, `"1h30m"`, `"2days"`: strictly positive.
 pub fn parse_ttl(ttl: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(ttl) {
-        Ok(d) if d.is_zero() => Err(format!("`{ttl}` is zero; leave `ttl` unset for a session that never expires")),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("`{ttl}` is not a duration ({e}); use e.g. \"4h\", \"90m\" or \"1h30m\"")),
-    }
+    parse_duration(ttl).map_err(|why| {
+        if why.ends_with("is zero") {
+            format!("{why}; leave `ttl` unset for a session that never expires")
+        } else {
+            why
+        }
+    })
 }
 
 fn validate_prefix(prefix: &str) -> Result<(), String> {

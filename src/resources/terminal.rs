@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::backends::docker::{
     ContainerInfo, ContainerSpec, DockerClient, DockerError, DockerHost, PortPublish, TlsFiles, UploadFile,
 };
-use crate::lifecycle::{MANAGED_LABEL, Rollback, WaitError, wait_until};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, WaitError, parse_duration, wait_until};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
     Schema, Type, Value,
@@ -68,12 +68,6 @@ impl std::fmt::Debug for Credential {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Credential").field("username", &self.username).field("password", &"<sensitive>").finish()
     }
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timeouts {
-    pub create: Attr<String>,
-    pub delete: Attr<String>,
 }
 
 #[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -575,7 +569,7 @@ fn validate_config(config: &TerminalState) -> Diagnostics {
     if let Some(t) = config.timeouts.known() {
         for (name, value) in [("create", &t.create), ("delete", &t.delete)] {
             if let Some(v) = value.known()
-                && let Err(why) = parse_timeout(v)
+                && let Err(why) = parse_duration(v)
             {
                 diags.push(Diagnostic::attr_error(AttrPath::root("timeouts").attr(name), "Invalid timeout", why));
             }
@@ -667,19 +661,11 @@ fn port(n: i64) -> Result<u16, String> {
     u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("{n}: must be a port between 1 and 65535"))
 }
 
-fn parse_timeout(v: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(v) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(format!("`{v}` is zero")),
-        Err(e) => Err(format!("`{v}`: {e} (use e.g. \"90s\", \"5m\")")),
-    }
-}
-
 impl TerminalState {
     fn timeout(&self, pick: fn(&Timeouts) -> &Attr<String>, default: Duration) -> Result<Duration, Diagnostics> {
         match self.timeouts.known().and_then(|t| pick(t).known()) {
             None => Ok(default),
-            Some(v) => parse_timeout(v)
+            Some(v) => parse_duration(v)
                 .map_err(|why| Diagnostic::attr_error(AttrPath::root("timeouts"), "Invalid timeout", why).into()),
         }
     }

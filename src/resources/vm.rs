@@ -22,7 +22,7 @@ use crate::backends::domain_xml::{DirectBoot, DomainSpec, DomainType, LabMetadat
 use crate::backends::libvirt::{AddressSource, Libvirt, VmInfo, VmState};
 use crate::backends::qcow2;
 use crate::backends::seed::NoCloudSeed;
-use crate::lifecycle::{Rollback, wait_until};
+use crate::lifecycle::{Rollback, Timeouts, parse_duration, wait_until};
 use crate::protocol::log;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, OpContext, PlanRequest, Planned,
@@ -71,12 +71,6 @@ pub struct LabVmState {
     pub state: Attr<String>,
     pub console: Attr<String>,
     pub timeouts: Option<Timeouts>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timeouts {
-    pub create: Attr<String>,
-    pub delete: Attr<String>,
 }
 
 pub struct VmResource {
@@ -821,7 +815,7 @@ fn uri_is_local(uri: &str) -> bool {
 fn parse_timeouts(s: &LabVmState) -> Result<(Duration, Duration), Diagnostics> {
     let one = |v: Option<&Attr<String>>, which: &str, default: Duration| -> Result<Duration, Diagnostics> {
         match v.and_then(|a| a.known()) {
-            Some(text) => parse_timeout(text).map_err(|why| {
+            Some(text) => parse_duration(text).map_err(|why| {
                 Diagnostic::attr_error(AttrPath::root("timeouts").attr(which), "Invalid timeout", why).into()
             }),
             None => Ok(default),
@@ -832,14 +826,6 @@ fn parse_timeouts(s: &LabVmState) -> Result<(Duration, Duration), Diagnostics> {
         one(t.map(|t| &t.create), "create", DEFAULT_CREATE_TIMEOUT)?,
         one(t.map(|t| &t.delete), "delete", DEFAULT_DELETE_TIMEOUT)?,
     ))
-}
-
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err(format!("`{text}` is zero")),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("`{text}` is not a duration ({e}); use e.g. \"30s\", \"5m\"")),
-    }
 }
 
 pub fn validate_name(name: &str) -> Result<(), String> {
@@ -966,7 +952,7 @@ fn validate_config(c: &LabVmState) -> Diagnostics {
     if let Some(t) = &c.timeouts {
         for (which, v) in [("create", &t.create), ("delete", &t.delete)] {
             if let Some(text) = v.known()
-                && let Err(why) = parse_timeout(text)
+                && let Err(why) = parse_duration(text)
             {
                 d.push(Diagnostic::attr_error(AttrPath::root("timeouts").attr(which), "Invalid timeout", why));
             }
@@ -975,7 +961,6 @@ fn validate_config(c: &LabVmState) -> Diagnostics {
     d
 }
 
-/// A go-hclog JSON line on stderr: Terraform shows it with `TF_LOG=debug`.
 fn vm_block() -> Block {
     let s = |name: &str| Attribute::string(name);
     let computed = |name: &str, text: &str| Attribute::string(name).computed().description(text);
@@ -1200,7 +1185,7 @@ mod tests {
         assert!(!uri_is_local("qemu+ssh://root@host/system"));
         let mac = random_mac();
         assert!(mac.starts_with("52:54:00:") && mac.len() == 17, "{mac}");
-        assert_eq!(parse_timeout("90s").unwrap(), Duration::from_secs(90));
-        assert!(parse_timeout("0s").is_err());
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("0s").is_err());
     }
 }
