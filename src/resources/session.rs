@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::backends::dns::{DnsError, RecordId, RecordSpec};
+use crate::backends::dns::{DnsBackend, DnsError, RecordId, RecordSpec};
 use crate::lifecycle::parse_duration;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
@@ -133,22 +133,16 @@ impl Resource for SessionResource {
         let settings = self.provider.settings()?;
         settings.require_domain(TYPE_NAME)?;
         let mut planned = req.planned;
-        let ttl = match planned.ttl.known() {
-            Some(ttl) => {
-                Some(parse_ttl(ttl).map_err(|why| Diagnostic::attr_error(AttrPath::root("ttl"), "Invalid ttl", why))?)
-            }
-            None => None,
-        };
         let prior_ttl = req.prior.as_ref().map(|p| p.ttl.clone());
         // `expires_at` follows `ttl`: derived now when `created_at` is known, at apply otherwise.
         if planned.ttl.is_unknown() {
             planned.expires_at = Attr::Unknown;
             planned.expired = Attr::Unknown;
         } else if prior_ttl.as_ref() != Some(&planned.ttl) {
-            planned.expires_at = match (ttl, planned.created_at.known()) {
-                (None, _) => Attr::Null,
-                (Some(ttl), Some(created)) => Attr::Known(format_time(parse_time(created)? + ttl)),
-                (Some(_), None) => Attr::Unknown,
+            planned.expires_at = if planned.ttl.is_null() || planned.created_at.known().is_some() {
+                expires_at(&planned)?
+            } else {
+                Attr::Unknown
             };
             planned.expired = Attr::Unknown;
         } else if let Some(prior) = &req.prior {
@@ -159,7 +153,7 @@ impl Resource for SessionResource {
         if req.prior.is_some() && settings.dns.is_some() && planned.dns_record_id.is_null() {
             planned.dns_record_id = Attr::Unknown;
         }
-        // An imported session knows only its id: it adopts student and prefix from the configuration.
+        // An imported session knows only its id and prefix: it adopts `student` from the configuration.
         let imported = req.prior.as_ref().is_some_and(|p| p.student.is_null());
         let mut result = Planned::new(planned);
         if imported {
@@ -274,26 +268,24 @@ async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<
     Ok(Attr::Known(record.0))
 }
 
-async fn dns_record_exists(settings: &Settings, state: &SessionState) -> Result<bool, Diagnostics> {
+/// The session's existing record, when the provider has a DNS backend and the state names one.
+fn existing_record<'a>(settings: &'a Settings, state: &'a SessionState) -> Option<(&'a DnsBackend, &'a str, RecordId)> {
     let (Some(dns), Some(hostname), Some(record)) =
         (&settings.dns, state.hostname.known(), state.dns_record_id.known())
     else {
-        return Ok(true);
+        return None;
     };
-    dns.record_exists(hostname, &RecordId(record.clone()))
-        .await
-        .map_err(|e| dns_failed(format!("Checking DNS record {hostname}"), e))
+    Some((dns, hostname, RecordId(record.clone())))
+}
+
+async fn dns_record_exists(settings: &Settings, state: &SessionState) -> Result<bool, Diagnostics> {
+    let Some((dns, hostname, record)) = existing_record(settings, state) else { return Ok(true) };
+    dns.record_exists(hostname, &record).await.map_err(|e| dns_failed(format!("Checking DNS record {hostname}"), e))
 }
 
 async fn delete_dns_record(settings: &Settings, state: &SessionState) -> Result<(), Diagnostics> {
-    let (Some(dns), Some(hostname), Some(record)) =
-        (&settings.dns, state.hostname.known(), state.dns_record_id.known())
-    else {
-        return Ok(());
-    };
-    dns.delete_record(hostname, &RecordId(record.clone()))
-        .await
-        .map_err(|e| dns_failed(format!("Deleting DNS record {hostname}"), e))
+    let Some((dns, hostname, record)) = existing_record(settings, state) else { return Ok(()) };
+    dns.delete_record(hostname, &record).await.map_err(|e| dns_failed(format!("Deleting DNS record {hostname}"), e))
 }
 
 // --- ids, durations, times ---
