@@ -1,5 +1,6 @@
 //! lab_session through the real terraform: for_each over 200 students, empty re-plan, update in
-//! place, replacement, `import {}` blocks, plan-time diagnostics naming the attribute, destroy.
+//! place, replacement, `import {}` blocks, plan-time diagnostics naming the attribute, destroy; and
+//! `examples/roster` itself with a roster of 200.
 //! Needs no rig: sessions without a `dns` block touch nothing outside the provider.
 
 mod support;
@@ -96,4 +97,29 @@ fn bad_inputs_are_plan_time_errors_naming_the_attribute() {
         }
     }
     assert!(ws.state_list().is_empty(), "a failed plan must not create anything");
+}
+
+/// The example an instructor starts from, unchanged but for a CSV of 200 students.
+#[test]
+fn roster_example_with_200_students_applies_replans_empty_and_destroys() {
+    let ws = Workspace::example("roster");
+    let mut csv = String::from("email,name,ttl\n");
+    for i in 0..200 {
+        csv.push_str(&format!("student{i:03}@example.edu,Student {i},4h\n"));
+    }
+    ws.write("students.csv", &csv);
+
+    let apply = ws.apply(&[]);
+    assert!(apply.stdout.contains("200 added"), "{}", apply.stdout);
+    let urls = ws.output_json()["urls"]["value"].as_object().expect("urls output").clone();
+    assert_eq!(urls.len(), 200);
+    let url = urls["student042@example.edu"].as_str().expect("url");
+    let id = url.strip_prefix("https://lab-").and_then(|u| u.strip_suffix(".lab.localhost")).expect(url);
+    assert!(id.len() == 8 && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()), "{url}");
+
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "second plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    ws.destroy();
+    assert_eq!(ws.state_list(), Vec::<String>::new(), "destroy leaves an empty state");
 }

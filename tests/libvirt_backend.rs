@@ -31,7 +31,8 @@ async fn cleanup(lv: &Libvirt, n: &Names) {
 async fn define_start_lease_shutdown_undefine() {
     let env = rig::rig_vars();
     let var = |k: &str| env.get(k).cloned().unwrap_or_else(|| panic!("rig.env does not export {k}"));
-    let lv = Libvirt::connect(&var("LAB_LIBVIRT_URI")).await.expect("connect to the rig's libvirtd");
+    let helper = std::path::Path::new(env!("CARGO_BIN_EXE_terraform-provider-lab-libvirt"));
+    let lv = Libvirt::connect_with(helper, &var("LAB_LIBVIRT_URI")).await.expect("connect to the rig's libvirtd");
     let suffix: u32 = rand::random::<u32>() % 100_000;
     let names = Names {
         name: format!("vmtest-backend-{suffix}"),

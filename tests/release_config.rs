@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 const PROJECT: &str = "terraform-provider-lab";
+/// The libvirt helper: the provider finds it by this exact name next to itself.
+const HELPER: &str = terraform_provider_lab::backends::libvirt::HELPER_NAME;
 const ARCHIVE_NAME: &str = "{{ .ProjectName }}_{{ .Version }}_{{ .Os }}_{{ .Arch }}";
 const CHECKSUM_NAME: &str = "{{ .ProjectName }}_{{ .Version }}_SHA256SUMS";
 const MANIFEST_NAME: &str = "{{ .ProjectName }}_{{ .Version }}_manifest.json";
@@ -34,6 +36,7 @@ struct Config {
 
 #[derive(Debug, Deserialize)]
 struct Build {
+    id: Option<String>,
     builder: Option<String>,
     binary: Option<String>,
     #[serde(default)]
@@ -67,6 +70,8 @@ impl Hook {
 
 #[derive(Debug, Deserialize)]
 struct Archive {
+    #[serde(default)]
+    ids: Vec<String>,
     #[serde(default)]
     formats: Vec<String>,
     name_template: Option<String>,
@@ -125,8 +130,16 @@ fn config() -> Config {
 }
 
 fn the_build(config: &Config) -> &Build {
-    assert_eq!(config.builds.len(), 1, "exactly one build: {:?}", config.builds);
-    &config.builds[0]
+    build_of(config, PROJECT)
+}
+
+fn build_of<'a>(config: &'a Config, id: &str) -> &'a Build {
+    assert_eq!(config.builds.len(), 2, "the provider and its libvirt helper: {:?}", config.builds);
+    let mut matching = config.builds.iter().filter(|b| b.id.as_deref() == Some(id));
+    match (matching.next(), matching.next()) {
+        (Some(build), None) => build,
+        _ => panic!("exactly one build with id {id}: {:?}", config.builds),
+    }
 }
 
 #[test]
@@ -171,7 +184,26 @@ fn cargo_builds_a_binary_named_like_the_project() {
     let manifest: toml::Table = toml::from_str(&read("Cargo.toml")).expect("Cargo.toml parses");
     let bins = manifest["bin"].as_array().expect("Cargo.toml has [[bin]]");
     let names: Vec<&str> = bins.iter().filter_map(|b| b.get("name")?.as_str()).collect();
-    assert_eq!(names, [PROJECT]);
+    assert_eq!(names, [PROJECT, HELPER]);
+}
+
+/// Terraform runs the first file in the package directory named `terraform-provider-lab`
+/// followed by nothing, `_` or `.`: the helper must never be that file.
+#[test]
+fn the_libvirt_helper_ships_in_every_zip_and_is_never_taken_for_the_provider() {
+    let config = config();
+    let helper = build_of(&config, HELPER);
+    assert_eq!(helper.binary.as_deref(), Some(HELPER), "unversioned: the provider looks for this exact name");
+    assert_eq!(helper.builder.as_deref(), Some("rust"));
+    assert_eq!(helper.targets, the_build(&config).targets, "the helper is built for every provider target");
+    let archive = &config.archives[0];
+    assert!(
+        archive.ids.is_empty() || [PROJECT, HELPER].iter().all(|id| archive.ids.iter().any(|i| i == id)),
+        "the zip must hold both binaries: ids {:?}",
+        archive.ids
+    );
+    let after_prefix = HELPER.strip_prefix(PROJECT).and_then(|rest| rest.chars().next());
+    assert!(!matches!(after_prefix, None | Some('_') | Some('.')), "{HELPER} would be taken for the provider");
 }
 
 #[test]

@@ -1,0 +1,144 @@
+//! What the provider and its libvirt helper process say to each other: one JSON object per line,
+//! requests on the helper's stdin, replies (matched by `id`) on its stdout. Replies can come back
+//! in any order: the helper runs each request on its own thread.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub id: u64,
+    pub body: T,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// First request of every helper: open the one connection all later requests use.
+    Connect {
+        uri: String,
+    },
+    IsAlive,
+    Define {
+        xml: String,
+    },
+    Start {
+        name: String,
+    },
+    Shutdown {
+        name: String,
+    },
+    Destroy {
+        name: String,
+    },
+    Undefine {
+        name: String,
+    },
+    SetAutostart {
+        name: String,
+        on: bool,
+    },
+    Lookup {
+        name: String,
+    },
+    LookupUuid {
+        uuid: String,
+    },
+    Addresses {
+        name: String,
+        source: AddressSource,
+    },
+    NetworkExists {
+        network: String,
+    },
+    HostInfo,
+    DomainNames,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Ok(serde_json::Value),
+    /// libvirt's own message (the helper already turned "no such domain" into `Ok` where that is
+    /// an answer, not a failure).
+    Err(String),
+}
+
+/// Where guest addresses come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AddressSource {
+    /// The libvirt network's dnsmasq leases (virNetworkGetDHCPLeases under the hood).
+    Lease,
+    /// qemu-guest-agent inside the guest.
+    Agent,
+}
+
+/// The life-cycle state of a domain, as `lab_vm.state` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmState {
+    Running,
+    ShutOff,
+    ShuttingDown,
+    Paused,
+    Crashed,
+    Other,
+}
+
+impl VmState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VmState::Running => "running",
+            VmState::ShutOff => "shutoff",
+            VmState::ShuttingDown => "shutdown",
+            VmState::Paused => "paused",
+            VmState::Crashed => "crashed",
+            VmState::Other => "other",
+        }
+    }
+}
+
+/// A defined domain as libvirt reports it; the provider side parses the XML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawVmInfo {
+    pub state: VmState,
+    pub autostart: bool,
+    /// Live XML (inactive XML when shut off).
+    pub xml: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestAddress {
+    pub mac: Option<String>,
+    pub ip: std::net::Ipv4Addr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub free_memory_bytes: u64,
+    pub total_memory_kib: u64,
+    pub cpus: u32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_replies_are_one_json_object_each() {
+        let req = Envelope { id: 7, body: Request::SetAutostart { name: "vm-<a>".into(), on: true } };
+        let line = serde_json::to_string(&req).unwrap();
+        assert_eq!(line, r#"{"id":7,"body":{"op":"set_autostart","name":"vm-<a>","on":true}}"#);
+        assert_eq!(serde_json::from_str::<Envelope<Request>>(&line).unwrap(), req);
+        let unit = serde_json::to_string(&Envelope { id: 1, body: Request::HostInfo }).unwrap();
+        assert_eq!(unit, r#"{"id":1,"body":{"op":"host_info"}}"#);
+
+        let reply = Envelope { id: 7, body: Reply::Err("Domain not found".into()) };
+        let line = serde_json::to_string(&reply).unwrap();
+        assert_eq!(line, r#"{"id":7,"body":{"err":"Domain not found"}}"#);
+        assert_eq!(serde_json::from_str::<Envelope<Reply>>(&line).unwrap(), reply);
+        let big = Envelope { id: u64::MAX, body: Reply::Ok(serde_json::json!({"free_memory_bytes": u64::MAX})) };
+        let line = serde_json::to_string(&big).unwrap();
+        assert_eq!(serde_json::from_str::<Envelope<Reply>>(&line).unwrap(), big);
+    }
+}
