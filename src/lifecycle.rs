@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::Attr;
+use crate::protocol::{Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting};
 
 /// Label/marker every object the provider makes carries, so it is never confused with others.
 pub const MANAGED_LABEL: &str = "lab.managed";
@@ -17,6 +17,51 @@ pub const MANAGED_LABEL: &str = "lab.managed";
 pub struct Timeouts {
     pub create: Attr<String>,
     pub delete: Attr<String>,
+}
+
+impl Timeouts {
+    /// The `timeouts { create = "..", delete = ".." }` block of a resource; the descriptions give
+    /// that resource's defaults and what each limit covers.
+    pub fn block(create: &str, delete: &str) -> NestedBlock {
+        NestedBlock {
+            type_name: "timeouts".into(),
+            // Terraform requires min == max for single blocks; 0/0 is "optional".
+            nesting: Nesting::Single,
+            min_items: 0,
+            max_items: 0,
+            block: Block {
+                description: "Time limits, as durations like `\"90s\"`, `\"5m\"` or `\"1h30m\"`.".into(),
+                attributes: vec![
+                    Attribute::string("create").optional().description(create),
+                    Attribute::string("delete").optional().description(delete),
+                ],
+                ..Default::default()
+            },
+        }
+    }
+
+    /// The create and delete limits, `defaults` where unset; a bad one is an error on
+    /// `timeouts.<create|delete>`. Unknown values (not yet known at plan) count as unset.
+    pub fn resolve(
+        timeouts: Option<&Timeouts>,
+        defaults: (Duration, Duration),
+    ) -> Result<(Duration, Duration), Diagnostics> {
+        let mut diags = Diagnostics::default();
+        let mut one = |which: &str, value: Option<&Attr<String>>, default: Duration| match value
+            .and_then(|v| v.known())
+            .map(|text| parse_duration(text))
+        {
+            None => default,
+            Some(Ok(d)) => d,
+            Some(Err(why)) => {
+                diags.push(Diagnostic::attr_error(AttrPath::root("timeouts").attr(which), "Invalid timeout", why));
+                default
+            }
+        };
+        let create = one("create", timeouts.map(|t| &t.create), defaults.0);
+        let delete = one("delete", timeouts.map(|t| &t.delete), defaults.1);
+        diags.into_result().map(|()| (create, delete))
+    }
 }
 
 /// A strictly positive duration in humantime's syntax (`"90s"`, `"5m"`, `"1h30m"`, `"2days"`);
@@ -112,6 +157,18 @@ mod tests {
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(parse_duration("0s").unwrap_err().contains("is zero"));
         assert!(parse_duration("4 parsecs").unwrap_err().contains("`4 parsecs` is not a duration"));
+    }
+
+    #[test]
+    fn timeouts_resolve_to_defaults_values_or_errors_on_their_path() {
+        let defaults = (Duration::from_secs(300), Duration::from_secs(60));
+        assert_eq!(Timeouts::resolve(None, defaults).unwrap(), defaults);
+        let set = Timeouts { create: Attr::Known("10m".into()), delete: Attr::Unknown };
+        assert_eq!(Timeouts::resolve(Some(&set), defaults).unwrap(), (Duration::from_secs(600), defaults.1));
+        let bad = Timeouts { create: Attr::Known("soon".into()), delete: Attr::Known("0s".into()) };
+        let diags = Timeouts::resolve(Some(&bad), defaults).unwrap_err();
+        let paths: Vec<String> = diags.0.iter().filter_map(|d| d.attribute.as_ref().map(|p| p.to_string())).collect();
+        assert_eq!(paths, ["timeouts.create", "timeouts.delete"]);
     }
 
     #[tokio::test]

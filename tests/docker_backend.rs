@@ -202,7 +202,7 @@ fn planned(name: &str, target_port: i64) -> TerminalState {
         writable: Attr::Known(true),
         labels: Attr::Known(BTreeMap::from([("lab.session".into(), Attr::Known("dockertest".into()))])),
         running: Attr::Known(true),
-        timeouts: Attr::Known(Timeouts { create: Attr::Known("20s".into()), delete: Attr::Null }),
+        timeouts: Some(Timeouts { create: Attr::Known("20s".into()), delete: Attr::Null }),
         url: Attr::Unknown,
         ready: Attr::Unknown,
         ..Default::default()
@@ -269,7 +269,7 @@ async fn terminal_create_rolls_back_when_ssh_target_is_closed() {
     let name = format!("dockertest-rb-{}", std::process::id());
     let _cleanup = Cleanup(name.clone());
     let mut state = planned(&name, i64::from(closed_port));
-    state.timeouts = Attr::Known(Timeouts { create: Attr::Known("3s".into()), delete: Attr::Null });
+    state.timeouts = Some(Timeouts { create: Attr::Known("3s".into()), delete: Attr::Null });
     let err = resource().create(state, &OpContext::default()).await.unwrap_err();
     let text = format!("{:?}", err.0);
     assert!(text.contains("did not become ready") && text.contains("SSH port"), "{text}");

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::backends::docker::{
     ContainerInfo, ContainerSpec, DockerClient, DockerError, DockerHost, PortPublish, TlsFiles, UploadFile,
 };
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, WaitError, parse_duration, wait_until};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, WaitError, wait_until};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
     Schema, Type, Value,
@@ -93,7 +93,7 @@ pub struct TerminalState {
     /// Values may be unknown at plan time (e.g. another resource's id).
     pub labels: Attr<BTreeMap<String, Attr<String>>>,
     pub running: Attr<bool>,
-    pub timeouts: Attr<Timeouts>,
+    pub timeouts: Option<Timeouts>,
     pub url: Attr<String>,
     pub ready: Attr<bool>,
 }
@@ -452,18 +452,6 @@ fn schema_block() -> Block {
                 "Whether the container runs. A container stopped out of band shows as a change \
                  back to true and is started in place.",
             ),
-            Attribute::nested(
-                "timeouts",
-                Nesting::Single,
-                vec![
-                    Attribute::string("create")
-                        .optional()
-                        .description("Wait for ttyd and SSH on create/start (default `5m`)."),
-                    Attribute::string("delete").optional().description("Stop and remove (default `1m`)."),
-                ],
-            )
-            .optional()
-            .description("Operation timeouts, e.g. `{ create = \"10m\" }`."),
             Attribute::string("url").computed().keep_prior().description(
                 "Where students open the terminal: `https://<hostname>` when routed, else `http://<host_ip>:<port>` \
                  when published, else `http://<container ip>:7681`.",
@@ -472,6 +460,10 @@ fn schema_block() -> Block {
                 "Whether ttyd answered HTTP (and, on create/start, the target's SSH port accepted a connection).",
             ),
         ],
+        blocks: vec![Timeouts::block(
+            "Create and start, including the wait for ttyd and the target's SSH port (default `5m`).",
+            "Stop and remove (default `1m`).",
+        )],
         ..Default::default()
     }
 }
@@ -566,14 +558,8 @@ fn validate_config(config: &TerminalState) -> Diagnostics {
             ));
         }
     }
-    if let Some(t) = config.timeouts.known() {
-        for (name, value) in [("create", &t.create), ("delete", &t.delete)] {
-            if let Some(v) = value.known()
-                && let Err(why) = parse_duration(v)
-            {
-                diags.push(Diagnostic::attr_error(AttrPath::root("timeouts").attr(name), "Invalid timeout", why));
-            }
-        }
+    if let Err(bad) = config.timeouts() {
+        diags.extend(bad);
     }
     diags
 }
@@ -662,18 +648,15 @@ fn port(n: i64) -> Result<u16, String> {
 }
 
 impl TerminalState {
-    fn timeout(&self, pick: fn(&Timeouts) -> &Attr<String>, default: Duration) -> Result<Duration, Diagnostics> {
-        match self.timeouts.known().and_then(|t| pick(t).known()) {
-            None => Ok(default),
-            Some(v) => parse_duration(v)
-                .map_err(|why| Diagnostic::attr_error(AttrPath::root("timeouts"), "Invalid timeout", why).into()),
-        }
+    /// (create, delete) limits, defaults where unset.
+    fn timeouts(&self) -> Result<(Duration, Duration), Diagnostics> {
+        Timeouts::resolve(self.timeouts.as_ref(), (DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT))
     }
     fn create_timeout(&self) -> Result<Duration, Diagnostics> {
-        self.timeout(|t| &t.create, DEFAULT_CREATE_TIMEOUT)
+        self.timeouts().map(|(create, _)| create)
     }
     fn delete_timeout(&self) -> Result<Duration, Diagnostics> {
-        self.timeout(|t| &t.delete, DEFAULT_DELETE_TIMEOUT)
+        self.timeouts().map(|(_, delete)| delete)
     }
 }
 
@@ -1060,7 +1043,7 @@ fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap<String, St
         max_clients: arg_after("--max-clients").and_then(|n| n.parse().ok()).into(),
         labels: settings_labels,
         running: Attr::Known(info.running),
-        timeouts: Attr::Null,
+        timeouts: None,
         url: Attr::Null,
         ready: Attr::Known(info.running),
     };
@@ -1194,7 +1177,7 @@ mod tests {
         c.publish = Attr::Known(Publish { host_ip: Attr::Known("localhost".into()), host_port: Attr::Known(70000) });
         c.credential =
             Attr::Known(Credential { username: Attr::Known("a:b".into()), password: Attr::Known("p".into()) });
-        c.timeouts = Attr::Known(Timeouts { create: Attr::Known("soon".into()), delete: Attr::Null });
+        c.timeouts = Some(Timeouts { create: Attr::Known("soon".into()), delete: Attr::Null });
         let diags = validate_config(&c);
         let paths: Vec<String> = diags.0.iter().map(|d| d.attribute.as_ref().unwrap().to_string()).collect();
         assert_eq!(
@@ -1269,7 +1252,7 @@ mod tests {
         state.publish = Attr::Known(Publish { host_ip: Attr::Known("127.0.0.1".into()), host_port: Attr::Null });
         state.credential =
             Attr::Known(Credential { username: Attr::Known("ann".into()), password: Attr::Known("pw".into()) });
-        state.timeouts = Attr::Known(Timeouts { create: Attr::Known("10m".into()), delete: Attr::Null });
+        state.timeouts = Some(Timeouts { create: Attr::Known("10m".into()), delete: Attr::Null });
         let value = to_value(&state, &ty).unwrap();
         let back: TerminalState = from_value(&value).unwrap();
         assert!(back == state, "round trip changed the state: {back:?}");

@@ -22,11 +22,11 @@ use crate::backends::domain_xml::{DirectBoot, DomainSpec, DomainType, LabMetadat
 use crate::backends::libvirt::{AddressSource, Libvirt, VmInfo, VmState};
 use crate::backends::qcow2;
 use crate::backends::seed::NoCloudSeed;
-use crate::lifecycle::{Rollback, Timeouts, parse_duration, wait_until};
+use crate::lifecycle::{Rollback, Timeouts, wait_until};
 use crate::protocol::log;
 use crate::protocol::{
-    Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, OpContext, PlanRequest, Planned,
-    Resource, Schema, Type, Value,
+    Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned, Resource, Schema, Type,
+    Value,
 };
 use crate::provider::ProviderHandle;
 
@@ -702,7 +702,7 @@ impl VmConfig {
             keys: s
                 .ssh_authorized_keys
                 .known()
-                .map(|keys| keys.iter().filter_map(|k| k.known().cloned()).collect())
+                .map(|keys| keys.iter().filter_map(|k| k.known().map(|k| key_line(k).to_string())).collect())
                 .unwrap_or_default(),
             user: s.user.known().cloned().unwrap_or_else(|| "student".into()),
             hostname: s.hostname.known().cloned().unwrap_or_else(|| name.clone()),
@@ -785,6 +785,11 @@ impl VmConfig {
     }
 }
 
+/// An authorized_keys entry without the line break `file("key.pub")` ends with.
+fn key_line(entry: &str) -> &str {
+    entry.strip_suffix('\n').map(|k| k.strip_suffix('\r').unwrap_or(k)).unwrap_or(entry)
+}
+
 /// The keys a domain was given through `lab.authkey=` (for import).
 fn keys_from_cmdline(cmdline: &str) -> Option<Vec<String>> {
     let b64 = cmdline.split_whitespace().find_map(|w| w.strip_prefix("lab.authkey="))?;
@@ -813,19 +818,7 @@ fn uri_is_local(uri: &str) -> bool {
 }
 
 fn parse_timeouts(s: &LabVmState) -> Result<(Duration, Duration), Diagnostics> {
-    let one = |v: Option<&Attr<String>>, which: &str, default: Duration| -> Result<Duration, Diagnostics> {
-        match v.and_then(|a| a.known()) {
-            Some(text) => parse_duration(text).map_err(|why| {
-                Diagnostic::attr_error(AttrPath::root("timeouts").attr(which), "Invalid timeout", why).into()
-            }),
-            None => Ok(default),
-        }
-    };
-    let t = s.timeouts.as_ref();
-    Ok((
-        one(t.map(|t| &t.create), "create", DEFAULT_CREATE_TIMEOUT)?,
-        one(t.map(|t| &t.delete), "delete", DEFAULT_DELETE_TIMEOUT)?,
-    ))
+    Timeouts::resolve(s.timeouts.as_ref(), (DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT))
 }
 
 pub fn validate_name(name: &str) -> Result<(), String> {
@@ -940,23 +933,18 @@ fn validate_config(c: &LabVmState) -> Diagnostics {
     }
     if let Some(keys) = c.ssh_authorized_keys.known() {
         for (i, k) in keys.iter().enumerate() {
-            if k.known().is_some_and(|k| k.trim().is_empty() || k.contains('\n')) {
+            if k.known().is_some_and(|k| key_line(k).trim().is_empty() || key_line(k).contains('\n')) {
                 d.push(Diagnostic::attr_error(
                     AttrPath::root("ssh_authorized_keys").index(i as i64),
                     "Invalid SSH key",
-                    "each entry is one non-empty authorized_keys line",
+                    "each entry is one non-empty authorized_keys line (one trailing newline, as `file()` of a \
+                     .pub file gives, is fine)",
                 ));
             }
         }
     }
-    if let Some(t) = &c.timeouts {
-        for (which, v) in [("create", &t.create), ("delete", &t.delete)] {
-            if let Some(text) = v.known()
-                && let Err(why) = parse_duration(text)
-            {
-                d.push(Diagnostic::attr_error(AttrPath::root("timeouts").attr(which), "Invalid timeout", why));
-            }
-        }
+    if let Err(bad) = parse_timeouts(c) {
+        d.extend(bad);
     }
     d
 }
@@ -1045,25 +1033,10 @@ fn vm_block() -> Block {
             computed("state", "libvirt state: `running`, `shutoff`, `paused`, `shutdown`, `crashed`."),
             computed("console", "How to reach the serial console (and VNC display when `graphics`)."),
         ],
-        blocks: vec![NestedBlock {
-            type_name: "timeouts".into(),
-            // Terraform requires min == max for single blocks; 0/0 is "optional".
-            nesting: Nesting::Single,
-            min_items: 0,
-            max_items: 0,
-            block: Block {
-                description: "Time limits, e.g. `\"5m\"`.".into(),
-                attributes: vec![
-                    s("create").optional().description(
-                        "Create, including the wait for address and SSH (default `10m`). On timeout every step is undone.",
-                    ),
-                    s("delete").optional().description(
-                        "Delete (default `5m`); the guest gets at most 60 s of it to power off before it is destroyed.",
-                    ),
-                ],
-                ..Default::default()
-            },
-        }],
+        blocks: vec![Timeouts::block(
+            "Create, including the wait for address and SSH (default `10m`). On timeout every step is undone.",
+            "Delete (default `5m`); the guest gets at most 60 s of it to power off before it is destroyed.",
+        )],
         ..Default::default()
     }
 }
@@ -1102,8 +1075,13 @@ mod tests {
         c.wait_for = Attr::Known("ping".into());
         c.domain_type = Attr::Known("xen".into());
         c.cmdline = Attr::Known("quiet".into());
-        c.ssh_authorized_keys =
-            Attr::Known(vec![Attr::Known("ssh-ed25519 AAA".into()), Attr::Known("a\nb".into()), Attr::Unknown]);
+        c.ssh_authorized_keys = Attr::Known(vec![
+            Attr::Known("ssh-ed25519 AAA\n".into()),
+            Attr::Known("a\nb".into()),
+            Attr::Unknown,
+            Attr::Known("\n".into()),
+            Attr::Known("ssh-ed25519 AAA\r\n".into()),
+        ]);
         c.timeouts = Some(Timeouts { create: Attr::Known("soon".into()), delete: Attr::Null });
         let d = validate_config(&c);
         assert_eq!(
@@ -1116,6 +1094,7 @@ mod tests {
                 "domain_type",
                 "cmdline",
                 "ssh_authorized_keys[1]",
+                "ssh_authorized_keys[3]",
                 "timeouts.create"
             ]
         );
@@ -1144,7 +1123,8 @@ mod tests {
         let mut c = config();
         c.kernel = Attr::Known("/img/vmlinuz".into());
         c.cmdline = Attr::Known("root=/dev/vda quiet".into());
-        c.ssh_authorized_keys = Attr::Known(vec![Attr::Known("ssh-ed25519 AAAA k".into())]);
+        // As `file("k.pub")` gives it: the trailing newline is not doubled.
+        c.ssh_authorized_keys = Attr::Known(vec![Attr::Known("ssh-ed25519 AAAA k\n".into())]);
         let cfg = VmConfig::from_state(&c).unwrap();
         let line = cfg.effective_cmdline();
         let b64 = base64::engine::general_purpose::STANDARD.encode("ssh-ed25519 AAAA k\n");
@@ -1185,7 +1165,5 @@ mod tests {
         assert!(!uri_is_local("qemu+ssh://root@host/system"));
         let mac = random_mac();
         assert!(mac.starts_with("52:54:00:") && mac.len() == 17, "{mac}");
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert!(parse_duration("0s").is_err());
     }
 }

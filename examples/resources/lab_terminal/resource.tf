@@ -31,7 +31,10 @@ resource "lab_terminal" "local" {
   traefik         = false
   publish         = { host_ip = "127.0.0.1", host_port = 8001 }
   credential      = { username = "ada", password = var.ada_password }
-  timeouts        = { create = "10m" }
+
+  timeouts {
+    create = "10m"
+  }
 }
 
 variable "ada_password" {

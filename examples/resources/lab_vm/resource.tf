@@ -17,7 +17,7 @@ resource "lab_vm" "student" {
   initrd  = "/var/lib/libvirt/images/base/initrd.img"
   cmdline = "root=/dev/vda rw console=ttyS0 quiet"
 
-  ssh_authorized_keys = [file("~/.ssh/classroom.pub")]
+  ssh_authorized_keys = [file("${path.module}/keys/student_ed25519.pub")]
 
   timeouts {
     create = "5m"
