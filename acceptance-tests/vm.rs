@@ -1,7 +1,8 @@
 //! lab_vm through the real terraform, inside the rig (real libvirtd, real TCG guests):
 //! 2 VMs from a for_each reachable with `ssh student@ip hostname`, empty re-plan, running=false
 //! then true, out-of-band `virsh undefine` -> one re-create, destroy leaves no domain, overlay or
-//! seed; a create that cannot boot times out and leaves nothing; the base image never changes.
+//! seed; a create that cannot boot times out and leaves nothing, and so does one interrupted with
+//! Ctrl-C (SIGINT to terraform's process group); the base image never changes.
 //! At most 2 guests boot at once (the tests take a lock).
 //!
 //! Run: `acceptance-tests/rig.sh up`, then `cargo test --test acc_vm -- --nocapture`.
@@ -232,44 +233,106 @@ fn two_vms_lifecycle() {
     assert_eq!(sha256(&base), base_sum, "the base image changed");
 }
 
+/// A VM on an empty disk: the kernel finds no root filesystem, the guest never asks for a lease,
+/// so create waits until its timeout (or an interrupt). Cleans up after itself when dropped.
+struct Unbootable {
+    ws: Workspace,
+    name: String,
+    overlay: PathBuf,
+    empty: String,
+    empty_sum: String,
+}
+
+impl Unbootable {
+    fn new(create_timeout: &str) -> Self {
+        let n = suffix();
+        let name = format!("vmtest-bad{n}");
+        let vms_dir = format!("{}/vms", rig_var("LAB_CACHE"));
+        let empty = format!("{vms_dir}/vmtest-empty{n}.qcow2");
+        // The provider makes the overlay dir on its first create; this test may run first.
+        std::fs::create_dir_all(&vms_dir).expect("overlay dir");
+        let out =
+            Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", &empty, "64M"]).output().expect("qemu-img");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let ws = Workspace::in_rig("vm-bad");
+        let mut vars = rig_tfvars();
+        vars.retain(|(k, _)| *k != "base_image");
+        vars.push(("base_image", empty.clone()));
+        vars.push(("name", name.clone()));
+        vars.push(("create_timeout", create_timeout.to_string()));
+        ws.write("terraform.tfvars", &tfvars(&vars));
+        let empty_sum = sha256(&empty);
+        let overlay = PathBuf::from(format!("{vms_dir}/{name}.qcow2"));
+        Unbootable { ws, name, overlay, empty, empty_sum }
+    }
+
+    /// What the failed apply left behind: (domain exists, overlay exists, state entries).
+    fn leftovers(&self) -> (bool, bool, Vec<String>) {
+        (domain_exists(&self.name), self.overlay.exists(), self.ws.state_list())
+    }
+}
+
+impl Drop for Unbootable {
+    fn drop(&mut self) {
+        let _ = virsh(&["destroy", &self.name]);
+        let _ = virsh(&["undefine", "--nvram", &self.name]);
+        let _ = std::fs::remove_file(&self.overlay);
+        let _ = std::fs::remove_file(&self.empty);
+    }
+}
+
 #[test]
 fn unbootable_create_times_out_and_leaves_nothing() {
     let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
-    let n = suffix();
-    let name = format!("vmtest-bad{n}");
-    let vms_dir = format!("{}/vms", rig_var("LAB_CACHE"));
-    // An empty disk: the kernel finds no root filesystem, the guest never asks for a lease.
-    let empty = format!("{vms_dir}/vmtest-empty{n}.qcow2");
-    let out = Command::new("qemu-img").args(["create", "-q", "-f", "qcow2", &empty, "64M"]).output().expect("qemu-img");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let empty_sum = sha256(&empty);
-
-    let ws = Workspace::in_rig("vm-bad");
-    let mut vars = rig_tfvars();
-    vars.retain(|(k, _)| *k != "base_image");
-    vars.push(("base_image", empty.clone()));
-    vars.push(("name", name.clone()));
-    ws.write("terraform.tfvars", &tfvars(&vars));
+    let vm = Unbootable::new("25s");
 
     let t = std::time::Instant::now();
-    let apply = ws.terraform(&["apply", "-auto-approve", "-no-color"]);
+    let apply = vm.ws.terraform(&["apply", "-auto-approve", "-no-color"]);
     let took = t.elapsed();
-    let exists = domain_exists(&name);
-    let overlay = PathBuf::from(format!("{vms_dir}/{name}.qcow2"));
-    let overlay_left = overlay.exists();
-    // Clean up before asserting, so a failure leaves nothing either.
-    let _ = virsh(&["destroy", &name]);
-    let _ = virsh(&["undefine", "--nvram", &name]);
-    let _ = std::fs::remove_file(&overlay);
-    let empty_after = sha256(&empty);
-    let _ = std::fs::remove_file(&empty);
+    let (exists, overlay_left, state) = vm.leftovers();
 
     assert_ne!(apply.code, 0, "apply of an unbootable VM succeeded:\n{}", apply.stdout);
     let all = format!("{}\n{}", apply.stdout, apply.stderr);
     assert!(all.contains("timed out"), "error does not say it timed out:\n{all}");
     assert!(took.as_secs() < 120, "create took {took:?} with a 25 s timeout");
-    assert!(!exists, "failed create left domain {name}");
-    assert!(!overlay_left, "failed create left overlay {}", overlay.display());
-    assert!(ws.state_list().is_empty(), "failed create left state: {:?}", ws.state_list());
-    assert_eq!(empty_after, empty_sum, "the base image changed");
+    assert!(!exists, "failed create left domain {}", vm.name);
+    assert!(!overlay_left, "failed create left overlay {}", vm.overlay.display());
+    assert!(state.is_empty(), "failed create left state: {state:?}");
+    assert_eq!(sha256(&vm.empty), vm.empty_sum, "the base image changed");
+}
+
+/// Ctrl-C in the middle of a create: the terminal sends SIGINT to the whole foreground process
+/// group (terraform, the provider, and anything they started in it). Terraform asks the provider to
+/// stop; the create is cancelled and undone, which needs the libvirt helper still alive.
+#[test]
+fn interrupted_create_leaves_nothing() {
+    use std::os::unix::process::CommandExt;
+
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let vm = Unbootable::new("10m");
+
+    let mut apply = vm.ws.command(&["apply", "-auto-approve", "-no-color"]);
+    apply.process_group(0).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let child = apply.spawn().expect("terraform apply starts");
+    let group = child.id() as i32;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !domain_exists(&vm.name) {
+        assert!(std::time::Instant::now() < deadline, "the domain was not defined within 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    // Into the wait for an address: overlay, domain and start are all done by now.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(unsafe { libc::killpg(group, libc::SIGINT) }, 0, "SIGINT to terraform's process group");
+    let t = std::time::Instant::now();
+    let out = child.wait_with_output().expect("terraform apply ends");
+    let took = t.elapsed();
+    let all = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (exists, overlay_left, state) = vm.leftovers();
+
+    assert!(!out.status.success(), "an interrupted apply succeeded:\n{all}");
+    assert!(all.contains("cancelled"), "the error does not say the create was cancelled:\n{all}");
+    assert!(took.as_secs() < 60, "terraform took {took:?} to stop after the interrupt");
+    assert!(!exists, "interrupted create left domain {}:\n{all}", vm.name);
+    assert!(!overlay_left, "interrupted create left overlay {}", vm.overlay.display());
+    assert!(state.is_empty(), "interrupted create left state: {state:?}");
 }

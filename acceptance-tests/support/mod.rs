@@ -107,6 +107,11 @@ impl Workspace {
 
     /// `terraform <args>` in this workspace; never interactive, never phones home.
     pub fn terraform(&self, args: &[&str]) -> Run {
+        Run::from(self.command(args).output().expect("running terraform"))
+    }
+
+    /// The command `terraform` runs as, for tests that must drive the process (e.g. interrupt it).
+    pub fn command(&self, args: &[&str]) -> Command {
         let rc = self.dir.path().join(".terraformrc");
         let mut cmd = if self.in_rig {
             let mut c = Command::new(repo_root().join("acceptance-tests/rig.sh"));
@@ -123,7 +128,7 @@ impl Workspace {
             .env("TF_INPUT", "0")
             .env("CHECKPOINT_DISABLE", "1")
             .env("NO_COLOR", "1");
-        Run::from(cmd.output().expect("running terraform"))
+        cmd
     }
 
     pub fn apply(&self, extra: &[&str]) -> Run {

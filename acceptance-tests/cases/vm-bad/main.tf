@@ -1,4 +1,5 @@
-# A VM whose base image cannot boot (an empty disk): create must time out and undo every step.
+# A VM whose base image cannot boot (an empty disk): create must time out (or be interrupted) and
+# undo every step.
 terraform {
   required_providers {
     lab = { source = "classroom/lab" }
@@ -14,6 +15,10 @@ variable "initrd" { type = string }
 variable "cmdline" { type = string }
 variable "network" { type = string }
 variable "overlay_dir" { type = string }
+variable "create_timeout" {
+  type    = string
+  default = "25s"
+}
 
 resource "lab_vm" "broken" {
   name        = var.name
@@ -29,6 +34,6 @@ resource "lab_vm" "broken" {
   wait_for    = "ip"
 
   timeouts {
-    create = "25s"
+    create = var.create_timeout
   }
 }
