@@ -2,7 +2,8 @@
 //! students, then headless Chromium opens each terminal, waits for the VM's prompt, types
 //! `hostname` and finds the VM's own name in the xterm buffer (screenshots under the output dir).
 //! Also: wrong credential -> 401, the key is 0600 and absent from `docker inspect`, empty re-plan,
-//! a container stopped out of band shows as a change, destroy leaves no container behind.
+//! a container stopped out of band shows as a change, destroy leaves no container behind, and an
+//! apply interrupted with Ctrl-C leaves no container either.
 //!
 //! `cargo test --test acc_terminal -- --nocapture` (rig up). Screenshots: $LAB_TEST_OUT or
 //! target/acc-terminal/.
@@ -187,12 +188,9 @@ impl Drop for Listener {
     }
 }
 
-#[test]
-fn terminal_import_replace_and_drift_through_terraform() {
+/// The `terminal-only` case aimed at `port` on the Docker bridge's gateway (inside the netns).
+fn terminal_only(name: &str, port: u16) -> Workspace {
     let ws = Workspace::in_rig("terminal-only");
-    let name = format!("dockertest-only-{:x}", std::process::id());
-    let port = 22000 + (std::process::id() % 1000) as u16;
-    let _listener = Listener::start(port);
     let gateway = rig_var("LAB_DOCKER_CIDR").replace(".0/24", ".1");
     ws.write(
         "terraform.tfvars",
@@ -203,6 +201,43 @@ fn terminal_import_replace_and_drift_through_terraform() {
             rig_var("LAB_TERMINAL_IMAGE")
         ),
     );
+    ws
+}
+
+fn containers_labelled(label: &str) -> Vec<String> {
+    let out = docker(&["ps", "-aq", "--filter", &format!("label={label}")]);
+    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+}
+
+/// Ctrl-C while create waits for the target's SSH port (nothing listens there): the container
+/// made so far is removed and nothing reaches the state.
+#[test]
+fn interrupted_create_leaves_no_container() {
+    let name = format!("dockertest-int-{:x}", std::process::id());
+    let port = 23000 + (std::process::id() % 1000) as u16;
+    let ws = terminal_only(&name, port);
+    let label = format!("dockertest.run={name}");
+    let _orphans = RemoveByLabel(label.clone());
+
+    let (run, took) =
+        ws.apply_interrupted(|| !containers_labelled(&label).is_empty(), std::time::Duration::from_secs(2));
+    let all = format!("{}\n{}", run.stdout, run.stderr);
+    let left = containers_labelled(&label);
+    let state = ws.state_list();
+
+    assert_ne!(run.code, 0, "an interrupted apply succeeded:\n{all}");
+    assert!(all.contains("cancelled"), "the error does not say the create was cancelled:\n{all}");
+    assert!(took.as_secs() < 60, "terraform took {took:?} to stop after the interrupt");
+    assert!(left.is_empty(), "interrupted create left containers {left:?}:\n{all}");
+    assert!(state.is_empty(), "interrupted create left state: {state:?}");
+}
+
+#[test]
+fn terminal_import_replace_and_drift_through_terraform() {
+    let name = format!("dockertest-only-{:x}", std::process::id());
+    let port = 22000 + (std::process::id() % 1000) as u16;
+    let _listener = Listener::start(port);
+    let ws = terminal_only(&name, port);
     let guard = DestroyOnDrop(&ws);
     let _orphans = RemoveByLabel(format!("dockertest.run={name}"));
 
@@ -240,6 +275,6 @@ fn terminal_import_replace_and_drift_through_terraform() {
 
     std::mem::forget(guard);
     ws.destroy();
-    let left = docker(&["ps", "-aq", "--filter", &format!("label=dockertest.run={name}")]);
-    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left after destroy");
+    let left = containers_labelled(&format!("dockertest.run={name}"));
+    assert!(left.is_empty(), "containers left after destroy: {left:?}");
 }

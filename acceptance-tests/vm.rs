@@ -306,30 +306,15 @@ fn unbootable_create_times_out_and_leaves_nothing() {
 /// stop; the create is cancelled and undone, which needs the libvirt helper still alive.
 #[test]
 fn interrupted_create_leaves_nothing() {
-    use std::os::unix::process::CommandExt;
-
     let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
     let vm = Unbootable::new("10m");
 
-    let mut apply = vm.ws.command(&["apply", "-auto-approve", "-no-color"]);
-    apply.process_group(0).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-    let child = apply.spawn().expect("terraform apply starts");
-    let group = child.id() as i32;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !domain_exists(&vm.name) {
-        assert!(std::time::Instant::now() < deadline, "the domain was not defined within 120 s");
-        std::thread::sleep(std::time::Duration::from_millis(250));
-    }
-    // Into the wait for an address: overlay, domain and start are all done by now.
-    std::thread::sleep(std::time::Duration::from_secs(3));
-    assert_eq!(unsafe { libc::killpg(group, libc::SIGINT) }, 0, "SIGINT to terraform's process group");
-    let t = std::time::Instant::now();
-    let out = child.wait_with_output().expect("terraform apply ends");
-    let took = t.elapsed();
-    let all = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    // 3 s after the domain is defined: overlay, domain and start are done; the wait for an address is on.
+    let (run, took) = vm.ws.apply_interrupted(|| domain_exists(&vm.name), std::time::Duration::from_secs(3));
+    let all = format!("{}\n{}", run.stdout, run.stderr);
     let (exists, overlay_left, state) = vm.leftovers();
 
-    assert!(!out.status.success(), "an interrupted apply succeeded:\n{all}");
+    assert_ne!(run.code, 0, "an interrupted apply succeeded:\n{all}");
     assert!(all.contains("cancelled"), "the error does not say the create was cancelled:\n{all}");
     assert!(took.as_secs() < 60, "terraform took {took:?} to stop after the interrupt");
     assert!(!exists, "interrupted create left domain {}:\n{all}", vm.name);

@@ -131,6 +131,36 @@ impl Workspace {
         cmd
     }
 
+    /// `terraform apply`, interrupted like Ctrl-C in a terminal once `started()` says the create
+    /// is under way (plus `settle`): SIGINT to the whole process group terraform runs in, so the
+    /// provider gets it too. Returns the run and how long terraform took to stop after the signal.
+    pub fn apply_interrupted(
+        &self,
+        started: impl Fn() -> bool,
+        settle: std::time::Duration,
+    ) -> (Run, std::time::Duration) {
+        use std::os::unix::process::CommandExt;
+        use std::time::{Duration, Instant};
+
+        let mut cmd = self.command(&["apply", "-auto-approve", "-no-color"]);
+        cmd.process_group(0).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().expect("terraform apply starts");
+        let group = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !started() {
+            if Instant::now() > deadline {
+                unsafe { libc::killpg(group, libc::SIGKILL) };
+                panic!("the create did not start within 120 s:\n{:?}", child.wait_with_output());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        std::thread::sleep(settle);
+        assert_eq!(unsafe { libc::killpg(group, libc::SIGINT) }, 0, "SIGINT to terraform's process group");
+        let signalled = Instant::now();
+        let out = child.wait_with_output().expect("terraform apply ends");
+        (Run::from(out), signalled.elapsed())
+    }
+
     pub fn apply(&self, extra: &[&str]) -> Run {
         let mut args = vec!["apply", "-auto-approve", "-no-color", "-parallelism=10"];
         args.extend_from_slice(extra);
