@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
-use support::{Workspace, plan_counts, repo_root, rig_exec, rig_var};
+use support::{Workspace, plan_counts, rig_exec, rig_var};
 
 /// Serialises the tests of this file: each boots up to 2 guests on a 2-core rig.
 static BOOTS: Mutex<()> = Mutex::new(());
