@@ -933,7 +933,7 @@ fn validate_config(c: &LabVmState) -> Diagnostics {
     }
     if let Some(keys) = c.ssh_authorized_keys.known() {
         for (i, k) in keys.iter().enumerate() {
-            if k.known().is_some_and(|k| key_line(k).trim().is_empty() || key_line(k).contains('\n')) {
+            if k.known().map(|k| key_line(k)).is_some_and(|line| line.trim().is_empty() || line.contains('\n')) {
                 d.push(Diagnostic::attr_error(
                     AttrPath::root("ssh_authorized_keys").index(i as i64),
                     "Invalid SSH key",
