@@ -147,8 +147,8 @@ fn two_students_get_working_browser_terminals() {
 
     std::mem::forget(guard);
     ws.destroy();
-    let left = docker(&["ps", "-aq", "--filter", &format!("label=dockertest.run={run_id}")]);
-    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left after destroy");
+    let left = containers_labelled(&format!("dockertest.run={run_id}"));
+    assert!(left.is_empty(), "containers left after destroy: {left:?}");
 }
 
 /// Removes containers carrying a label when a test ends (also those a failed step left out of the state).
@@ -156,9 +156,8 @@ struct RemoveByLabel(String);
 
 impl Drop for RemoveByLabel {
     fn drop(&mut self) {
-        let ids = docker(&["ps", "-aq", "--filter", &format!("label={}", self.0)]);
-        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
-            docker(&["rm", "-f", id]);
+        for id in containers_labelled(&self.0) {
+            docker(&["rm", "-f", &id]);
         }
     }
 }
