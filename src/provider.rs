@@ -17,6 +17,7 @@ use crate::protocol::resource::{ErasedDataSource, ErasedResource, erase_data_sou
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Provider, Schema,
 };
+use crate::resources::gateway::GatewayResource;
 use crate::resources::session::{SessionResource, SessionsDataSource};
 use crate::resources::terminal::TerminalResource;
 use crate::resources::vm::VmResource;
@@ -199,6 +200,7 @@ impl Provider for LabProvider {
             erase_resource(SessionResource::new(self.handle.clone())),
             erase_resource(VmResource::new(self.handle.clone())),
             erase_resource(TerminalResource::new(self.handle.clone())),
+            erase_resource(GatewayResource::new(self.handle.clone())),
         ]
     }
 
