@@ -3,8 +3,8 @@
 //! Then, on the session URLs exactly as students get them (`http://lab-<id>.lab.localhost:<port>`):
 //! headless Chromium finds each student's own VM hostname and never the other's; an unknown
 //! `lab-xxxxxxxx` host gets 404; the HTTPS entrypoint serves a session with a test CA's
-//! certificate (curl checks it against that CA); a stopped gateway is planned back and an imported
-//! one adopted; a destroyed terminal's URL stops serving; destroy leaves no container or network.
+//! certificate (curl checks it against that CA); a stopped gateway is planned back, a removed one
+//! re-created with its terminals, and an imported one adopted; a destroyed terminal's URL stops serving; destroy leaves no container or network.
 //!
 //! `cargo test --test acc_gateway -- --nocapture` (rig up). Screenshots: $LAB_TEST_OUT or
 //! target/tmp/acc-gateway/.
@@ -180,6 +180,16 @@ fn session_urls_open_each_students_terminal_through_the_gateway() {
     assert_eq!(plan_counts(&plan.stdout), (0, 1, 0), "{}", plan.stdout);
     ws.apply(&[]);
     assert_eq!(ws.output_json()["gateway"]["value"]["ready"], true);
+
+    // Removed out of band: re-created, and its terminals with it (they follow its id). Its
+    // network, still holding the terminals, is the gateway's own: reused, not an error.
+    docker_ok(&["rm", "-f", &gateway]);
+    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan after removal");
+    assert_eq!(plan_counts(&plan.stdout), (3, 0, 2), "{}", plan.stdout);
+    ws.apply(&[]);
+    let gw = ws.output_json()["gateway"]["value"].clone();
+    assert_eq!(gw["ready"], true, "{gw}");
+    assert_eq!(curl_status(&[&format!("{}/", students["ann"]["url"].as_str().unwrap())]), Ok(200));
 
     // Import by name adopts the gateway without replacing it: the TLS digest label matches.
     ws.terraform(&["state", "rm", "lab_gateway.edge"]).ok("state rm");

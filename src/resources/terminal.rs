@@ -20,7 +20,7 @@ use crate::backends::docker::{ContainerInfo, ContainerSpec, DockerClient, Docker
 use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, WaitError, wait_until};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
-    Schema, Type, Value,
+    Schema, Type, Value, log,
 };
 use crate::provider::ProviderHandle;
 use crate::resources::docker_client::DockerConnection;
@@ -249,8 +249,17 @@ impl Resource for TerminalResource {
                 .await
                 .map_err(docker_diag("Uploading the SSH key into the terminal container"))?;
             docker.start_container(&id).await.map_err(docker_diag("Starting the terminal container"))?;
+            let started = std::time::Instant::now();
             let timeout = planned.create_timeout()?;
             let info = wait_ready(docker, &id, &settings, timeout, ctx).await?;
+            if let Some(route) = &settings.route {
+                log::debug(&format!(
+                    "{}: routed_s={:.3} (start to its URL answering through gateway `{}`)",
+                    settings.name,
+                    started.elapsed().as_secs_f64(),
+                    route.name
+                ));
+            }
             Ok::<_, Diagnostics>(info)
         }
         .await;

@@ -23,7 +23,7 @@ use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
 use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, WaitError, wait_until};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
-    Schema, Value,
+    Schema, Value, log,
 };
 use crate::provider::ProviderHandle;
 use crate::resources::docker_client::DockerConnection;
@@ -215,7 +215,14 @@ impl Resource for GatewayResource {
                     .map_err(docker_diag("Uploading the certificate into the gateway"))?;
             }
             docker.start_container(&id).await.map_err(docker_diag("Starting the gateway"))?;
-            wait_ready(docker, &id, &settings.name, create_timeout, ctx).await
+            let started = std::time::Instant::now();
+            let info = wait_ready(docker, &id, &settings.name, create_timeout, ctx).await?;
+            log::debug(&format!(
+                "{}: gateway_ready_s={:.3} (start to Traefik answering)",
+                settings.name,
+                started.elapsed().as_secs_f64()
+            ));
+            Ok::<_, Diagnostics>(info)
         }
         .await;
         match result {
