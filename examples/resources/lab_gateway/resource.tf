@@ -39,9 +39,15 @@ resource "lab_gateway" "tls" {
   https = {
     host_ip         = "0.0.0.0"
     host_port       = 443
-    certificate_pem = file("${path.module}/tls/wildcard.lab.example.edu.pem")
-    private_key_pem = file("${path.module}/tls/wildcard.lab.example.edu.key")
+    certificate_pem = var.wildcard_certificate_pem # *.lab.example.edu
+    private_key_pem = var.wildcard_private_key_pem
   }
+}
+
+variable "wildcard_certificate_pem" { type = string }
+variable "wildcard_private_key_pem" {
+  type      = string
+  sensitive = true
 }
 
 output "ada_url" {
