@@ -227,7 +227,7 @@ fn two_vms_lifecycle() {
     assert!(leftovers.is_empty(), "destroy left domains: {leftovers:?}");
     for o in &overlays {
         assert!(!o.exists(), "destroy left overlay {}", o.display());
-        let seed = o.with_file_name(format!("{}-seed.iso", o.file_stem().unwrap().to_string_lossy()));
+        let seed = o.with_file_name(format!("{}-seed.img", o.file_stem().unwrap().to_string_lossy()));
         assert!(!seed.exists(), "destroy left seed {}", seed.display());
     }
     assert_eq!(sha256(&base), base_sum, "the base image changed");
