@@ -176,9 +176,20 @@ impl Workspace {
         self.terraform(&["plan", "-detailed-exitcode", "-no-color"])
     }
 
+    /// The resource addresses in the state. No state file yet (terraform exits 1 with "No state
+    /// file was found!") is an empty list; any other failure of terraform panics with its output.
     pub fn state_list(&self) -> Vec<String> {
         let run = self.terraform(&["state", "list"]);
-        // An empty or missing state is not an error here: destroy leaves no resources.
+        if run.code != 0 {
+            assert!(
+                run.code == 1 && run.stderr.contains("No state file was found!"),
+                "terraform state list failed (exit {}):\n{}\n{}",
+                run.code,
+                run.stdout,
+                run.stderr
+            );
+            return Vec::new();
+        }
         run.stdout.lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
     }
 
