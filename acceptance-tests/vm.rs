@@ -30,8 +30,18 @@ fn virsh(args: &[&str]) -> std::process::Output {
     rig_exec(&all)
 }
 
+/// Whether libvirt has a domain of this name (running or not). Read from `virsh list --all
+/// --name`, since `virsh dominfo` fails alike for a missing domain and an unreachable libvirtd
+/// ("failed to get domain"); a failing `virsh list` panics with its stderr.
 fn domain_exists(name: &str) -> bool {
-    virsh(&["dominfo", name]).status.success()
+    let out = virsh(&["list", "--all", "--name"]);
+    assert!(
+        out.status.success(),
+        "virsh list --all --name failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == name)
 }
 
 fn domstate(name: &str) -> String {
