@@ -71,7 +71,7 @@ fn two_students_get_working_browser_terminals() {
 
     let t0_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
     let t0 = Instant::now();
-    let apply = ws.terraform(&["apply", "-auto-approve", "-no-color", "-parallelism=10"]);
+    let apply = ws.terraform(&["apply", "-auto-approve", "-no-color", &support::parallelism(10)]);
     let apply_s = t0.elapsed().as_secs_f64();
     assert_eq!(apply.code, 0, "terraform apply failed\n{}\n{}", apply.stdout, apply.stderr);
     println!("terraform apply: {apply_s:.1} s");
