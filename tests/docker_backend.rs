@@ -23,7 +23,8 @@ use terraform_provider_lab::provider::{ProviderHandle, Settings};
 use terraform_provider_lab::resources::terminal::{Credential, Publish, TerminalResource, TerminalState};
 
 /// True when this process runs inside the rig's netns. Otherwise runs `test` in there (same test
-/// binary, `--exact`), asserts it passed, and returns false so the caller stops.
+/// binary, `--exact`), asserts that exactly that one test ran and passed (a name that matches no
+/// test runs nothing and exits 0), and returns false so the caller stops.
 fn in_rig(test: &str) -> bool {
     let netns = rig_var("LAB_NETNS");
     let ours = std::fs::metadata("/proc/self/ns/net").unwrap();
@@ -33,15 +34,22 @@ fn in_rig(test: &str) -> bool {
         return true;
     }
     let exe = std::env::current_exe().unwrap();
-    let status = Command::new("ip")
+    let out = Command::new("ip")
         .args(["netns", "exec", &netns])
         .arg(exe)
         .args(["--exact", test, "--nocapture", "--test-threads=1"])
         .env("DOCKER_HOST", rig_var("DOCKER_HOST"))
         .env("LAB_TERMINAL_IMAGE", rig_var("LAB_TERMINAL_IMAGE"))
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .expect("running the test inside the rig netns");
-    assert!(status.success(), "{test} failed inside netns {netns}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    print!("{stdout}");
+    assert!(out.status.success(), "{test} failed inside netns {netns}");
+    assert!(
+        stdout.contains("test result: ok. 1 passed; 0 failed"),
+        "`--exact {test}` inside netns {netns} did not run exactly one passing test (renamed?):\n{stdout}"
+    );
     false
 }
 

@@ -31,6 +31,14 @@ pub fn terraform_command() -> PathBuf {
     }
 }
 
+/// `-parallelism=N` for applies: `$LAB_TF_PARALLELISM` when set (e.g. 1 on a busy machine, so
+/// VMs boot one at a time), else `default`.
+pub fn parallelism(default: u32) -> String {
+    let n = std::env::var("LAB_TF_PARALLELISM").ok().filter(|v| !v.is_empty());
+    let n = n.map(|v| v.parse::<u32>().unwrap_or_else(|e| panic!("LAB_TF_PARALLELISM={v}: {e}")));
+    format!("-parallelism={}", n.unwrap_or(default))
+}
+
 /// A working directory holding one HCL case, and how to run terraform in it.
 pub struct Workspace {
     dir: tempfile::TempDir,
@@ -162,7 +170,8 @@ impl Workspace {
     }
 
     pub fn apply(&self, extra: &[&str]) -> Run {
-        let mut args = vec!["apply", "-auto-approve", "-no-color", "-parallelism=10"];
+        let parallelism = parallelism(10);
+        let mut args = vec!["apply", "-auto-approve", "-no-color", &parallelism];
         args.extend_from_slice(extra);
         self.terraform(&args).ok("terraform apply")
     }
@@ -176,9 +185,20 @@ impl Workspace {
         self.terraform(&["plan", "-detailed-exitcode", "-no-color"])
     }
 
+    /// The resource addresses in the state. No state file yet (terraform exits 1 with "No state
+    /// file was found!") is an empty list; any other failure of terraform panics with its output.
     pub fn state_list(&self) -> Vec<String> {
         let run = self.terraform(&["state", "list"]);
-        // An empty or missing state is not an error here: destroy leaves no resources.
+        if run.code != 0 {
+            assert!(
+                run.code == 1 && run.stderr.contains("No state file was found!"),
+                "terraform state list failed (exit {}):\n{}\n{}",
+                run.code,
+                run.stdout,
+                run.stderr
+            );
+            return Vec::new();
+        }
         run.stdout.lines().map(str::to_string).filter(|l| !l.is_empty()).collect()
     }
 

@@ -72,7 +72,7 @@ pub struct DomainSpec {
     pub vcpus: u32,
     /// The qcow2 overlay, attached as virtio `vda`.
     pub disk: PathBuf,
-    /// NoCloud seed ISO, attached read-only as a SATA cdrom.
+    /// NoCloud seed (a vfat image), attached read-only as virtio `vdb`.
     pub seed: Option<PathBuf>,
     pub boot: Option<DirectBoot>,
     pub network: String,
@@ -184,11 +184,12 @@ impl DomainSpec {
         })?;
         if let Some(seed) = &self.seed {
             let seed = seed.to_string_lossy();
-            w.create_element("disk").with_attributes([("type", "file"), ("device", "cdrom")]).write_inner_content(
+            // virtio like the overlay: cloud kernels (Debian's) have virtio_blk but no AHCI for SATA.
+            w.create_element("disk").with_attributes([("type", "file"), ("device", "disk")]).write_inner_content(
                 |w| {
                     w.create_element("driver").with_attributes([("name", "qemu"), ("type", "raw")]).write_empty()?;
                     w.create_element("source").with_attribute(("file", seed.as_ref())).write_empty()?;
-                    w.create_element("target").with_attributes([("dev", "sda"), ("bus", "sata")]).write_empty()?;
+                    w.create_element("target").with_attributes([("dev", "vdb"), ("bus", "virtio")]).write_empty()?;
                     w.create_element("readonly").write_empty()?;
                     Ok(())
                 },
@@ -266,7 +267,9 @@ impl DomainSummary {
         let mut s = DomainSummary::default();
         // Element path from the root, e.g. ["domain", "devices", "disk", "source"].
         let mut path: Vec<String> = Vec::new();
-        let mut disk_device: Option<String> = None;
+        // The disk being read: (device, source file, read-only). The seed is the read-only disk,
+        // the overlay the first writable one.
+        let mut disk: (Option<String>, Option<PathBuf>, bool) = (None, None, false);
         let mut memory_unit = String::from("KiB");
         let mut text_buf = String::new();
         let err = |e: &dyn std::fmt::Display| DomainXmlError::Parse(e.to_string());
@@ -288,15 +291,9 @@ impl DomainSummary {
                         (["domain"], "memory") => {
                             memory_unit = attrs.remove("unit").unwrap_or_else(|| "KiB".into());
                         }
-                        (["domain", "devices"], "disk") => disk_device = attrs.remove("device"),
-                        (["domain", "devices", "disk"], "source") => {
-                            let file = attrs.remove("file").map(PathBuf::from);
-                            match disk_device.as_deref() {
-                                Some("cdrom") if s.seed.is_none() => s.seed = file,
-                                Some("disk") if s.disk.is_none() => s.disk = file,
-                                _ => {}
-                            }
-                        }
+                        (["domain", "devices"], "disk") => disk = (attrs.remove("device"), None, false),
+                        (["domain", "devices", "disk"], "source") => disk.1 = attrs.remove("file").map(PathBuf::from),
+                        (["domain", "devices", "disk"], "readonly") => disk.2 = true,
                         (["domain", "devices", "interface"], "source") if s.network.is_none() => {
                             s.network = attrs.remove("network");
                         }
@@ -337,6 +334,14 @@ impl DomainSummary {
                     let value = std::mem::take(&mut text_buf);
                     let p = path.iter().map(String::as_str).collect::<Vec<_>>();
                     match p.as_slice() {
+                        ["domain", "devices", "disk"] => {
+                            let (device, file, readonly) = std::mem::take(&mut disk);
+                            match (device.as_deref(), readonly) {
+                                (Some("disk"), true) if s.seed.is_none() => s.seed = file,
+                                (Some("disk"), false) if s.disk.is_none() => s.disk = file,
+                                _ => {}
+                            }
+                        }
                         ["domain", "name"] => s.name = value,
                         ["domain", "uuid"] => s.uuid = value,
                         ["domain", "memory"] => {
@@ -382,7 +387,7 @@ mod tests {
         s.memory_mib = 512;
         s.vcpus = 2;
         s.mac = Some("52:54:00:12:34:56".into());
-        s.seed = Some(PathBuf::from("/var/lib/lab/vm-1-seed.iso"));
+        s.seed = Some(PathBuf::from("/var/lib/lab/vm-1-seed.img"));
         s.boot = Some(DirectBoot {
             kernel: "/img/vmlinuz".into(),
             initrd: Some("/img/initrd.img".into()),
@@ -410,6 +415,8 @@ mod tests {
         assert_eq!(back.vcpus, 2);
         assert_eq!(back.disk, Some(s.disk.clone()));
         assert_eq!(back.seed, s.seed);
+        let seed_disk = "<source file=\"/var/lib/lab/vm-1-seed.img\"/>\n      <target dev=\"vdb\" bus=\"virtio\"/>\n      <readonly/>";
+        assert!(xml.contains(seed_disk), "the seed is not a read-only virtio disk:\n{xml}");
         assert_eq!(back.kernel.as_deref(), Some(std::path::Path::new("/img/vmlinuz")));
         assert_eq!(back.initrd.as_deref(), Some(std::path::Path::new("/img/initrd.img")));
         assert_eq!(back.cmdline.as_deref(), Some("root=/dev/vda console=ttyS0"));
@@ -468,6 +475,8 @@ mod tests {
   <memory unit='KiB'>524288</memory><vcpu placement='static'>1</vcpu>
   <devices>
     <disk type='file' device='disk'><source file='/v/a.qcow2' index='1'/><backingStore type='file'><source file='/b.qcow2'/></backingStore></disk>
+    <disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/v/a-seed.img' index='2'/><backingStore/><target dev='vdb' bus='virtio'/><readonly/><alias name='virtio-disk1'/></disk>
+    <disk type='file' device='cdrom'><source file='/iso/other.iso'/><target dev='sda' bus='sata'/><readonly/></disk>
     <interface type='network'><mac address='52:54:00:aa:bb:cc'/><source network='labnet' portid='x' bridge='virbr0'/><port isolated='yes'/></interface>
     <console type='pty' tty='/dev/pts/7'><source path='/dev/pts/7'/><target type='serial' port='0'/></console>
     <graphics type='vnc' port='5900' autoport='yes' listen='127.0.0.1'/>
@@ -476,6 +485,7 @@ mod tests {
         let s = DomainSummary::parse(xml).unwrap();
         assert_eq!(s.memory_kib, 524288);
         assert_eq!(s.disk.as_deref(), Some(std::path::Path::new("/v/a.qcow2")));
+        assert_eq!(s.seed.as_deref(), Some(std::path::Path::new("/v/a-seed.img")));
         assert_eq!(s.console_pty.as_deref(), Some("/dev/pts/7"));
         assert_eq!(s.graphics, Some(("vnc".into(), Some("5900".into()))));
         assert!(s.isolated);

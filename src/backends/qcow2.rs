@@ -178,14 +178,22 @@ mod tests {
         assert_eq!(chain[1].filename, base.to_str().unwrap());
         assert_eq!(chain[1].virtual_size, 64 * 1024 * 1024);
 
-        // Writing into the overlay never touches the base.
-        let out = std::process::Command::new("qemu-io")
-            .args(["-f", "qcow2", "-c", "write -P 0x5a 0 1M"])
-            .arg(&overlay)
-            .output();
-        if let Ok(out) = out {
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        }
+        // Writing into the overlay never touches the base. qemu-io (qemu-utils, scripts/deps.sh)
+        // must be there: without it this check would prove nothing.
+        let qemu_io = |cmd: &str| {
+            let out = std::process::Command::new("qemu-io")
+                .args(["-f", "qcow2", "-c", cmd])
+                .arg(&overlay)
+                .output()
+                .unwrap_or_else(|e| panic!("running qemu-io (Debian package qemu-utils): {e}"));
+            let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "qemu-io -c '{cmd}': {stdout}{}", String::from_utf8_lossy(&out.stderr));
+            stdout
+        };
+        qemu_io("write -P 0x5a 0 1M");
+        // A wrong pattern makes qemu-io exit 1 ("Pattern verification failed at offset ...").
+        let read = qemu_io("read -P 0x5a 0 1M");
+        assert!(read.contains("read 1048576/1048576 bytes") && !read.contains("failed"), "{read}");
         assert_eq!(sha256(&base), before, "base image changed");
 
         let again = create_overlay(&base, &overlay, None).await.unwrap_err();

@@ -3,7 +3,7 @@
 //!
 //! Per-VM settings reach the guest in one of two ways: with direct kernel boot, as
 //! `lab.hostname=`/`lab.authkey=` words appended to the kernel command line (the lab images
-//! apply them at boot); with `cloud_init`, through a NoCloud seed ISO (`meta-data` carries the
+//! apply them at boot); with `cloud_init`, through a NoCloud seed, a vfat disk (`meta-data` carries the
 //! hostname and the keys as `public-keys`).
 
 use std::collections::BTreeMap;
@@ -245,7 +245,7 @@ impl Resource for VmResource {
             let seed = match &cfg.cloud_init {
                 Some(user_data) => {
                     let seed = cfg.seed(user_data);
-                    seed.write_iso(&cfg.seed_path)
+                    seed.write_image(&cfg.seed_path)
                         .await
                         .map_err(|e| Diagnostic::from_error("Regenerating the NoCloud seed", &e))?;
                     Some(cfg.seed_path.clone())
@@ -392,7 +392,7 @@ impl VmResource {
         let seed = match &cfg.cloud_init {
             Some(user_data) => {
                 cfg.seed(user_data)
-                    .write_iso(&cfg.seed_path)
+                    .write_image(&cfg.seed_path)
                     .await
                     .map_err(|e| Diagnostic::from_error("Creating the NoCloud seed", &e))?;
                 let seed = cfg.seed_path.clone();
@@ -802,7 +802,7 @@ fn overlay_path(dir: &str, name: &str) -> PathBuf {
 }
 
 fn seed_path(dir: &str, name: &str) -> PathBuf {
-    Path::new(dir).join(format!("{name}-seed.iso"))
+    Path::new(dir).join(format!("{name}-seed.img"))
 }
 
 /// A locally administered MAC in QEMU's `52:54:00` range; stored in state and the domain, so
@@ -969,7 +969,7 @@ fn vm_block() -> Block {
             s("overlay_dir")
                 .default(Value::String(DEFAULT_OVERLAY_DIR.into()))
                 .requires_replace()
-                .description("Directory for the VM's overlay (`<name>.qcow2`) and seed (`<name>-seed.iso`)."),
+                .description("Directory for the VM's overlay (`<name>.qcow2`) and seed (`<name>-seed.img`)."),
             Attribute::number("memory_mb")
                 .default(Value::Number(crate::protocol::Number::Int(DEFAULT_MEMORY_MB)))
                 .description(
@@ -1003,8 +1003,8 @@ fn vm_block() -> Block {
                 .computed()
                 .description("Guest host name; defaults to `name`. Changed in place (restart)."),
             s("cloud_init").optional().description(
-                "cloud-init user data (e.g. `#cloud-config ...`). When set, a NoCloud seed ISO labelled `cidata` \
-                 is attached as a cdrom. Changed in place (new seed, restart).",
+                "cloud-init user data (e.g. `#cloud-config ...`). When set, a NoCloud seed (a vfat image labelled \
+                 `CIDATA`) is attached as a read-only virtio disk. Changed in place (new seed, restart).",
             ),
             s("kernel").optional().description("Direct kernel boot: absolute path of the kernel on the libvirt host."),
             s("initrd").optional().description("Direct kernel boot: absolute path of the initrd."),

@@ -128,7 +128,7 @@ zone:
     pub async fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if self.dig(&format!("ns.{ZONE}"), "A") == vec!["127.0.0.1".to_string()] {
+            if self.query(&format!("ns.{ZONE}"), "A").ok() == Some(vec!["127.0.0.1".to_string()]) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -137,21 +137,26 @@ zone:
         panic!("knotd did not answer on port {} within 15 s; log:\n{log}", self.port);
     }
 
-    /// Answers from an independent client: `kdig +short`.
+    /// Answers from an independent client (`kdig`): the data of each answer record, in order (a
+    /// CNAME's target before what it points to). Empty only for a real answer without records
+    /// (NOERROR or NXDOMAIN); panics when kdig gets no answer or knotd refuses or fails the query.
     pub fn dig(&self, name: &str, rr_type: &str) -> Vec<String> {
+        self.query(name, rr_type).unwrap_or_else(|why| panic!("kdig {name} {rr_type}: {why}"))
+    }
+
+    fn query(&self, name: &str, rr_type: &str) -> Result<Vec<String>, String> {
         let out = std::process::Command::new(find_tool("kdig", "knot-dnsutils"))
             .arg("@127.0.0.1")
-            .args(["-p", &self.port.to_string(), "+short", "+timeout=2", "+retry=0"])
+            .args(["-p", &self.port.to_string(), "+noall", "+header", "+answer", "+timeout=2", "+retry=0"])
             .args([name, rr_type])
             .output()
             .expect("running kdig");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(|l| l.trim().to_string())
-            .filter(|l| !l.is_empty() && !l.starts_with(';'))
-            .collect()
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        if !out.status.success() {
+            return Err(format!("kdig failed ({}): {}{stdout}", out.status, String::from_utf8_lossy(&out.stderr)));
+        }
+        parse_kdig(&stdout)
     }
-
     /// Changes the zone behind the provider's back with `knsupdate` (same key).
     pub fn nsupdate(&self, commands: &str) {
         let script = format!(
@@ -185,4 +190,40 @@ zone:
     pub fn backend(&self) -> DnsBackend {
         DnsBackend::Rfc2136(Rfc2136Dns::new(self.config(SessionRecordType::Cname, TUNNEL_TARGET)).unwrap())
     }
+}
+
+/// kdig's `+noall +header +answer` output -> the answer records' data, after checking the status.
+fn parse_kdig(stdout: &str) -> Result<Vec<String>, String> {
+    let status = stdout
+        .lines()
+        .find_map(|l| l.split("status: ").nth(1))
+        .and_then(|rest| rest.split(';').next())
+        .ok_or_else(|| format!("no status in kdig's answer:\n{stdout}"))?;
+    if !matches!(status, "NOERROR" | "NXDOMAIN") {
+        return Err(format!("status {status}:\n{stdout}"));
+    }
+    Ok(stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with(';'))
+        .map(|l| {
+            // NAME TTL CLASS TYPE DATA...: the data is what follows the fourth field.
+            let mut rest = l.trim();
+            for _ in 0..4 {
+                rest = rest.split_once(char::is_whitespace).map_or("", |(_, r)| r).trim_start();
+            }
+            rest.trim_end().to_string()
+        })
+        .collect())
+}
+
+#[test]
+fn parse_kdig_checks_the_status() {
+    let ok = ";; ->>HEADER<<- opcode: QUERY; status: NOERROR; id: 1\n;; Flags: qr aa rd; QUERY: 1; ANSWER: 2\n\
+              c.z.test.  \t60\tIN\tCNAME\tns.z.test.\nt.z.test.\t60\tIN\tTXT\t\"a b\" \"c\"\n";
+    assert_eq!(parse_kdig(ok), Ok(vec!["ns.z.test.".to_string(), "\"a b\" \"c\"".to_string()]));
+    let nx = ";; ->>HEADER<<- opcode: QUERY; status: NXDOMAIN; id: 2\n";
+    assert_eq!(parse_kdig(nx), Ok(vec![]));
+    let refused = ";; ->>HEADER<<- opcode: QUERY; status: REFUSED; id: 3\n";
+    assert!(parse_kdig(refused).is_err());
+    assert!(parse_kdig("").is_err());
 }

@@ -25,6 +25,11 @@ variable "running" {
   type    = bool
   default = true
 }
+# cloud-init user data per student (a NoCloud seed is attached to those listed).
+variable "cloud_init" {
+  type    = map(string)
+  default = {}
+}
 
 resource "lab_vm" "student" {
   for_each = var.students
@@ -41,6 +46,7 @@ resource "lab_vm" "student" {
   cmdline             = var.cmdline
   ssh_authorized_keys = [var.ssh_key]
   running             = var.running
+  cloud_init          = lookup(var.cloud_init, each.key, null)
 
   timeouts {
     create = "5m"
