@@ -17,7 +17,7 @@ use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
     Resource, Schema, Type, Value,
 };
-use crate::provider::{ProviderHandle, Settings};
+use crate::settings::{ProviderHandle, Settings};
 
 const TYPE_NAME: &str = "lab_session";
 const ID_LEN: usize = 8;

@@ -23,7 +23,7 @@ use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
     Schema, Type, Value,
 };
-use crate::provider::ProviderHandle;
+use crate::settings::ProviderHandle;
 
 const TYPE_NAME: &str = "lab_terminal";
 /// ttyd's port inside the container.
@@ -130,21 +130,14 @@ impl TerminalResource {
         }
         let settings = self.provider.settings()?;
         let host = settings.require_docker_host(TYPE_NAME)?;
-        let client = connect(host).map_err(|e| Diagnostic::from_error("Cannot use the Docker host", &e))?;
+        let client = connect(host, settings.docker_tls.clone())
+            .map_err(|e| Diagnostic::from_error("Cannot use the Docker host", &e))?;
         Ok(self.client.get_or_init(|| client))
     }
 }
 
-/// `tcp://` daemons use TLS when `DOCKER_TLS_VERIFY` or `DOCKER_CERT_PATH` is set, with the
-/// Docker CLI's files (`ca.pem`, `cert.pem`, `key.pem`) from `DOCKER_CERT_PATH` or `~/.docker`.
-fn connect(host: &str) -> Result<DockerClient, DockerError> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let tls = (env("DOCKER_TLS_VERIFY").is_some() || env("DOCKER_CERT_PATH").is_some()).then(|| {
-        let dir = env("DOCKER_CERT_PATH")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env("HOME").unwrap_or_default()).join(".docker"));
-        TlsFiles::in_dir(&dir)
-    });
+/// `tcp://` daemons use TLS when the settings found the Docker CLI's files (`Settings::docker_tls`).
+fn connect(host: &str, tls: Option<TlsFiles>) -> Result<DockerClient, DockerError> {
     DockerClient::connect(&DockerHost::parse(host, tls)?)
 }
 
@@ -499,7 +492,7 @@ fn validate_config(config: &TerminalState) -> Diagnostics {
         check("network", validate_network(v), "Invalid network");
     }
     if let Some(v) = config.hostname.known() {
-        check("hostname", crate::provider::validate_domain(v), "Invalid hostname");
+        check("hostname", crate::validate::validate_domain(v), "Invalid hostname");
     }
     if let Some(v) = config.traefik_entrypoint.known() {
         check("traefik_entrypoint", validate_token(v), "Invalid traefik_entrypoint");

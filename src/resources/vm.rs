@@ -28,7 +28,7 @@ use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned, Resource, Schema, Type,
     Value,
 };
-use crate::provider::ProviderHandle;
+use crate::settings::ProviderHandle;
 
 const TYPE_NAME: &str = "lab_vm";
 const DEFAULT_MEMORY_MB: i64 = 16384;
