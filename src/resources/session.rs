@@ -11,11 +11,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::backends::dns::{DnsBackend, DnsError, RecordId, RecordSpec};
+use crate::backends::dns::{DnsBackend, RecordId, RecordSpec};
 use crate::lifecycle::parse_duration;
 use crate::protocol::{
-    Attr, AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
-    Resource, Schema, Type, Value,
+    Attr, AttrPath, Attribute, Block, DataSource, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext,
+    PlanRequest, Planned, Resource, Schema, Type, Value,
 };
 use crate::settings::{ProviderHandle, Settings};
 
@@ -248,10 +248,6 @@ impl Resource for SessionResource {
 
 // --- DNS record lifecycle (no-ops without a provider `dns` block) ---
 
-fn dns_failed(what: String, err: DnsError) -> Diagnostics {
-    Diagnostic::from_error(what, &err).into()
-}
-
 async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<Attr<String>, Diagnostics> {
     let Some(dns) = &settings.dns else { return Ok(Attr::Null) };
     let (Some(hostname), Some(id)) = (state.hostname.known(), state.id.known()) else {
@@ -263,8 +259,7 @@ async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<
         expires_at: state.expires_at.known().cloned(),
         student: state.student.known().cloned(),
     };
-    let record =
-        dns.ensure_record(&spec).await.map_err(|e| dns_failed(format!("Creating DNS record {hostname}"), e))?;
+    let record = dns.ensure_record(&spec).await.or_diag(format!("Creating DNS record {hostname}"))?;
     Ok(Attr::Known(record.0))
 }
 
@@ -280,12 +275,12 @@ fn existing_record<'a>(settings: &'a Settings, state: &'a SessionState) -> Optio
 
 async fn dns_record_exists(settings: &Settings, state: &SessionState) -> Result<bool, Diagnostics> {
     let Some((dns, hostname, record)) = existing_record(settings, state) else { return Ok(true) };
-    dns.record_exists(hostname, &record).await.map_err(|e| dns_failed(format!("Checking DNS record {hostname}"), e))
+    dns.record_exists(hostname, &record).await.or_diag(format!("Checking DNS record {hostname}"))
 }
 
 async fn delete_dns_record(settings: &Settings, state: &SessionState) -> Result<(), Diagnostics> {
     let Some((dns, hostname, record)) = existing_record(settings, state) else { return Ok(()) };
-    dns.delete_record(hostname, &record).await.map_err(|e| dns_failed(format!("Deleting DNS record {hostname}"), e))
+    dns.delete_record(hostname, &record).await.or_diag(format!("Deleting DNS record {hostname}"))
 }
 
 // --- ids, durations, times ---
@@ -439,7 +434,7 @@ impl DataSource for SessionsDataSource {
             )
             .into());
         };
-        let records = dns.list_owned().await.map_err(|e| dns_failed("Listing session DNS records".into(), e))?;
+        let records = dns.list_owned().await.or_diag("Listing session DNS records")?;
         let now = OffsetDateTime::now_utc();
         let mut sessions = Vec::with_capacity(records.len());
         for r in records {

@@ -25,8 +25,8 @@ use crate::backends::seed::NoCloudSeed;
 use crate::lifecycle::{Rollback, Timeouts, wait_until};
 use crate::protocol::log;
 use crate::protocol::{
-    Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned, Resource, Schema, Type,
-    Value,
+    Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
+    Resource, Schema, Type, Value,
 };
 use crate::settings::ProviderHandle;
 
@@ -95,7 +95,7 @@ impl VmResource {
         {
             return Ok(conn.clone());
         }
-        let conn = Libvirt::connect(&uri).await.map_err(|e| Diagnostic::from_error("Cannot reach libvirt", &e))?;
+        let conn = Libvirt::connect(&uri).await.or_diag("Cannot reach libvirt")?;
         *guard = Some(conn.clone());
         Ok(conn)
     }
@@ -169,7 +169,7 @@ impl Resource for VmResource {
     async fn create(&self, planned: LabVmState, ctx: &OpContext) -> Result<LabVmState, Diagnostics> {
         let lv = self.libvirt().await?;
         let cfg = VmConfig::from_state(&planned)?;
-        if lv.lookup(&cfg.name).await.map_err(|e| Diagnostic::from_error("Looking up the domain", &e))?.is_some() {
+        if lv.lookup(&cfg.name).await.or_diag("Looking up the domain")?.is_some() {
             return Err(Diagnostic::attr_error(
                 AttrPath::root("name"),
                 "Domain already exists",
@@ -198,10 +198,9 @@ impl Resource for VmResource {
             }
         }
         log::debug(&format!("{}: create done in {:.2}s", cfg.name, started.elapsed().as_secs_f64()));
-        let info =
-            lv.lookup(&cfg.name).await.map_err(|e| Diagnostic::from_error("Reading the new domain", &e))?.ok_or_else(
-                || Diagnostic::error("Domain vanished", format!("`{}` disappeared right after create", cfg.name)),
-            )?;
+        let info = lv.lookup(&cfg.name).await.or_diag("Reading the new domain")?.ok_or_else(|| {
+            Diagnostic::error("Domain vanished", format!("`{}` disappeared right after create", cfg.name))
+        })?;
         let mut state = planned;
         refresh_state(&mut state, &info, &lv, true).await;
         Ok(state)
@@ -216,7 +215,7 @@ impl Resource for VmResource {
                 None => return Ok(None),
             },
         }
-        .map_err(|e| Diagnostic::from_error("Reading the domain", &e))?;
+        .or_diag("Reading the domain")?;
         let Some(info) = found else {
             return Ok(None);
         };
@@ -229,8 +228,7 @@ impl Resource for VmResource {
         let lv = self.libvirt().await?;
         let cfg = VmConfig::from_state(&planned)?;
         let name = cfg.name.clone();
-        let read_err = |e: crate::backends::libvirt::LibvirtError| Diagnostic::from_error("Reading the domain", &e);
-        let info = lv.lookup(&name).await.map_err(read_err)?.ok_or_else(|| {
+        let info = lv.lookup(&name).await.or_diag("Reading the domain")?.ok_or_else(|| {
             Diagnostic::error(
                 "Domain vanished",
                 format!("`{name}` no longer exists; run `terraform apply` again to re-create it"),
@@ -245,20 +243,15 @@ impl Resource for VmResource {
             let seed = match &cfg.cloud_init {
                 Some(user_data) => {
                     let seed = cfg.seed(user_data);
-                    seed.write_iso(&cfg.seed_path)
-                        .await
-                        .map_err(|e| Diagnostic::from_error("Regenerating the NoCloud seed", &e))?;
+                    seed.write_iso(&cfg.seed_path).await.or_diag("Regenerating the NoCloud seed")?;
                     Some(cfg.seed_path.clone())
                 }
                 None => None,
             };
-            let xml = cfg
-                .domain_spec(Some(uuid), mac, seed.clone())
-                .to_xml()
-                .map_err(|e| Diagnostic::from_error("Building domain XML", &e))?;
-            lv.define(xml).await.map_err(|e| Diagnostic::from_error("Redefining the domain", &e))?;
+            let xml = cfg.domain_spec(Some(uuid), mac, seed.clone()).to_xml().or_diag("Building domain XML")?;
+            lv.define(xml).await.or_diag("Redefining the domain")?;
             if seed.is_none() {
-                qcow2::delete(&cfg.seed_path).await.map_err(|e| Diagnostic::from_error("Removing the old seed", &e))?;
+                qcow2::delete(&cfg.seed_path).await.or_diag("Removing the old seed")?;
             }
             // A running guest only picks the new definition up after a cold restart.
             if was_active {
@@ -271,17 +264,15 @@ impl Resource for VmResource {
         }
         if cfg.running && !was_active {
             let t0 = Instant::now();
-            lv.start(&name).await.map_err(|e| Diagnostic::from_error("Starting the domain", &e))?;
-            let mac = lv.lookup(&name).await.map_err(read_err)?.and_then(|i| i.summary.mac);
+            lv.start(&name).await.or_diag("Starting the domain")?;
+            let mac = lv.lookup(&name).await.or_diag("Reading the domain")?.and_then(|i| i.summary.mac);
             wait_ready(&lv, &cfg, mac.as_deref(), t0, cfg.create_timeout, ctx).await?;
         }
         if prior.autostart.known() != Some(&cfg.autostart) || info.autostart != cfg.autostart {
-            lv.set_autostart(&name, cfg.autostart)
-                .await
-                .map_err(|e| Diagnostic::from_error("Setting autostart", &e))?;
+            lv.set_autostart(&name, cfg.autostart).await.or_diag("Setting autostart")?;
         }
         let info =
-            lv.lookup(&name).await.map_err(read_err)?.ok_or_else(|| {
+            lv.lookup(&name).await.or_diag("Reading the domain")?.ok_or_else(|| {
                 Diagnostic::error("Domain vanished", format!("`{name}` disappeared during the update"))
             })?;
         let mut state = planned;
@@ -295,7 +286,7 @@ impl Resource for VmResource {
             return Ok(());
         };
         let delete_timeout = parse_timeouts(&current).map(|(_, d)| d).unwrap_or(DEFAULT_DELETE_TIMEOUT);
-        let info = lv.lookup(&name).await.map_err(|e| Diagnostic::from_error("Looking up the domain", &e))?;
+        let info = lv.lookup(&name).await.or_diag("Looking up the domain")?;
         if let Some(info) = info {
             // A domain re-created out of band under the same name is not ours to remove.
             let ours = current.id.known().is_none_or(|id| *id == info.summary.uuid);
@@ -303,7 +294,7 @@ impl Resource for VmResource {
                 if is_active(info.state) {
                     stop_gracefully(&lv, &name, shutdown_grace(delete_timeout), ctx).await?;
                 }
-                lv.undefine(&name).await.map_err(|e| Diagnostic::from_error("Undefining the domain", &e))?;
+                lv.undefine(&name).await.or_diag("Undefining the domain")?;
             } else {
                 log::debug(&format!(
                     "{name}: domain UUID {} is not ours ({:?}); left alone",
@@ -315,7 +306,7 @@ impl Resource for VmResource {
         let overlay =
             current.overlay_path.known().map(PathBuf::from).unwrap_or_else(|| overlay_path(&overlay_dir, &name));
         for path in [overlay, seed_path(&overlay_dir, &name)] {
-            qcow2::delete(&path).await.map_err(|e| Diagnostic::from_error("Removing the VM's disk files", &e))?;
+            qcow2::delete(&path).await.or_diag("Removing the VM's disk files")?;
         }
         Ok(())
     }
@@ -325,7 +316,7 @@ impl Resource for VmResource {
             return Err(Diagnostic::error("Invalid import id", format!("Import `lab_vm` by domain name: {why}")).into());
         }
         let lv = self.libvirt().await?;
-        let Some(info) = lv.lookup(id).await.map_err(|e| Diagnostic::from_error("Looking up the domain", &e))? else {
+        let Some(info) = lv.lookup(id).await.or_diag("Looking up the domain")? else {
             return Ok(None);
         };
         let s = &info.summary;
@@ -376,13 +367,13 @@ impl VmResource {
         for stale in [&cfg.overlay_path, &cfg.seed_path] {
             if stale.exists() {
                 log::debug(&format!("{name}: removing stale {} left by a vanished domain", stale.display()));
-                qcow2::delete(stale).await.map_err(|e| Diagnostic::from_error("Removing a stale overlay", &e))?;
+                qcow2::delete(stale).await.or_diag("Removing a stale overlay")?;
             }
         }
         let t = Instant::now();
         qcow2::create_overlay(&cfg.base_image, &cfg.overlay_path, cfg.disk_size_bytes)
             .await
-            .map_err(|e| Diagnostic::from_error("Creating the overlay disk", &e))?;
+            .or_diag("Creating the overlay disk")?;
         let overlay = cfg.overlay_path.clone();
         rollback.push(format!("overlay {}", overlay.display()), async move {
             qcow2::delete(&overlay).await.map_err(|e| e.to_string())
@@ -391,10 +382,7 @@ impl VmResource {
 
         let seed = match &cfg.cloud_init {
             Some(user_data) => {
-                cfg.seed(user_data)
-                    .write_iso(&cfg.seed_path)
-                    .await
-                    .map_err(|e| Diagnostic::from_error("Creating the NoCloud seed", &e))?;
+                cfg.seed(user_data).write_iso(&cfg.seed_path).await.or_diag("Creating the NoCloud seed")?;
                 let seed = cfg.seed_path.clone();
                 rollback.push(format!("seed {}", seed.display()), async move {
                     qcow2::delete(&seed).await.map_err(|e| e.to_string())
@@ -406,23 +394,20 @@ impl VmResource {
 
         let t0 = Instant::now();
         let mac = random_mac();
-        let xml = cfg
-            .domain_spec(None, mac.clone(), seed)
-            .to_xml()
-            .map_err(|e| Diagnostic::from_error("Building domain XML", &e))?;
-        lv.define(xml).await.map_err(|e| Diagnostic::from_error("Defining the domain", &e))?;
+        let xml = cfg.domain_spec(None, mac.clone(), seed).to_xml().or_diag("Building domain XML")?;
+        lv.define(xml).await.or_diag("Defining the domain")?;
         let (lv2, n2) = (lv.clone(), name.clone());
         rollback.push(format!("domain {name}"), async move {
             lv2.destroy(&n2).await.map_err(|e| e.to_string())?;
             lv2.undefine(&n2).await.map_err(|e| e.to_string())
         });
         if cfg.autostart {
-            lv.set_autostart(name, true).await.map_err(|e| Diagnostic::from_error("Setting autostart", &e))?;
+            lv.set_autostart(name, true).await.or_diag("Setting autostart")?;
         }
         if !cfg.running {
             return Ok(());
         }
-        lv.start(name).await.map_err(|e| Diagnostic::from_error("Starting the domain", &e))?;
+        lv.start(name).await.or_diag("Starting the domain")?;
         log::debug(&format!("{name}: define_start_s={:.3}", t0.elapsed().as_secs_f64()));
         wait_ready(lv, cfg, Some(&mac), t0, timeout.saturating_sub(t.elapsed()), ctx).await
     }
@@ -437,7 +422,7 @@ impl VmResource {
             planned.values().sum::<i64>()
         };
         let lv = self.libvirt().await?;
-        let host = lv.host_info().await.map_err(|e| Diagnostic::from_error("Reading host capacity", &e))?;
+        let host = lv.host_info().await.or_diag("Reading host capacity")?;
         let free_mb = (host.free_memory_bytes / (1024 * 1024)) as i64;
         if total_mb > free_mb {
             let summary = "Not enough free memory for the planned VMs";
@@ -491,7 +476,7 @@ async fn wait_ready(
         },
     )
     .await
-    .map_err(|e| Diagnostic::from_error(format!("Waiting for {} to get an address", cfg.name), &e))?;
+    .or_diag(format!("Waiting for {} to get an address", cfg.name))?;
     log::debug(&format!("{}: boot_to_ip_s={:.3} ip={ip}", cfg.name, t0.elapsed().as_secs_f64()));
     if cfg.wait_for == WaitFor::Ip {
         return Ok(());
@@ -504,7 +489,7 @@ async fn wait_ready(
         || ssh_banner(ip),
     )
     .await
-    .map_err(|e| Diagnostic::from_error(format!("Waiting for SSH on {} ({ip})", cfg.name), &e))?;
+    .or_diag(format!("Waiting for SSH on {} ({ip})", cfg.name))?;
     log::debug(&format!("{}: boot_to_ssh_s={:.3}", cfg.name, t0.elapsed().as_secs_f64()));
     Ok(())
 }
@@ -597,7 +582,7 @@ async fn stop_gracefully(lv: &Libvirt, name: &str, grace: Duration, ctx: &OpCont
     if off.is_err() {
         log::debug(&format!("{name}: no power-off after {grace:?}; destroying"));
     }
-    lv.destroy(name).await.map_err(|e| Diagnostic::from_error("Destroying the domain", &e))?;
+    lv.destroy(name).await.or_diag("Destroying the domain")?;
     log::debug(&format!("{name}: stop_s={:.3} graceful={}", t.elapsed().as_secs_f64(), off.is_ok()));
     Ok(())
 }
