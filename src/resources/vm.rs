@@ -22,7 +22,8 @@ use crate::backends::domain_xml::{DirectBoot, DomainSpec, DomainType, LabMetadat
 use crate::backends::libvirt::{AddressSource, Libvirt, VmInfo, VmState};
 use crate::backends::qcow2;
 use crate::backends::seed::NoCloudSeed;
-use crate::lifecycle::{Rollback, Timeouts, wait_until};
+use crate::lifecycle::{Rollback, Timeouts, shell_command, wait_until};
+use crate::protocol::diag::error_chain;
 use crate::protocol::log;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
@@ -184,19 +185,8 @@ impl Resource for VmResource {
         let timeout = cfg.create_timeout;
         let started = Instant::now();
         let mut rollback = Rollback::new();
-        match self.create_steps(&lv, &cfg, &mut rollback, timeout, ctx).await {
-            Ok(()) => rollback.commit(),
-            Err(mut diags) => {
-                let failures = rollback.run().await;
-                if !failures.is_empty() {
-                    diags.push(Diagnostic::error(
-                        "Cleanup after the failed create was incomplete",
-                        format!("These may be left behind: {}", failures.join("; ")),
-                    ));
-                }
-                return Err(diags);
-            }
-        }
+        let created = self.create_steps(&lv, &cfg, &mut rollback, timeout, ctx).await;
+        rollback.finish(created).await?;
         log::debug(&format!("{}: create done in {:.2}s", cfg.name, started.elapsed().as_secs_f64()));
         let info = lv.lookup(&cfg.name).await.or_diag("Reading the new domain")?.ok_or_else(|| {
             Diagnostic::error("Domain vanished", format!("`{}` disappeared right after create", cfg.name))
@@ -375,18 +365,22 @@ impl VmResource {
             .await
             .or_diag("Creating the overlay disk")?;
         let overlay = cfg.overlay_path.clone();
-        rollback.push(format!("overlay {}", overlay.display()), async move {
-            qcow2::delete(&overlay).await.map_err(|e| e.to_string())
-        });
+        rollback.push_with_manual(
+            format!("overlay {}", overlay.display()),
+            shell_command(["rm", "-f", &overlay.to_string_lossy()]),
+            async move { qcow2::delete(&overlay).await.map_err(|e| error_chain(&e)) },
+        );
         log::debug(&format!("{name}: overlay_create_s={:.3}", t.elapsed().as_secs_f64()));
 
         let seed = match &cfg.cloud_init {
             Some(user_data) => {
                 cfg.seed(user_data).write_iso(&cfg.seed_path).await.or_diag("Creating the NoCloud seed")?;
                 let seed = cfg.seed_path.clone();
-                rollback.push(format!("seed {}", seed.display()), async move {
-                    qcow2::delete(&seed).await.map_err(|e| e.to_string())
-                });
+                rollback.push_with_manual(
+                    format!("seed {}", seed.display()),
+                    shell_command(["rm", "-f", &seed.to_string_lossy()]),
+                    async move { qcow2::delete(&seed).await.map_err(|e| error_chain(&e)) },
+                );
                 Some(cfg.seed_path.clone())
             }
             None => None,
@@ -397,9 +391,11 @@ impl VmResource {
         let xml = cfg.domain_spec(None, mac.clone(), seed).to_xml().or_diag("Building domain XML")?;
         lv.define(xml).await.or_diag("Defining the domain")?;
         let (lv2, n2) = (lv.clone(), name.clone());
-        rollback.push(format!("domain {name}"), async move {
-            lv2.destroy(&n2).await.map_err(|e| e.to_string())?;
-            lv2.undefine(&n2).await.map_err(|e| e.to_string())
+        let virsh = |verb: &str| shell_command(["virsh", "-c", lv.uri(), verb, name]);
+        let by_hand = format!("{}; {}", virsh("destroy"), virsh("undefine"));
+        rollback.push_with_manual(format!("domain {name}"), by_hand, async move {
+            lv2.destroy(&n2).await.map_err(|e| error_chain(&e))?;
+            lv2.undefine(&n2).await.map_err(|e| error_chain(&e))
         });
         if cfg.autostart {
             lv.set_autostart(name, true).await.or_diag("Setting autostart")?;
