@@ -7,7 +7,8 @@ use async_trait::async_trait;
 
 use crate::protocol::resource::{ErasedDataSource, ErasedResource, erase_data_source, erase_resource};
 use crate::protocol::{AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Provider, Schema};
-use crate::resources::session::{SessionResource, SessionsDataSource};
+use crate::resources::session::SessionResource;
+use crate::resources::sessions::SessionsDataSource;
 use crate::resources::terminal::TerminalResource;
 use crate::resources::vm::VmResource;
 use crate::settings::{DnsBlock, LabConfig, ProviderHandle, Settings};

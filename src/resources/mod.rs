@@ -1,5 +1,6 @@
 //! Terraform resources: schema, plan and CRUD, top-down. They know nothing of wire formats.
 
 pub mod session;
+pub mod sessions;
 pub mod terminal;
 pub mod vm;

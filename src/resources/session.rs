@@ -1,6 +1,6 @@
 //! `lab_session`: a student's access point. A random id (CSPRNG), the hostname and URL built
 //! from it, an optional expiry, and (with a provider `dns` block) the tunnel DNS record.
-//! Also the `lab_sessions` data source, which lists the sessions the DNS backend knows.
+//! The `lab_sessions` data source (`sessions.rs`) lists the sessions the DNS backend knows.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,8 +14,8 @@ use time::format_description::well_known::Rfc3339;
 use crate::backends::dns::{DnsBackend, RecordId, RecordSpec};
 use crate::lifecycle::parse_duration;
 use crate::protocol::{
-    Attr, AttrPath, Attribute, Block, DataSource, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext,
-    PlanRequest, Planned, Resource, Schema, Type, Value,
+    Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
+    Resource, Schema, Type, Value,
 };
 use crate::settings::{ProviderHandle, Settings};
 
@@ -331,7 +331,7 @@ fn expires_at(state: &SessionState) -> Result<Attr<String>, Diagnostics> {
     Ok(Attr::Known(format_time(parse_time(created)? + ttl)))
 }
 
-fn is_expired(expires_at: &Attr<String>, now: OffsetDateTime) -> Result<bool, Diagnostics> {
+pub(super) fn is_expired(expires_at: &Attr<String>, now: OffsetDateTime) -> Result<bool, Diagnostics> {
     match expires_at.known() {
         Some(t) => Ok(now >= parse_time(t)?),
         None => Ok(false),
@@ -353,103 +353,6 @@ fn parse_time(text: &str) -> Result<OffsetDateTime, Diagnostics> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
         Diagnostic::error("Corrupt session state", format!("`{text}` is not an RFC 3339 time: {e}")).into()
     })
-}
-
-// --- lab_sessions data source ---
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SessionsState {
-    pub sessions: Attr<Vec<ListedSession>>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ListedSession {
-    pub id: Attr<String>,
-    pub student: Attr<String>,
-    pub hostname: Attr<String>,
-    pub expires_at: Attr<String>,
-    pub expired: Attr<bool>,
-    pub dns_record_id: Attr<String>,
-}
-
-pub struct SessionsDataSource {
-    provider: ProviderHandle,
-}
-
-impl SessionsDataSource {
-    pub fn new(provider: ProviderHandle) -> Self {
-        SessionsDataSource { provider }
-    }
-}
-
-#[async_trait]
-impl DataSource for SessionsDataSource {
-    type State = SessionsState;
-
-    fn type_name(&self) -> &'static str {
-        "lab_sessions"
-    }
-
-    fn schema(&self) -> Schema {
-        Schema {
-            version: 0,
-            block: Block {
-                description:
-                    "Live sessions found through their ownership-marked DNS records: id, student, hostname and expiry."
-                        .into(),
-                attributes: vec![
-                    Attribute::nested(
-                        "sessions",
-                        Nesting::List,
-                        vec![
-                            Attribute::string("id").computed().description("Session id."),
-                            Attribute::string("student").computed().description(
-                                "The session's `student`, as recorded in the DNS ownership marker (null when it did \
-                                 not fit: Cloudflare comments hold 100 characters on free zones).",
-                            ),
-                            Attribute::string("hostname").computed().description("Session hostname."),
-                            Attribute::string("expires_at")
-                                .computed()
-                                .description("The session's `expires_at` (RFC 3339); null without `ttl`."),
-                            Attribute::bool("expired")
-                                .computed()
-                                .description("Whether `expires_at` has passed, at the time of the read."),
-                            Attribute::string("dns_record_id").computed().description("DNS record id."),
-                        ],
-                    )
-                    .computed()
-                    .description("One entry per live session."),
-                ],
-                ..Default::default()
-            },
-        }
-    }
-
-    async fn read(&self, _config: SessionsState, _ctx: &OpContext) -> Result<SessionsState, Diagnostics> {
-        let settings = self.provider.settings()?;
-        let Some(dns) = &settings.dns else {
-            return Err(Diagnostic::error(
-                "lab_sessions needs a provider `dns` block",
-                "Sessions are found through their ownership-marked DNS records.",
-            )
-            .into());
-        };
-        let records = dns.list_owned().await.or_diag("Listing session DNS records")?;
-        let now = OffsetDateTime::now_utc();
-        let mut sessions = Vec::with_capacity(records.len());
-        for r in records {
-            let expires_at = Attr::from(r.expires_at);
-            sessions.push(ListedSession {
-                id: Attr::Known(r.session_id),
-                student: Attr::from(r.student),
-                hostname: Attr::Known(r.hostname),
-                expired: Attr::Known(is_expired(&expires_at, now)?),
-                expires_at,
-                dns_record_id: Attr::Known(r.id.0),
-            });
-        }
-        Ok(SessionsState { sessions: Attr::Known(sessions) })
-    }
 }
 
 #[cfg(test)]
