@@ -12,7 +12,7 @@ use crate::resources::sessions::SessionsDataSource;
 use crate::resources::terminal::TerminalResource;
 use crate::resources::vm::VmResource;
 use crate::settings::{DnsBlock, LabConfig, ProviderHandle, Settings};
-use crate::validate::validate_domain;
+use crate::validate;
 
 #[derive(Default)]
 pub struct LabProvider {
@@ -35,10 +35,8 @@ impl Provider for LabProvider {
 
     async fn validate(&self, config: &LabConfig) -> Diagnostics {
         let mut diags = Diagnostics::new();
-        if let Some(domain) = config.domain.known()
-            && let Err(why) = validate_domain(domain)
-        {
-            diags.push(Diagnostic::attr_error(AttrPath::root("domain"), "Invalid domain", why));
+        if let Some(domain) = config.domain.known() {
+            validate::check(&mut diags, AttrPath::root("domain"), validate::domain(domain));
         }
         if let Some(dns) = &config.dns {
             diags.extend(validate_dns(dns));
@@ -49,7 +47,7 @@ impl Provider for LabProvider {
     async fn configure(&self, config: LabConfig) -> Result<(), Diagnostics> {
         let settings = Settings::resolve(config, |var| std::env::var(var).ok())?;
         if let Some(domain) = &settings.domain {
-            validate_domain(domain).map_err(|why| Diagnostic::error("Invalid LAB_DOMAIN", why))?;
+            validate::domain(domain).map_err(|why| Diagnostic::error("Invalid LAB_DOMAIN", why))?;
         }
         self.handle.configure(settings);
         Ok(())
@@ -163,33 +161,19 @@ fn validate_dns(dns: &DnsBlock) -> Diagnostics {
         _ => {}
     }
     if let Some(rfc) = &dns.rfc2136 {
-        let rfc_path = path.clone().attr("rfc2136");
-        if let Some(alg) = rfc.key_algorithm.known()
-            && !matches!(alg.as_str(), "hmac-sha256" | "hmac-sha512")
-        {
-            diags.push(Diagnostic::attr_error(
-                rfc_path.clone().attr("key_algorithm"),
-                "Unsupported TSIG algorithm",
-                format!("`{alg}`: use `hmac-sha256` or `hmac-sha512`."),
-            ));
+        let rfc_path = path.attr("rfc2136");
+        if let Some(alg) = rfc.key_algorithm.known() {
+            let known = matches!(alg.as_str(), "hmac-sha256" | "hmac-sha512");
+            let result = if known { Ok(()) } else { Err(format!("`{alg}`: use `hmac-sha256` or `hmac-sha512`.")) };
+            validate::check(&mut diags, rfc_path.clone().attr("key_algorithm"), result);
         }
-        if let Some(rt) = rfc.record_type.known()
-            && !matches!(rt.as_str(), "CNAME" | "A")
-        {
-            diags.push(Diagnostic::attr_error(
-                rfc_path.clone().attr("record_type"),
-                "Unsupported record type",
-                format!("`{rt}`: use `CNAME` or `A`."),
-            ));
+        if let Some(rt) = rfc.record_type.known() {
+            let known = matches!(rt.as_str(), "CNAME" | "A");
+            let result = if known { Ok(()) } else { Err(format!("`{rt}`: use `CNAME` or `A`.")) };
+            validate::check(&mut diags, rfc_path.clone().attr("record_type"), result);
         }
-        if let Some(server) = rfc.server.known()
-            && server.rsplit_once(':').is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err())
-        {
-            diags.push(Diagnostic::attr_error(
-                rfc_path.attr("server"),
-                "Invalid DNS server address",
-                format!("`{server}` must be `host:port`, e.g. `ns1.example.edu:53`."),
-            ));
+        if let Some(server) = rfc.server.known() {
+            validate::check(&mut diags, rfc_path.attr("server"), validate::host_port(server));
         }
     }
     diags

@@ -12,12 +12,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::backends::dns::{DnsBackend, RecordId, RecordSpec};
-use crate::lifecycle::parse_duration;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
     Resource, Schema, Type, Value,
 };
 use crate::settings::{ProviderHandle, Settings};
+use crate::validate;
 
 const TYPE_NAME: &str = "lab_session";
 const ID_LEN: usize = 8;
@@ -116,15 +116,11 @@ impl Resource for SessionResource {
                 "`student` must name the student, e.g. an email address or a name.",
             ));
         }
-        if let Some(ttl) = config.ttl.known()
-            && let Err(why) = parse_ttl(ttl)
-        {
-            diags.push(Diagnostic::attr_error(AttrPath::root("ttl"), "Invalid ttl", why));
+        if let Some(ttl) = config.ttl.known() {
+            validate::check(&mut diags, AttrPath::root("ttl"), parse_ttl(ttl));
         }
-        if let Some(prefix) = config.hostname_prefix.known()
-            && let Err(why) = validate_prefix(prefix)
-        {
-            diags.push(Diagnostic::attr_error(AttrPath::root("hostname_prefix"), "Invalid hostname_prefix", why));
+        if let Some(prefix) = config.hostname_prefix.known() {
+            validate::check(&mut diags, AttrPath::root("hostname_prefix"), validate_prefix(prefix));
         }
         diags
     }
@@ -301,7 +297,7 @@ fn validate_session_id(id: &str) -> Result<(), String> {
 
 /// `"4h"`, `"90m"`, `"1h30m"`, `"2days"`: strictly positive.
 pub fn parse_ttl(ttl: &str) -> Result<Duration, String> {
-    parse_duration(ttl).map_err(|why| {
+    validate::duration(ttl).map_err(|why| {
         if why.ends_with("is zero") {
             format!("{why}; leave `ttl` unset for a session that never expires")
         } else {
@@ -327,7 +323,7 @@ fn expires_at(state: &SessionState) -> Result<Attr<String>, Diagnostics> {
     let (Some(ttl), Some(created)) = (state.ttl.known(), state.created_at.known()) else {
         return Ok(Attr::Null);
     };
-    let ttl = parse_ttl(ttl).map_err(|why| Diagnostic::attr_error(AttrPath::root("ttl"), "Invalid ttl", why))?;
+    let ttl = parse_ttl(ttl).map_err(|why| validate::invalid(AttrPath::root("ttl"), why))?;
     Ok(Attr::Known(format_time(parse_time(created)? + ttl)))
 }
 

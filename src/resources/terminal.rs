@@ -492,7 +492,7 @@ fn validate_config(config: &TerminalState) -> Diagnostics {
         check("network", validate_network(v), "Invalid network");
     }
     if let Some(v) = config.hostname.known() {
-        check("hostname", crate::validate::validate_domain(v), "Invalid hostname");
+        check("hostname", crate::validate::domain(v), "Invalid hostname");
     }
     if let Some(v) = config.traefik_entrypoint.known() {
         check("traefik_entrypoint", validate_token(v), "Invalid traefik_entrypoint");

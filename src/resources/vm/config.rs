@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use crate::backends::domain_xml::{DirectBoot, DomainSpec, DomainType, LabMetadata};
 use crate::backends::seed::NoCloudSeed;
 use crate::lifecycle::Timeouts;
-use crate::protocol::{AttrPath, Diagnostic, Diagnostics};
+use crate::protocol::{AttrPath, Diagnostics};
 
 use super::{
     DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT, DEFAULT_MEMORY_MB, DEFAULT_OVERLAY_DIR, DEFAULT_VCPUS, LabVmState,
@@ -54,13 +54,7 @@ pub(super) struct VmConfig {
 
 impl VmConfig {
     pub(super) fn from_state(s: &LabVmState) -> Result<Self, Diagnostics> {
-        let missing = |attr: &str| {
-            Diagnostic::attr_error(
-                AttrPath::root(attr),
-                "Value not known",
-                format!("`{attr}` must be known at apply time"),
-            )
-        };
+        let missing = |attr: &str| crate::validate::missing(AttrPath::root(attr));
         let name = s.name.known().cloned().ok_or_else(|| missing("name"))?;
         let overlay_dir = s.overlay_dir.known().cloned().unwrap_or_else(|| DEFAULT_OVERLAY_DIR.into());
         let (create_timeout, delete_timeout) = parse_timeouts(s)?;

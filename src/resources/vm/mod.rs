@@ -32,7 +32,7 @@ use crate::settings::ProviderHandle;
 
 use config::{VmConfig, keys_from_cmdline, overlay_path, parse_timeouts, random_mac, seed_path, uri_is_local};
 use guest::{find_ip, is_active, shutdown_grace, stop_gracefully, wait_ready};
-use validate::{validate_config, validate_name};
+use validate::validate_config;
 
 const TYPE_NAME: &str = "lab_vm";
 const DEFAULT_MEMORY_MB: i64 = 16384;
@@ -88,7 +88,8 @@ fn vm_block() -> Block {
         attributes: vec![
             computed("id", "Domain UUID.").keep_prior(),
             s("name").required().requires_replace().description(
-                "Domain name, also the overlay's file name: `[a-z0-9][a-z0-9-]{0,62}`. Import uses it as the id.",
+                "Domain name, also the overlay's file name: 1-63 characters `[a-z0-9-]`, not starting or ending \
+                 with `-`. Import uses it as the id.",
             ),
             s("base_image").required().requires_replace().description(
                 "Absolute path of the base image (qcow2 or raw) on the libvirt host. Never written: each VM \
@@ -370,7 +371,7 @@ impl Resource for VmResource {
         let Some(name) = current.name.known().cloned() else {
             return Ok(());
         };
-        let delete_timeout = parse_timeouts(&current).map(|(_, d)| d).unwrap_or(DEFAULT_DELETE_TIMEOUT);
+        let (_, delete_timeout) = parse_timeouts(&current)?;
         let info = lv.lookup(&name).await.or_diag("Looking up the domain")?;
         if let Some(info) = info {
             // A domain re-created out of band under the same name is not ours to remove.
@@ -397,7 +398,7 @@ impl Resource for VmResource {
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<LabVmState>, Diagnostics> {
-        if let Err(why) = validate_name(id) {
+        if let Err(why) = crate::validate::name(id) {
             return Err(Diagnostic::error("Invalid import id", format!("Import `lab_vm` by domain name: {why}")).into());
         }
         let lv = self.libvirt().await?;
