@@ -35,6 +35,9 @@ impl Provider for LabProvider {
 
     async fn validate(&self, config: &LabConfig) -> Diagnostics {
         let mut diags = Diagnostics::new();
+        if let Some(uri) = config.libvirt_uri.known() {
+            validate::check(&mut diags, AttrPath::root("libvirt_uri"), validate::libvirt_uri(uri));
+        }
         if let Some(domain) = config.domain.known() {
             validate::check(&mut diags, AttrPath::root("domain"), validate::domain(domain));
         }
@@ -46,9 +49,6 @@ impl Provider for LabProvider {
 
     async fn configure(&self, config: LabConfig) -> Result<(), Diagnostics> {
         let settings = Settings::resolve(config, |var| std::env::var(var).ok())?;
-        if let Some(domain) = &settings.domain {
-            validate::domain(domain).map_err(|why| Diagnostic::error("Invalid LAB_DOMAIN", why))?;
-        }
         self.handle.configure(settings);
         Ok(())
     }
@@ -201,5 +201,15 @@ mod tests {
         let diags = LabProvider::new().validate(&config).await;
         let paths: Vec<String> = diags.0.iter().filter_map(|d| d.attribute.as_ref().map(|p| p.to_string())).collect();
         assert_eq!(paths, vec!["dns.rfc2136.key_algorithm", "dns.rfc2136.server"]);
+    }
+
+    #[tokio::test]
+    async fn libvirt_uri_is_validated_at_plan_time() {
+        let config = LabConfig { libvirt_uri: Attr::Known("qemu:///system' ; id ; '".into()), ..Default::default() };
+        let diags = LabProvider::new().validate(&config).await;
+        assert_eq!(diags.0.len(), 1, "{diags:?}");
+        assert_eq!(diags.0[0].summary, "Invalid libvirt_uri");
+        let config = LabConfig { libvirt_uri: Attr::Known("qemu+ssh://root@host/system".into()), ..Default::default() };
+        assert!(LabProvider::new().validate(&config).await.is_empty());
     }
 }

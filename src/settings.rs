@@ -16,6 +16,7 @@ use crate::backends::dns::rfc2136::{Rfc2136Config, Rfc2136Dns};
 use crate::backends::dns::{DnsBackend, DnsError};
 use crate::backends::docker::TlsFiles;
 use crate::protocol::{Attr, AttrPath, Diagnostic, Diagnostics};
+use crate::validate;
 
 /// The `provider "lab"` block as Terraform sends it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -90,10 +91,22 @@ impl Settings {
             })?)),
             None => None,
         };
+        // A value from the environment was not seen by the provider's plan-time validation.
+        let checked = |attr: Attr<String>, name: &str, var: &str, valid: fn(&str) -> Result<(), String>| {
+            let (value, from_env) = match attr.known() {
+                Some(value) => (Some(value.clone()), false),
+                None => (env(var), true),
+            };
+            match value.as_deref().map(valid) {
+                Some(Err(why)) if from_env => Err(Diagnostics::from(Diagnostic::error(format!("Invalid {var}"), why))),
+                Some(Err(why)) => Err(validate::invalid(AttrPath::root(name), why).into()),
+                _ => Ok(value),
+            }
+        };
         Ok(Settings {
-            libvirt_uri: or_env(config.libvirt_uri, "LAB_LIBVIRT_URI"),
+            libvirt_uri: checked(config.libvirt_uri, "libvirt_uri", "LAB_LIBVIRT_URI", validate::libvirt_uri)?,
             docker_host: or_env(config.docker_host, "DOCKER_HOST"),
-            domain: or_env(config.domain, "LAB_DOMAIN"),
+            domain: checked(config.domain, "domain", "LAB_DOMAIN", validate::domain)?,
             strict_capacity: config.strict_capacity.known().copied().unwrap_or(false),
             dns,
             docker_tls: docker_tls(env),
@@ -211,6 +224,15 @@ mod tests {
         assert_eq!(s.libvirt_uri, None);
         let err = s.require_libvirt_uri("lab_vm").unwrap_err();
         assert!(err.0[0].summary.contains("lab_vm needs `libvirt_uri`"), "{err:?}");
+    }
+
+    #[test]
+    fn environment_values_are_validated_too() {
+        let env = |var: &str| (var == "LAB_LIBVIRT_URI").then(|| "qemu:///system'; id; '".to_string());
+        let err = Settings::resolve(LabConfig::default(), env).err().unwrap();
+        assert_eq!(err.0[0].summary, "Invalid LAB_LIBVIRT_URI");
+        let config = LabConfig { libvirt_uri: Attr::Known("qemu:///system".into()), ..Default::default() };
+        assert_eq!(Settings::resolve(config, env).unwrap().libvirt_uri.as_deref(), Some("qemu:///system"));
     }
 
     #[test]

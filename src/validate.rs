@@ -109,6 +109,35 @@ pub fn absolute_path(path: &str) -> Result<(), String> {
     if Path::new(path).is_absolute() { Ok(()) } else { Err(format!("`{path}` is not an absolute path")) }
 }
 
+/// libvirt's hypervisor drivers and remote transports, as in `driver[+transport]://...`.
+const LIBVIRT_DRIVERS: [&str; 13] =
+    ["qemu", "lxc", "xen", "libxl", "test", "bhyve", "ch", "vbox", "vz", "openvz", "esx", "vpx", "hyperv"];
+const LIBVIRT_TRANSPORTS: [&str; 7] = ["unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext"];
+
+/// A libvirt connection URI (`qemu:///system`, `qemu+ssh://root@host/system`, `qemu+unix:///system?socket=..`):
+/// a known scheme, and nothing that could end a word on a command line (whitespace, quotes,
+/// backslashes, control characters).
+pub fn libvirt_uri(uri: &str) -> Result<(), String> {
+    if let Some(c) = uri.chars().find(|c| c.is_whitespace() || c.is_control() || "'\"`\\".contains(*c)) {
+        return Err(format!(
+            "{uri:?} contains {c:?}: whitespace, quotes, backslashes and control characters are not allowed"
+        ));
+    }
+    let Some((scheme, _)) = uri.split_once("://") else {
+        return Err(format!("`{uri}` is not a libvirt URI like `qemu:///system`"));
+    };
+    let (driver, transport) = scheme.split_once('+').map_or((scheme, None), |(d, t)| (d, Some(t)));
+    if !LIBVIRT_DRIVERS.contains(&driver) {
+        return Err(format!("`{uri}`: unknown libvirt driver `{driver}` (e.g. `qemu`, `lxc`, `xen`, `test`)"));
+    }
+    if let Some(t) = transport
+        && !LIBVIRT_TRANSPORTS.contains(&t)
+    {
+        return Err(format!("`{uri}`: unknown libvirt transport `{t}` (use one of {})", LIBVIRT_TRANSPORTS.join(", ")));
+    }
+    Ok(())
+}
+
 /// A lowercase DNS name: labels of `[a-z0-9-]`, 1-63 chars, not starting or ending with `-`.
 pub fn domain(domain: &str) -> Result<(), String> {
     let bad = |why: &str| Err(format!("`{domain}` is not a valid DNS domain: {why}"));
@@ -190,5 +219,30 @@ mod tests {
         assert_eq!(diags.0[0].summary, "Invalid timeouts.create");
         assert_eq!(diags.0[0].attribute.as_ref().map(|p| p.to_string()).as_deref(), Some("timeouts.create"));
         assert_eq!(missing(AttrPath::root("name")).summary, "`name` is not known");
+    }
+
+    #[test]
+    fn libvirt_uris() {
+        for ok in [
+            "qemu:///system",
+            "qemu:///session",
+            "qemu+ssh://root@host/system",
+            "qemu+unix:///system?socket=/run/labtest/libvirt/libvirt-sock",
+            "test:///default",
+        ] {
+            assert!(libvirt_uri(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "/var/run/libvirt/libvirt-sock",
+            "qemu:///system' ; rm -rf ~ ; '",
+            "qemu:///system $(id)",
+            "qemu:///sys\ntem",
+            "http://host/system",
+            "qemu+telnet://host/system",
+            "qemu:///system\\",
+        ] {
+            assert!(libvirt_uri(bad).is_err(), "{bad:?}");
+        }
     }
 }

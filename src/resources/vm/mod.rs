@@ -553,7 +553,8 @@ async fn refresh_state(state: &mut LabVmState, info: &VmInfo, lv: &Libvirt, just
         state.overlay_path = Attr::Known(disk.to_string_lossy().into_owned());
     }
     let uri = lv.uri();
-    let mut console = format!("virsh -c '{uri}' console {}", s.name);
+    // The URI is validated (provider config) and the name too, and each word is quoted anyway.
+    let mut console = shell_command(["virsh", "-c", uri, "console", &s.name]);
     if let Some((kind, Some(port))) = &s.graphics {
         console.push_str(&format!(" ; {kind} on 127.0.0.1:{port}"));
     }
