@@ -14,7 +14,7 @@ use time::format_description::well_known::Rfc3339;
 use crate::backends::dns::{DnsBackend, RecordId, RecordSpec};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
-    Resource, Schema, Type, Value,
+    Resource, Schema, Type,
 };
 use crate::settings::{ProviderHandle, Settings};
 use crate::validate;
@@ -82,7 +82,7 @@ impl Resource for SessionResource {
                          Unset: no expiry. Changing it moves `expires_at` in place.",
                     ),
                     Attribute::string("hostname_prefix")
-                        .default(Value::String(DEFAULT_PREFIX.into()))
+                        .default_str(DEFAULT_PREFIX)
                         .requires_replace()
                         .description("Prefix of the hostname's first label: lowercase letters, digits and `-`."),
                     Attribute::of_type("labels", Type::Map(Box::new(Type::String)))

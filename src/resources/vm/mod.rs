@@ -26,7 +26,7 @@ use crate::protocol::diag::error_chain;
 use crate::protocol::log;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
-    Resource, Schema, Type, Value,
+    Resource, Schema, Type,
 };
 use crate::settings::ProviderHandle;
 
@@ -96,24 +96,22 @@ fn vm_block() -> Block {
                  gets its own overlay. Checked to exist at plan time when libvirt is local.",
             ),
             s("overlay_dir")
-                .default(Value::String(DEFAULT_OVERLAY_DIR.into()))
+                .default_str(DEFAULT_OVERLAY_DIR)
                 .requires_replace()
                 .description("Directory for the VM's overlay (`<name>.qcow2`) and seed (`<name>-seed.iso`)."),
-            Attribute::number("memory_mb")
-                .default(Value::Number(crate::protocol::Number::Int(DEFAULT_MEMORY_MB)))
-                .description(
-                    "Memory in MiB (at least 128). Changed in place with a clean shutdown and restart. Planned \
+            Attribute::number("memory_mb").default_int(DEFAULT_MEMORY_MB).description(
+                "Memory in MiB (at least 128). Changed in place with a clean shutdown and restart. Planned \
                      totals are checked against the host's free memory.",
-                ),
+            ),
             Attribute::number("vcpus")
-                .default(Value::Number(crate::protocol::Number::Int(DEFAULT_VCPUS)))
+                .default_int(DEFAULT_VCPUS)
                 .description("Virtual CPUs. Changed in place with a clean shutdown and restart."),
             s("network")
-                .default(Value::String("default".into()))
+                .default_str("default")
                 .requires_replace()
                 .description("libvirt network the VM's interface joins."),
             s("domain_type")
-                .default(Value::String("kvm".into()))
+                .default_str("kvm")
                 .requires_replace()
                 .description("`kvm` (hardware virtualisation) or `qemu` (TCG emulation: slow, but needs no KVM)."),
             Attribute::number("disk_size_gb")
@@ -125,7 +123,7 @@ fn vm_block() -> Block {
                  boot) or as NoCloud `public-keys` (with `cloud_init`). Changed in place (restart).",
             ),
             s("user")
-                .default(Value::String("student".into()))
+                .default_str("student")
                 .description("The guest user students log in as (recorded in the domain metadata)."),
             s("hostname")
                 .optional()
@@ -142,17 +140,17 @@ fn vm_block() -> Block {
                  `lab.authkey=<base64 keys>`.",
             ),
             Attribute::bool("running")
-                .default(Value::Bool(true))
+                .default_bool(true)
                 .description("Whether the VM runs. `false` shuts it down cleanly (destroyed after a grace period)."),
-            Attribute::bool("autostart").default(Value::Bool(false)).description("Start with the libvirt host."),
-            Attribute::bool("isolated").default(Value::Bool(true)).description(
+            Attribute::bool("autostart").default_bool(false).description("Start with the libvirt host."),
+            Attribute::bool("isolated").default_bool(true).description(
                 "`<port isolated='yes'/>`: guests on one bridge cannot talk to each other, only to the host and \
                  beyond.",
             ),
             Attribute::bool("graphics")
-                .default(Value::Bool(false))
+                .default_bool(false)
                 .description("Add a VNC display listening on 127.0.0.1 of the libvirt host."),
-            s("wait_for").default(Value::String("ssh".into())).description(
+            s("wait_for").default_str("ssh").description(
                 "What create waits for: `ssh` (an SSH banner on port 22 of the VM's address), `ip` (a DHCP \
                  lease) or `none`.",
             ),
