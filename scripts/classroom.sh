@@ -3,14 +3,16 @@
 #
 #   scripts/classroom.sh up     install what is missing, build the provider, bring up the local rig
 #                               (libvirtd + dockerd in the network namespace `labtest`), apply
-#                               examples/classroom/ (3 students from students.csv: a session, a VM and
-#                               a browser terminal each) and print one URL per student
-#   scripts/classroom.sh down   destroy the classroom, stop the port forwarders and the rig
-#                               (LAB_KEEP_RIG=1 keeps the rig up)
+#                               examples/classroom/ (a gateway, and for the 3 students of students.csv
+#                               a session, a VM and a browser terminal each) and print one session URL
+#                               per student: http://lab-<id>.lab.localhost:8080
+#   scripts/classroom.sh down   destroy the classroom (gateway included), stop the port forwarder and
+#                               the rig (LAB_KEEP_RIG=1 keeps the rig up)
 #
-# The terminals listen on 127.0.0.1 ports inside the namespace; socat forwards each port from this
-# machine's own loopback into the namespace's loopback, so the URLs open in a local browser and no
-# traffic to private addresses leaves the namespace.
+# The gateway (Traefik) listens on 127.0.0.1:8080 inside the namespace; socat forwards that port from
+# this machine's own loopback into the namespace's loopback. Browsers resolve *.localhost to the
+# loopback, so the session URLs open in a local browser, and no traffic to private addresses leaves
+# the namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -38,7 +40,7 @@ tf() {
     -var "base_image=$LAB_BASE_IMAGE" -var "kernel=$LAB_KERNEL" -var "initrd=$LAB_INITRD" \
     -var "cmdline=$LAB_CMDLINE" -var "network=$LAB_NETWORK" -var "domain_type=$LAB_DOMAIN_TYPE" \
     -var "ssh_public_key_file=$LAB_SSH_KEY.pub" -var "ssh_private_key_file=$LAB_SSH_KEY" \
-    -var "terminal_image=$LAB_TERMINAL_IMAGE"
+    -var "terminal_image=$LAB_TERMINAL_IMAGE" -var "gateway_image=$LAB_GATEWAY_IMAGE"
 }
 
 stop_forwarders() {
@@ -61,15 +63,12 @@ case "${1:-}" in
     log "applying examples/classroom (VMs boot under software emulation: about a minute)"
     tf apply -auto-approve -no-color >&2
     stop_forwarders
+    forward "$(acceptance-tests/rig.sh exec terraform -chdir="$work" output -raw gateway_port)"
     urls=$(acceptance-tests/rig.sh exec terraform -chdir="$work" output -json urls)
     echo
-    echo "Student terminals (open in a browser on this machine):"
-    while IFS=$'\t' read -r student url; do
-      forward "${url##*:}"
-      printf '  %-24s %s\n' "$student" "$url"
-    done < <(python3 -c 'import json,sys; [print(f"{k}\t{v}") for k, v in json.load(sys.stdin).items()]' <<<"$urls")
+    echo "Session URLs (each opens that student's terminal in a browser on this machine):"
+    python3 -c 'import json,sys; [print(f"  {k:<24} {v}") for k, v in json.load(sys.stdin).items()]' <<<"$urls"
     echo
-    echo "Behind Traefik and a tunnel, each would be its session URL: see 'terraform output sessions'."
     echo "Tear down with: scripts/classroom.sh down"
     ;;
   down)

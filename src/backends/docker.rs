@@ -1,5 +1,6 @@
-//! Docker containers through bollard: connect, create, upload files before start, start, stop,
-//! remove, inspect, find by label, image presence (pull only when asked).
+//! Docker containers and networks through bollard: connect, create, upload files before start,
+//! start, stop, remove, inspect, find by label, image presence (pull only when asked); networks
+//! created, inspected and removed.
 //!
 //! Typed in and out: `ContainerSpec` describes a container to make, `ContainerInfo` is what
 //! inspect reports. Nothing here knows about Terraform.
@@ -61,6 +62,16 @@ pub enum DockerError {
     },
     #[error("invalid path `{path}` for a file uploaded into a container: {why}")]
     UploadPath { path: String, why: &'static str },
+    #[error("{action} network `{network}` on {host}")]
+    Network {
+        action: &'static str,
+        network: String,
+        host: String,
+        #[source]
+        source: Box<BollardError>,
+    },
+    #[error("network `{network}` on {host} still has containers attached: {}", containers.join(", "))]
+    NetworkInUse { network: String, host: String, containers: Vec<String> },
 }
 
 /// TLS material for `tcp://` daemons, as Docker lays it out in `DOCKER_CERT_PATH`.
@@ -137,6 +148,26 @@ pub struct ContainerSpec {
     pub expose: Vec<u16>,
     /// Restart the container when the daemon restarts (`unless-stopped`).
     pub restart_unless_stopped: bool,
+    /// Host paths bind-mounted into the container.
+    pub mounts: Vec<BindMount>,
+}
+
+/// A path of the Docker host, bind-mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindMount {
+    pub host_path: String,
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// What inspect says about a network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub id: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Names of the containers attached to it.
+    pub containers: Vec<String>,
 }
 
 /// A file to place in a container before it starts.
@@ -195,6 +226,8 @@ pub struct ContainerInfo {
     pub requested_publish: Vec<PortPublish>,
     /// The environment, as `KEY=value` strings.
     pub env: Vec<String>,
+    /// Bind mounts, as the daemon reports them.
+    pub mounts: Vec<BindMount>,
 }
 
 /// A connection to one Docker daemon. Cheap to clone (bollard shares the HTTP client).
@@ -395,6 +428,59 @@ impl DockerClient {
     }
 }
 
+/// Networks: the gateway's own, which its terminals join.
+impl DockerClient {
+    fn network_err(&self, action: &'static str, network: &str) -> impl FnOnce(BollardError) -> DockerError {
+        let (network, host) = (network.to_string(), self.host.clone());
+        move |source| DockerError::Network { action, network, host, source: Box::new(source) }
+    }
+
+    /// A bridge network; returns its id.
+    pub async fn create_network(&self, name: &str, labels: &BTreeMap<String, String>) -> Result<String, DockerError> {
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            ..Default::default()
+        };
+        let created = self.docker.create_network(request).await.map_err(self.network_err("creating", name))?;
+        Ok(created.id)
+    }
+
+    /// Inspect by id or name; `None` when no such network exists.
+    pub async fn inspect_network(&self, network: &str) -> Result<Option<NetworkInfo>, DockerError> {
+        match self.docker.inspect_network(network, None).await {
+            Ok(n) => {
+                let mut containers: Vec<String> =
+                    n.containers.unwrap_or_default().into_values().filter_map(|c| c.name).collect();
+                containers.sort();
+                Ok(Some(NetworkInfo {
+                    id: n.id.unwrap_or_default(),
+                    name: n.name.unwrap_or_default(),
+                    labels: n.labels.unwrap_or_default().into_iter().collect(),
+                    containers,
+                }))
+            }
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(self.network_err("inspecting", network)(e)),
+        }
+    }
+
+    /// Remove a network no container is attached to. Returns false when it was already gone;
+    /// a network still in use is an error naming the containers (they are not touched).
+    pub async fn remove_network(&self, network: &str) -> Result<bool, DockerError> {
+        match self.docker.remove_network(network).await {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(BollardError::DockerResponseServerError { status_code: 403 | 409, .. }) => {
+                let containers = self.inspect_network(network).await?.map(|n| n.containers).unwrap_or_default();
+                Err(DockerError::NetworkInUse { network: network.to_string(), host: self.host.clone(), containers })
+            }
+            Err(e) => Err(self.network_err("removing", network)(e)),
+        }
+    }
+}
+
 fn is_not_found(e: &BollardError) -> bool {
     matches!(e, BollardError::DockerResponseServerError { status_code: 404, .. })
 }
@@ -428,6 +514,18 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         cap_drop: Some(vec!["NET_RAW".into(), "MKNOD".into(), "AUDIT_WRITE".into()]),
         security_opt: Some(vec!["no-new-privileges".into()]),
         init: Some(false),
+        mounts: (!spec.mounts.is_empty()).then(|| {
+            spec.mounts
+                .iter()
+                .map(|m| bollard::models::Mount {
+                    typ: Some(bollard::models::MountType::BIND),
+                    source: Some(m.host_path.clone()),
+                    target: Some(m.container_path.clone()),
+                    read_only: Some(m.read_only),
+                    ..Default::default()
+                })
+                .collect()
+        }),
         ..Default::default()
     };
     let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
@@ -514,6 +612,17 @@ fn container_info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo
         .collect();
     let requested_publish = port_list(r.host_config.and_then(|h| h.port_bindings));
     let published = port_list(settings.ports);
+    let mounts = r
+        .mounts
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.typ.as_deref() == Some("bind"))
+        .map(|m| BindMount {
+            host_path: m.source.unwrap_or_default(),
+            container_path: m.destination.unwrap_or_default(),
+            read_only: m.rw == Some(false),
+        })
+        .collect();
     ContainerInfo {
         id: r.id.unwrap_or_default(),
         name: r.name.unwrap_or_default().trim_start_matches('/').to_string(),
@@ -529,6 +638,7 @@ fn container_info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo
         published,
         requested_publish,
         env: config.env.unwrap_or_default(),
+        mounts,
     }
 }
 

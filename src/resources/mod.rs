@@ -1,5 +1,7 @@
 //! Terraform resources: schema, plan and CRUD, top-down. They know nothing of wire formats.
 
+mod docker_client;
+pub mod gateway;
 pub mod session;
 pub mod sessions;
 pub mod terminal;

@@ -31,6 +31,8 @@ pub struct SessionState {
     pub ttl: Attr<String>,
     pub hostname_prefix: Attr<String>,
     pub labels: Attr<BTreeMap<String, String>>,
+    pub url_scheme: Attr<String>,
+    pub url_port: Attr<i64>,
     pub hostname: Attr<String>,
     pub url: Attr<String>,
     pub created_at: Attr<String>,
@@ -88,8 +90,22 @@ impl Resource for SessionResource {
                     Attribute::of_type("labels", Type::Map(Box::new(Type::String)))
                         .optional()
                         .description("Free-form labels, e.g. course or group. Updated in place."),
+                    Attribute::string("url_scheme").optional().description(
+                        "Scheme of `url`: `https` (unset) or `http`. Usually `lab_gateway.<name>.url_scheme`. \
+                         Updated in place: the id stays.",
+                    ),
+                    Attribute::number("url_port").optional().description(
+                        "Port of `url`, left out when it is the scheme's default; unset: the default. Usually \
+                         `lab_gateway.<name>.url_port` (`8080` for a local classroom). Updated in place.",
+                    ),
                     computed("hostname", Type::String, "`<hostname_prefix><id>.<domain>`.").keep_prior(),
-                    computed("url", Type::String, "`https://<hostname>`: the link to give the student.").keep_prior(),
+                    computed(
+                        "url",
+                        Type::String,
+                        "`<url_scheme>://<hostname>[:<url_port>]`, e.g. `https://lab-k3x9q2m7.example.edu` or \
+                         `http://lab-k3x9q2m7.lab.localhost:8080`: the link to give the student.",
+                    )
+                    .keep_prior(),
                     computed("created_at", Type::String, "Creation time, RFC 3339 (UTC).").keep_prior(),
                     computed("expires_at", Type::String, "`created_at + ttl`, RFC 3339 (UTC); null without `ttl`."),
                     computed("expired", Type::Bool, "Whether `expires_at` has passed; recomputed on every refresh."),
@@ -122,6 +138,25 @@ impl Resource for SessionResource {
         if let Some(prefix) = config.hostname_prefix.known() {
             validate::check(&mut diags, AttrPath::root("hostname_prefix"), validate_prefix(prefix));
         }
+        if let Some(scheme) = config.url_scheme.known()
+            && scheme != "http"
+            && scheme != "https"
+        {
+            diags.push(Diagnostic::attr_error(
+                AttrPath::root("url_scheme"),
+                "Invalid url_scheme",
+                format!("`{scheme}`: use `http` or `https`"),
+            ));
+        }
+        if let Some(port) = config.url_port.known()
+            && !(1..=65535).contains(port)
+        {
+            diags.push(Diagnostic::attr_error(
+                AttrPath::root("url_port"),
+                "Invalid url_port",
+                format!("{port}: must be a port between 1 and 65535"),
+            ));
+        }
         diags
     }
 
@@ -144,6 +179,16 @@ impl Resource for SessionResource {
         } else if let Some(prior) = &req.prior {
             planned.expires_at = prior.expires_at.clone();
             planned.expired = prior.expired.clone();
+        }
+        // The URL follows its scheme and port; the hostname (and id) stay.
+        if let Some(prior) = &req.prior
+            && (prior.url_scheme != planned.url_scheme || prior.url_port != planned.url_port)
+        {
+            planned.url =
+                match (planned.hostname.known(), planned.url_scheme.is_unknown() || planned.url_port.is_unknown()) {
+                    (Some(hostname), false) => Attr::Known(session_url(&planned, hostname)),
+                    _ => Attr::Unknown,
+                };
         }
         // A DNS record deleted out of band (read cleared the id) is re-created by an update.
         if req.prior.is_some() && settings.dns.is_some() && planned.dns_record_id.is_null() {
@@ -168,7 +213,7 @@ impl Resource for SessionResource {
         let hostname = format!("{prefix}{id}.{domain}");
         let mut state = SessionState {
             id: Attr::Known(id),
-            url: Attr::Known(format!("https://{hostname}")),
+            url: Attr::Known(session_url(&planned, &hostname)),
             hostname: Attr::Known(hostname),
             created_at: Attr::Known(format_time(now_seconds())),
             dns_record_id: Attr::Null,
@@ -202,6 +247,9 @@ impl Resource for SessionResource {
             _ => Attr::Known(format_time(now_seconds())),
         };
         let mut state = SessionState { created_at, ..planned };
+        if let Some(hostname) = state.hostname.known() {
+            state.url = Attr::Known(session_url(&state, hostname));
+        }
         state.expires_at = expires_at(&state)?;
         state.expired = Attr::Known(is_expired(&state.expires_at, OffsetDateTime::now_utc())?);
         // The record's marker carries the expiry that `lab_sessions` reports: refresh it too.
@@ -240,6 +288,13 @@ impl Resource for SessionResource {
             ..Default::default()
         }))
     }
+}
+
+/// `<url_scheme>://<hostname>[:<url_port>]`, `https` and its default port where unset.
+fn session_url(state: &SessionState, hostname: &str) -> String {
+    let scheme = state.url_scheme.known().map_or("https", String::as_str);
+    let port = state.url_port.known().and_then(|p| u16::try_from(*p).ok());
+    crate::resources::gateway::route::url_for(scheme, hostname, port)
 }
 
 // --- DNS record lifecycle (no-ops without a provider `dns` block) ---

@@ -1,27 +1,31 @@
 //! `lab_terminal`: one ttyd container per VM. ttyd serves a browser terminal running
 //! `ssh <ssh_user>@<target_host>` with a private key uploaded into the container before it starts
 //! (mode 0600, never in env, command line, labels or logs). Traefik labels route the session's
-//! hostname to it; or it is published on a host port.
+//! hostname to it: those of a `lab_gateway` when `gateway` names one (create then waits until the
+//! student's URL answers through it), else those of a Traefik the user runs; or it is published on
+//! a host port.
 //!
 //! Container config is immutable in Docker, so almost every argument replaces the container;
 //! `running` (start/stop), `timeouts` and `pull_image` update in place.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backends::docker::{
-    ContainerInfo, ContainerSpec, DockerClient, DockerError, DockerHost, PortPublish, TlsFiles, UploadFile,
-};
+use crate::backends::docker::{ContainerInfo, ContainerSpec, DockerClient, DockerError, PortPublish, UploadFile};
 use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, WaitError, wait_until};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
-    Schema, Type, Value,
+    Schema, Type, Value, log,
+};
+use crate::resources::docker_client::DockerConnection;
+use crate::resources::gateway::is_gateway;
+use crate::resources::gateway::route::{
+    ENTRYPOINT_HTTP, ENTRYPOINT_HTTPS, GatewayRoute, LABEL_GATEWAY, http_status, terminal_routed,
 };
 use crate::settings::ProviderHandle;
 
@@ -49,8 +53,22 @@ const LABEL_TRAEFIK: &str = "lab.traefik";
 /// SHA-256 of the private key: lets an imported terminal match its configured key without
 /// replacement. A digest of a random key reveals nothing about it.
 const LABEL_KEY_SHA256: &str = "lab.ssh_key_sha256";
-const RESERVED_LABELS: [&str; 7] =
-    [MANAGED_LABEL, LABEL_TERMINAL, LABEL_TARGET, LABEL_HOSTNAME, LABEL_NETWORK, LABEL_TRAEFIK, LABEL_KEY_SHA256];
+/// The `gateway` value as configured (id or name of the lab_gateway), for import.
+const LABEL_GATEWAY_REF: &str = "lab.gateway.ref";
+const RESERVED_LABELS: [&str; 9] = [
+    MANAGED_LABEL,
+    LABEL_TERMINAL,
+    LABEL_TARGET,
+    LABEL_HOSTNAME,
+    LABEL_NETWORK,
+    LABEL_TRAEFIK,
+    LABEL_KEY_SHA256,
+    LABEL_GATEWAY,
+    LABEL_GATEWAY_REF,
+];
+/// After a routed terminal stops, how long delete waits for its URL to stop serving (Traefik
+/// drops the router on Docker's `die` event, after its 2 s provider throttle).
+const UNROUTE_WAIT: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Publish {
@@ -82,6 +100,7 @@ pub struct TerminalState {
     pub pull_image: Attr<bool>,
     pub network: Attr<String>,
     pub hostname: Attr<String>,
+    pub gateway: Attr<String>,
     pub traefik: Attr<bool>,
     pub traefik_entrypoint: Attr<String>,
     pub traefik_tls: Attr<bool>,
@@ -114,31 +133,17 @@ impl std::fmt::Debug for TerminalState {
 }
 
 pub struct TerminalResource {
-    provider: ProviderHandle,
-    client: OnceLock<DockerClient>,
+    docker: DockerConnection,
 }
 
 impl TerminalResource {
     pub fn new(provider: ProviderHandle) -> Self {
-        TerminalResource { provider, client: OnceLock::new() }
+        TerminalResource { docker: DockerConnection::new(provider) }
     }
 
-    /// The Docker client for the provider's `docker_host`, made once and cached.
     fn docker(&self) -> Result<&DockerClient, Diagnostics> {
-        if let Some(client) = self.client.get() {
-            return Ok(client);
-        }
-        let settings = self.provider.settings()?;
-        let host = settings.require_docker_host(TYPE_NAME)?;
-        let client = connect(host, settings.docker_tls.clone())
-            .map_err(|e| Diagnostic::from_error("Cannot use the Docker host", &e))?;
-        Ok(self.client.get_or_init(|| client))
+        self.docker.get(TYPE_NAME)
     }
-}
-
-/// `tcp://` daemons use TLS when the settings found the Docker CLI's files (`Settings::docker_tls`).
-fn connect(host: &str, tls: Option<TlsFiles>) -> Result<DockerClient, DockerError> {
-    DockerClient::connect(&DockerHost::parse(host, tls)?)
 }
 
 #[async_trait]
@@ -161,6 +166,25 @@ impl Resource for TerminalResource {
         let mut planned = Planned::new(req.planned);
         validate_config(&planned.state).into_result()?;
         let state = &planned.state;
+        if !state.gateway.is_null() {
+            let misfit = |attr: &str, why: &str| {
+                Err(Diagnostic::attr_error(AttrPath::root(attr), format!("`{attr}` does not fit a gateway"), why)
+                    .into())
+            };
+            if state.hostname.is_null() {
+                return misfit(
+                    "hostname",
+                    "A terminal behind a gateway is routed by its hostname: set `hostname` (usually \
+                     `lab_session.<name>.hostname`).",
+                );
+            }
+            if state.traefik.known() == Some(&false) {
+                return misfit("traefik", "The gateway routes by Traefik labels: leave `traefik` at true.");
+            }
+            if !state.network.is_null() {
+                return misfit("network", "A terminal behind a gateway joins the gateway's network: unset `network`.");
+            }
+        }
         if state.traefik.known() == Some(&true) && state.hostname.is_null() {
             return Err(Diagnostic::attr_error(
                 AttrPath::root("hostname"),
@@ -196,7 +220,8 @@ impl Resource for TerminalResource {
 
     async fn create(&self, planned: TerminalState, ctx: &OpContext) -> Result<TerminalState, Diagnostics> {
         let docker = self.docker()?;
-        let settings = TerminalSettings::from_state(&planned)?;
+        let mut settings = TerminalSettings::from_state(&planned)?;
+        settings.route = resolve_gateway(docker, settings.gateway_ref.as_deref()).await?;
         let key = planned.ssh_private_key.known().cloned().ok_or_else(|| missing("ssh_private_key"))?;
         docker
             .ensure_image(&settings.image, planned.pull_image.known() == Some(&true))
@@ -224,8 +249,17 @@ impl Resource for TerminalResource {
                 .await
                 .map_err(docker_diag("Uploading the SSH key into the terminal container"))?;
             docker.start_container(&id).await.map_err(docker_diag("Starting the terminal container"))?;
+            let started = std::time::Instant::now();
             let timeout = planned.create_timeout()?;
             let info = wait_ready(docker, &id, &settings, timeout, ctx).await?;
+            if let Some(route) = &settings.route {
+                log::debug(&format!(
+                    "{}: routed_s={:.3} (start to its URL answering through gateway `{}`)",
+                    settings.name,
+                    started.elapsed().as_secs_f64(),
+                    route.name
+                ));
+            }
             Ok::<_, Diagnostics>(info)
         }
         .await;
@@ -249,7 +283,9 @@ impl Resource for TerminalResource {
         let Some(info) = docker.inspect_container(&id).await.map_err(docker_diag("Reading the terminal"))? else {
             return Ok(None);
         };
-        let settings = TerminalSettings::from_state(&current)?;
+        let mut settings = TerminalSettings::from_state(&current)?;
+        // A gateway gone since is no reason to fail the read: the terminal is just not ready.
+        settings.route = resolve_gateway(docker, settings.gateway_ref.as_deref()).await.ok().flatten();
         let ready = info.running && probe_ttyd(&info, &settings).await.is_ok();
         let image_labels = image_labels(docker, &info.image).await;
         let mut state = state_from_info(current, &info, &settings, ready);
@@ -267,7 +303,8 @@ impl Resource for TerminalResource {
     ) -> Result<TerminalState, Diagnostics> {
         let docker = self.docker()?;
         let id = prior.id.known().cloned().ok_or_else(|| missing("id"))?;
-        let settings = TerminalSettings::from_state(&planned)?;
+        let mut settings = TerminalSettings::from_state(&planned)?;
+        settings.route = resolve_gateway(docker, settings.gateway_ref.as_deref()).await?;
         if planned.running.known() == Some(&false) {
             docker.stop_container(&id, STOP_GRACE).await.map_err(docker_diag("Stopping the terminal"))?;
         } else {
@@ -286,8 +323,19 @@ impl Resource for TerminalResource {
         let docker = self.docker()?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(()) };
         let timeout = current.delete_timeout()?;
+        let route = match (current.gateway.known(), current.hostname.known()) {
+            (Some(gateway), Some(hostname)) => {
+                resolve_gateway(docker, Some(gateway)).await.ok().flatten().map(|r| (r, hostname.clone()))
+            }
+            _ => None,
+        };
         let work = async {
             docker.stop_container(&id, STOP_GRACE.min(timeout)).await?;
+            // Stopped first, so that the gateway drops the route before the container goes: a
+            // request to a removed container's address hangs until Traefik's 30 s timeout.
+            if let Some((route, hostname)) = &route {
+                wait_unrouted(route, hostname, UNROUTE_WAIT.min(timeout), &ctx.cancel).await;
+            }
             docker.remove_container(&id).await
         };
         tokio::select! {
@@ -372,6 +420,12 @@ fn schema_block() -> Block {
             ),
             replace(Attribute::string("hostname").optional().description(
                 "Hostname students open, usually `lab_session.<name>.hostname`. Needed with `traefik = true`.",
+            )),
+            replace(Attribute::string("gateway").optional().description(
+                "The `lab_gateway` that routes this terminal, usually `lab_gateway.<name>.id` (a name works too). \
+                 The terminal joins the gateway's network and gets a router for `hostname` on each of its \
+                 entrypoints; `url` is then the student's URL, and create waits until it answers through the \
+                 gateway (HTTP 200 and a websocket upgrade on `/ws`). `traefik_*` and `network` are not used.",
             )),
             replace(Attribute::bool("traefik").default(Value::Bool(true)).description(
                 "Add Traefik labels routing `hostname` to ttyd (router, service, port and, with `network`, \
@@ -491,6 +545,9 @@ fn validate_config(config: &TerminalState) -> Diagnostics {
     if let Some(v) = config.network.known() {
         check("network", validate_network(v), "Invalid network");
     }
+    if let Some(v) = config.gateway.known() {
+        check("gateway", validate_network(v), "Invalid gateway");
+    }
     if let Some(v) = config.hostname.known() {
         check("hostname", crate::validate::domain(v), "Invalid hostname");
     }
@@ -605,7 +662,7 @@ fn validate_private_key(key: &str) -> Result<(), String> {
     }
 }
 
-fn validate_image(image: &str) -> Result<(), String> {
+pub fn validate_image(image: &str) -> Result<(), String> {
     let ok = !image.is_empty()
         && image.len() <= 255
         && !image.starts_with('-')
@@ -666,6 +723,9 @@ pub struct TerminalSettings {
     pub image: String,
     pub network: Option<String>,
     pub hostname: Option<String>,
+    /// `gateway` as configured; `route` is what that gateway says, resolved before use.
+    pub gateway_ref: Option<String>,
+    pub route: Option<GatewayRoute>,
     pub traefik: bool,
     pub traefik_entrypoint: String,
     pub traefik_tls: bool,
@@ -714,6 +774,8 @@ impl TerminalSettings {
             image: s.image.known().cloned().unwrap_or_else(|| DEFAULT_IMAGE.into()),
             network: s.network.known().cloned(),
             hostname: s.hostname.known().cloned(),
+            gateway_ref: s.gateway.known().cloned(),
+            route: None,
             traefik: s.traefik.known().copied().unwrap_or(true),
             traefik_entrypoint: s.traefik_entrypoint.known().cloned().unwrap_or_else(|| DEFAULT_ENTRYPOINT.into()),
             traefik_tls: s.traefik_tls.known().copied().unwrap_or(true),
@@ -784,6 +846,10 @@ impl TerminalSettings {
         if let Some(n) = &self.network {
             labels.insert(LABEL_NETWORK.into(), n.clone());
         }
+        if let (Some(route), Some(host)) = (&self.route, &self.hostname) {
+            self.gateway_labels(route, host, &mut labels);
+            return labels;
+        }
         if self.traefik
             && let Some(host) = &self.hostname
         {
@@ -808,6 +874,33 @@ impl TerminalSettings {
         labels
     }
 
+    /// A router per gateway entrypoint (`<name>` on HTTP, `<name>-tls` on HTTPS), both to ttyd.
+    fn gateway_labels(&self, route: &GatewayRoute, host: &str, labels: &mut BTreeMap<String, String>) {
+        labels.insert(LABEL_GATEWAY.into(), route.name.clone());
+        if let Some(reference) = &self.gateway_ref {
+            labels.insert(LABEL_GATEWAY_REF.into(), reference.clone());
+        }
+        labels.insert("traefik.enable".into(), "true".into());
+        labels.insert("traefik.docker.network".into(), route.network.clone());
+        let mut router = |name: String, entrypoint: &str, tls: bool| {
+            let prefix = format!("traefik.http.routers.{name}");
+            // `host` is a validated DNS name: no backtick can break out of the rule.
+            labels.insert(format!("{prefix}.rule"), format!("Host(`{host}`)"));
+            labels.insert(format!("{prefix}.entrypoints"), entrypoint.into());
+            labels.insert(format!("{prefix}.service"), self.name.clone());
+            if tls {
+                labels.insert(format!("{prefix}.tls"), "true".into());
+            }
+        };
+        if route.http {
+            router(self.name.clone(), ENTRYPOINT_HTTP, false);
+        }
+        if route.https {
+            router(format!("{}-tls", self.name), ENTRYPOINT_HTTPS, true);
+        }
+        labels.insert(format!("traefik.http.services.{}.loadbalancer.server.port", self.name), TTYD_PORT.to_string());
+    }
+
     pub fn container_spec(&self, key_sha256: &str) -> ContainerSpec {
         ContainerSpec {
             name: self.name.clone(),
@@ -816,7 +909,7 @@ impl TerminalSettings {
             cmd: self.command(),
             labels: self.labels(key_sha256),
             hostname: Some(self.name.clone()),
-            network: self.network.clone(),
+            network: self.route.as_ref().map(|r| r.network.clone()).or_else(|| self.network.clone()),
             publish: self
                 .publish
                 .iter()
@@ -824,11 +917,15 @@ impl TerminalSettings {
                 .collect(),
             expose: vec![TTYD_PORT],
             restart_unless_stopped: true,
+            mounts: Vec::new(),
         }
     }
 
     /// `https://hostname` when routed, else the published address, else the container's own.
     pub fn url(&self, info: &ContainerInfo) -> Option<String> {
+        if let (Some(route), Some(host)) = (&self.route, &self.hostname) {
+            return Some(route.url(host));
+        }
         if let Some(host) = &self.hostname {
             let scheme = if self.traefik && !self.traefik_tls { "http" } else { "https" };
             return Some(format!("{scheme}://{host}"));
@@ -876,10 +973,53 @@ enum ProbeError {
     Status(String, u16),
     #[error("SSH port {0} refused or timed out: {1}")]
     Ssh(String, String),
+    #[error("the student's URL is not served yet: {0}")]
+    Routed(crate::resources::gateway::route::RouteProbeError),
+}
+
+/// The route of the gateway `reference` names (None without one); an error when it is missing
+/// or is not a lab_gateway.
+async fn resolve_gateway(docker: &DockerClient, reference: Option<&str>) -> Result<Option<GatewayRoute>, Diagnostics> {
+    let Some(reference) = reference else { return Ok(None) };
+    let not_usable = |why: String| -> Diagnostics {
+        Diagnostic::attr_error(AttrPath::root("gateway"), "The terminal's gateway cannot be used", why).into()
+    };
+    let info = docker
+        .inspect_container(reference)
+        .await
+        .map_err(docker_diag("Reading the terminal's gateway"))?
+        .ok_or_else(|| not_usable(format!("no container `{reference}` on {}", docker.host())))?;
+    if !is_gateway(&info) {
+        return Err(not_usable(format!("container `{reference}` was not made by lab_gateway")));
+    }
+    GatewayRoute::from_container(&info).map(Some).map_err(not_usable)
+}
+
+/// Wait (at most `limit`) until the gateway no longer serves `hostname`: anything but 200 and
+/// 502/504 (the router still pointing at the stopped container) counts as stopped.
+async fn wait_unrouted(
+    route: &GatewayRoute,
+    hostname: &str,
+    limit: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) {
+    let what = format!("{hostname} to stop serving through gateway `{}`", route.name);
+    let _ = wait_until(&what, limit, PROBE_INTERVAL, cancel, || async {
+        match http_status(route.probe_address, hostname, None).await {
+            Ok(200 | 401 | 502 | 504) => Ok(None),
+            Ok(_) => Ok(Some(())),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
 }
 
 /// ttyd answers `GET /` with 200 (with the credential when one is set).
 async fn probe_ttyd(info: &ContainerInfo, settings: &TerminalSettings) -> Result<(), ProbeError> {
+    let credential = settings.credential.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+    if let (Some(route), Some(host)) = (&settings.route, &settings.hostname) {
+        return terminal_routed(route.probe_address, host, credential).await.map_err(ProbeError::Routed);
+    }
     let (ip, port) = ttyd_address(info).ok_or(ProbeError::NoAddress)?;
     let url = match ip {
         IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
@@ -1013,6 +1153,8 @@ fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap<String, St
         .find(|p| p.container_port == TTYD_PORT)
         .map(|p| Publish { host_ip: Attr::Known(p.host_ip.clone()), host_port: p.host_port.map(i64::from).into() });
     let settings_labels = user_labels(&info.labels, image_labels, Attr::Null);
+    // Behind a gateway the routers follow its entrypoints, and `traefik_*` keep their defaults.
+    let routed = label(LABEL_GATEWAY_REF).is_some();
     let mut state = TerminalState {
         id: Attr::Known(info.id.clone()),
         name: Attr::Known(info.name.clone()),
@@ -1024,12 +1166,13 @@ fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap<String, St
         pull_image: Attr::Known(false),
         network: label(LABEL_NETWORK).into(),
         hostname: label(LABEL_HOSTNAME).into(),
+        gateway: label(LABEL_GATEWAY_REF).into(),
         traefik: Attr::Known(traefik),
         traefik_entrypoint: Attr::Known(
-            label(&format!("{router}.entrypoints")).unwrap_or_else(|| DEFAULT_ENTRYPOINT.into()),
+            label(&format!("{router}.entrypoints")).filter(|_| !routed).unwrap_or_else(|| DEFAULT_ENTRYPOINT.into()),
         ),
-        traefik_tls: Attr::Known(!traefik || label(&format!("{router}.tls")).as_deref() == Some("true")),
-        traefik_cert_resolver: label(&format!("{router}.tls.certresolver")).into(),
+        traefik_tls: Attr::Known(routed || !traefik || label(&format!("{router}.tls")).as_deref() == Some("true")),
+        traefik_cert_resolver: label(&format!("{router}.tls.certresolver")).filter(|_| !routed).into(),
         publish: publish.into(),
         credential: credential.into(),
         writable: Attr::Known(ttyd_args.iter().any(|a| a == "--writable")),
