@@ -138,24 +138,13 @@ impl Resource for SessionResource {
         if let Some(prefix) = config.hostname_prefix.known() {
             validate::check(&mut diags, AttrPath::root("hostname_prefix"), validate_prefix(prefix));
         }
-        if let Some(scheme) = config.url_scheme.known()
-            && scheme != "http"
-            && scheme != "https"
-        {
-            diags.push(Diagnostic::attr_error(
-                AttrPath::root("url_scheme"),
-                "Invalid url_scheme",
-                format!("`{scheme}`: use `http` or `https`"),
-            ));
+        if let Some(scheme) = config.url_scheme.known() {
+            let known = scheme == "http" || scheme == "https";
+            let result = if known { Ok(()) } else { Err(format!("`{scheme}`: use `http` or `https`")) };
+            validate::check(&mut diags, AttrPath::root("url_scheme"), result);
         }
-        if let Some(port) = config.url_port.known()
-            && !(1..=65535).contains(port)
-        {
-            diags.push(Diagnostic::attr_error(
-                AttrPath::root("url_port"),
-                "Invalid url_port",
-                format!("{port}: must be a port between 1 and 65535"),
-            ));
+        if let Some(port) = config.url_port.known() {
+            validate::check(&mut diags, AttrPath::root("url_port"), validate::port(*port));
         }
         diags
     }
