@@ -6,3 +6,5 @@ pub mod lifecycle;
 pub mod protocol;
 pub mod provider;
 pub mod resources;
+pub mod settings;
+pub mod validate;

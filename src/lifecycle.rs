@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting};
+use crate::validate;
 
 /// Label/marker every object the provider makes carries, so it is never confused with others.
 pub const MANAGED_LABEL: &str = "lab.managed";
@@ -47,30 +48,15 @@ impl Timeouts {
         defaults: (Duration, Duration),
     ) -> Result<(Duration, Duration), Diagnostics> {
         let mut diags = Diagnostics::default();
-        let mut one = |which: &str, value: Option<&Attr<String>>, default: Duration| match value
-            .and_then(|v| v.known())
-            .map(|text| parse_duration(text))
+        let mut one = |which: &str, value: Option<&Attr<String>>, default: Duration| match value.and_then(|v| v.known())
         {
             None => default,
-            Some(Ok(d)) => d,
-            Some(Err(why)) => {
-                diags.push(Diagnostic::attr_error(AttrPath::root("timeouts").attr(which), "Invalid timeout", why));
-                default
-            }
+            Some(text) => validate::check(&mut diags, AttrPath::root("timeouts").attr(which), validate::duration(text))
+                .unwrap_or(default),
         };
         let create = one("create", timeouts.map(|t| &t.create), defaults.0);
         let delete = one("delete", timeouts.map(|t| &t.delete), defaults.1);
         diags.into_result().map(|()| (create, delete))
-    }
-}
-
-/// A strictly positive duration in humantime's syntax (`"90s"`, `"5m"`, `"1h30m"`, `"2days"`);
-/// the error says what is wrong and shows the syntax, for a diagnostic on the attribute.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(text) {
-        Ok(d) if d.is_zero() => Err(format!("`{text}` is zero")),
-        Ok(d) => Ok(d),
-        Err(e) => Err(format!("`{text}` is not a duration ({e}); use e.g. \"90s\", \"5m\" or \"1h30m\"")),
     }
 }
 
@@ -117,47 +103,99 @@ where
 
 type UndoStep = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
 
+struct Step {
+    what: String,
+    /// How to remove it by hand when undoing fails (a command, or a sentence).
+    by_hand: Option<String>,
+    undo: UndoStep,
+}
+
 /// Undo steps recorded during a create; run in reverse order unless the create succeeded.
 /// Each step is a boxed future so resources can mix backends.
+///
+/// One policy for a cleanup that fails (`finish`): the create's own error stays first, and each
+/// step that could not be undone is one more *error* (a leak must not look like a warning) naming
+/// what is left behind and how to remove it.
 #[derive(Default)]
 pub struct Rollback {
-    steps: Vec<(String, UndoStep)>,
+    steps: Vec<Step>,
 }
 
 impl Rollback {
     pub fn new() -> Self {
         Self::default()
     }
-    /// Record how to undo a step that has just succeeded.
+    /// Record how to undo a step that has just succeeded; `what` names the object it made.
     pub fn push(&mut self, what: impl Into<String>, undo: impl Future<Output = Result<(), String>> + Send + 'static) {
-        self.steps.push((what.into(), Box::pin(undo)));
+        self.steps.push(Step { what: what.into(), by_hand: None, undo: Box::pin(undo) });
+    }
+    /// `push`, with how to remove the object by hand, for the diagnostic when undoing fails.
+    pub fn push_with_manual(
+        &mut self,
+        what: impl Into<String>,
+        by_hand: impl Into<String>,
+        undo: impl Future<Output = Result<(), String>> + Send + 'static,
+    ) {
+        self.steps.push(Step { what: what.into(), by_hand: Some(by_hand.into()), undo: Box::pin(undo) });
     }
     /// The create succeeded: forget the undo steps.
     pub fn commit(self) {}
+    /// The end of a create: commits on `Ok`; on `Err` undoes everything, newest first, and
+    /// appends an error for each step that could not be undone.
+    pub async fn finish<T>(self, result: Result<T, Diagnostics>) -> Result<T, Diagnostics> {
+        match result {
+            Ok(value) => {
+                self.commit();
+                Ok(value)
+            }
+            Err(mut diags) => {
+                for step in self.undo().await {
+                    let (what, why, by_hand) = step;
+                    let remove = by_hand.map_or_else(
+                        || "Remove it by hand: Terraform does not track it.".to_string(),
+                        |how| format!("Remove it by hand (Terraform does not track it): {how}"),
+                    );
+                    diags.push(Diagnostic::error(
+                        format!("Cleanup after the failed create left {what} behind"),
+                        format!("Undoing it failed: {why}. {remove}"),
+                    ));
+                }
+                Err(diags)
+            }
+        }
+    }
     /// The create failed: undo everything, newest first. Returns the undo steps that failed
-    /// (to be reported next to the original error: something may be left behind).
+    /// (to be reported next to the original error: something may be left behind). `finish`
+    /// does this and reports them.
     pub async fn run(self) -> Vec<String> {
+        self.undo().await.into_iter().map(|(what, why, _)| format!("undoing {what}: {why}")).collect()
+    }
+    /// (what, why undoing it failed, how to remove it by hand) of each step that failed.
+    async fn undo(self) -> Vec<(String, String, Option<String>)> {
         let mut failures = Vec::new();
-        for (what, undo) in self.steps.into_iter().rev() {
-            if let Err(e) = undo.await {
-                failures.push(format!("undoing {what}: {e}"));
+        for step in self.steps.into_iter().rev() {
+            if let Err(why) = step.undo.await {
+                failures.push((step.what, why, step.by_hand));
             }
         }
         failures
     }
 }
 
+/// A command line to show to a user (console, cleanup hints): each word single-quoted unless it
+/// is made of characters no shell treats specially, so no input can break out of its word.
+pub fn shell_command<S: AsRef<str>>(words: impl IntoIterator<Item = S>) -> String {
+    words.into_iter().map(|w| shell_quote(w.as_ref())).collect::<Vec<_>>().join(" ")
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@+,%".contains(&b));
+    if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_are_positive_humantime() {
-        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
-        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
-        assert!(parse_duration("0s").unwrap_err().contains("is zero"));
-        assert!(parse_duration("4 parsecs").unwrap_err().contains("`4 parsecs` is not a duration"));
-    }
 
     #[test]
     fn timeouts_resolve_to_defaults_values_or_errors_on_their_path() {
@@ -205,5 +243,46 @@ mod tests {
         let failures = rb.run().await;
         assert_eq!(*log.lock().unwrap(), vec![2, 1, 0]);
         assert_eq!(failures, vec!["undoing step 1: busy".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn finish_commits_on_success_and_reports_each_leak_as_an_error() {
+        let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut rb = Rollback::new();
+        let flag = ran.clone();
+        rb.push("container c1", async move {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        });
+        assert_eq!(rb.finish(Ok::<_, Diagnostics>(7)).await.unwrap(), 7);
+        assert!(!ran.load(std::sync::atomic::Ordering::SeqCst), "a committed step was undone");
+
+        let mut rb = Rollback::new();
+        rb.push_with_manual("overlay /x.qcow2", "rm /x.qcow2", async { Err("busy".to_string()) });
+        rb.push("domain vm-1", async { Ok(()) });
+        rb.push("seed /x-seed.img", async { Err("gone away".to_string()) });
+        let failed: Result<(), Diagnostics> = Err(Diagnostic::error("Starting the domain", "boom").into());
+        let diags = rb.finish(failed).await.unwrap_err();
+        let summaries: Vec<&str> = diags.0.iter().map(|d| d.summary.as_str()).collect();
+        assert_eq!(
+            summaries,
+            [
+                "Starting the domain",
+                "Cleanup after the failed create left seed /x-seed.img behind",
+                "Cleanup after the failed create left overlay /x.qcow2 behind"
+            ]
+        );
+        assert!(diags.0.iter().all(|d| d.severity == crate::protocol::Severity::Error));
+        assert!(diags.0[2].detail.contains("busy") && diags.0[2].detail.ends_with("rm /x.qcow2"), "{:?}", diags.0[2]);
+    }
+
+    #[test]
+    fn shell_commands_quote_every_word_that_needs_it() {
+        assert_eq!(
+            shell_command(["virsh", "-c", "qemu:///system", "console", "vm-1"]),
+            "virsh -c qemu:///system console vm-1"
+        );
+        assert_eq!(shell_command(["rm", "/a b/it's"]), "rm '/a b/it'\\''s'");
+        assert_eq!(shell_command(["echo", "", "$(x)", "a;b"]), "echo '' '$(x)' 'a;b'");
     }
 }

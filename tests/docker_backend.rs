@@ -19,8 +19,8 @@ use terraform_provider_lab::backends::docker::{
 };
 use terraform_provider_lab::lifecycle::Timeouts;
 use terraform_provider_lab::protocol::{Attr, OpContext, Resource};
-use terraform_provider_lab::provider::{ProviderHandle, Settings};
 use terraform_provider_lab::resources::terminal::{Credential, Publish, TerminalResource, TerminalState};
+use terraform_provider_lab::settings::{ProviderHandle, Settings};
 
 /// True when this process runs inside the rig's netns. Otherwise runs `test` in there (same test
 /// binary, `--exact`), asserts that exactly that one test ran and passed (a name that matches no

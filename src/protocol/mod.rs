@@ -27,7 +27,7 @@ pub mod pb {
     }
 }
 
-pub use diag::{AttrPath, Diagnostic, Diagnostics, Severity};
+pub use diag::{AttrPath, DiagResultExt, Diagnostic, Diagnostics, Severity};
 pub use resource::{Attr, DataSource, OpContext, PlanRequest, Planned, Provider, Resource};
 pub use schema::{Attribute, Block, NestedBlock, Nesting, Schema};
 pub use value::{Number, Type, Value};

@@ -1,7 +1,7 @@
 //! Schemas as resources declare them. The protocol layer converts them to tfplugin6 `Schema`s
 //! and applies the plan modifiers (`default`, `requires_replace`, `keep_prior`) generically.
 
-use super::value::{Type, Value};
+use super::value::{Number, Type, Value};
 
 #[derive(Debug, Clone, Default)]
 pub struct Schema {
@@ -170,6 +170,18 @@ impl Attribute {
         self.default = Some(v);
         self
     }
+    /// `default` with a string, so resources need not build protocol values.
+    pub fn default_str(self, v: &str) -> Self {
+        self.default(Value::String(v.to_string()))
+    }
+    /// `default` with a whole number.
+    pub fn default_int(self, v: i64) -> Self {
+        self.default(Value::Number(Number::Int(v)))
+    }
+    /// `default` with a bool.
+    pub fn default_bool(self, v: bool) -> Self {
+        self.default(Value::Bool(v))
+    }
     pub fn requires_replace(mut self) -> Self {
         self.requires_replace = true;
         self
@@ -185,6 +197,15 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+
+    #[test]
+    fn typed_defaults_are_optional_computed_values() {
+        let port = Attribute::number("port").default_int(22);
+        assert!(port.optional && port.computed);
+        assert_eq!(port.default, Some(Value::Number(Number::Int(22))));
+        assert_eq!(Attribute::string("user").default_str("student").default, Some(Value::String("student".into())));
+        assert_eq!(Attribute::bool("running").default_bool(true).default, Some(Value::Bool(true)));
+    }
 
     #[test]
     fn value_type_covers_attributes_nested_attributes_and_blocks() {

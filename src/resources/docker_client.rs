@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use crate::backends::docker::{DockerClient, DockerError, DockerHost, TlsFiles};
 use crate::protocol::{Diagnostic, Diagnostics};
-use crate::provider::ProviderHandle;
+use crate::settings::ProviderHandle;
 
 pub struct DockerConnection {
     provider: ProviderHandle,
@@ -25,7 +25,8 @@ impl DockerConnection {
         }
         let settings = self.provider.settings()?;
         let host = settings.require_docker_host(resource)?;
-        let client = connect(host).map_err(|e| Diagnostic::from_error("Cannot use the Docker host", &e))?;
+        let client = connect(host, settings.docker_tls.clone())
+            .map_err(|e| Diagnostic::from_error("Cannot use the Docker host", &e))?;
         Ok(self.client.get_or_init(|| client))
     }
 
@@ -35,15 +36,7 @@ impl DockerConnection {
     }
 }
 
-/// `tcp://` daemons use TLS when `DOCKER_TLS_VERIFY` or `DOCKER_CERT_PATH` is set, with the
-/// Docker CLI's files (`ca.pem`, `cert.pem`, `key.pem`) from `DOCKER_CERT_PATH` or `~/.docker`.
-fn connect(host: &str) -> Result<DockerClient, DockerError> {
-    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    let tls = (env("DOCKER_TLS_VERIFY").is_some() || env("DOCKER_CERT_PATH").is_some()).then(|| {
-        let dir = env("DOCKER_CERT_PATH")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| std::path::PathBuf::from(env("HOME").unwrap_or_default()).join(".docker"));
-        TlsFiles::in_dir(&dir)
-    });
+/// `tcp://` daemons use TLS when the settings found the Docker CLI's files (`Settings::docker_tls`).
+fn connect(host: &str, tls: Option<TlsFiles>) -> Result<DockerClient, DockerError> {
     DockerClient::connect(&DockerHost::parse(host, tls)?)
 }

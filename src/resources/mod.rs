@@ -3,5 +3,6 @@
 mod docker_client;
 pub mod gateway;
 pub mod session;
+pub mod sessions;
 pub mod terminal;
 pub mod vm;

@@ -1,6 +1,6 @@
 //! `lab_session`: a student's access point. A random id (CSPRNG), the hostname and URL built
 //! from it, an optional expiry, and (with a provider `dns` block) the tunnel DNS record.
-//! Also the `lab_sessions` data source, which lists the sessions the DNS backend knows.
+//! The `lab_sessions` data source (`sessions.rs`) lists the sessions the DNS backend knows.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::backends::dns::{DnsBackend, DnsError, RecordId, RecordSpec};
-use crate::lifecycle::parse_duration;
+use crate::backends::dns::{DnsBackend, RecordId, RecordSpec};
 use crate::protocol::{
-    Attr, AttrPath, Attribute, Block, DataSource, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
-    Resource, Schema, Type, Value,
+    Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
+    Resource, Schema, Type,
 };
-use crate::provider::{ProviderHandle, Settings};
+use crate::settings::{ProviderHandle, Settings};
+use crate::validate;
 
 const TYPE_NAME: &str = "lab_session";
 const ID_LEN: usize = 8;
@@ -84,7 +84,7 @@ impl Resource for SessionResource {
                          Unset: no expiry. Changing it moves `expires_at` in place.",
                     ),
                     Attribute::string("hostname_prefix")
-                        .default(Value::String(DEFAULT_PREFIX.into()))
+                        .default_str(DEFAULT_PREFIX)
                         .requires_replace()
                         .description("Prefix of the hostname's first label: lowercase letters, digits and `-`."),
                     Attribute::of_type("labels", Type::Map(Box::new(Type::String)))
@@ -132,34 +132,19 @@ impl Resource for SessionResource {
                 "`student` must name the student, e.g. an email address or a name.",
             ));
         }
-        if let Some(ttl) = config.ttl.known()
-            && let Err(why) = parse_ttl(ttl)
-        {
-            diags.push(Diagnostic::attr_error(AttrPath::root("ttl"), "Invalid ttl", why));
+        if let Some(ttl) = config.ttl.known() {
+            validate::check(&mut diags, AttrPath::root("ttl"), parse_ttl(ttl));
         }
-        if let Some(prefix) = config.hostname_prefix.known()
-            && let Err(why) = validate_prefix(prefix)
-        {
-            diags.push(Diagnostic::attr_error(AttrPath::root("hostname_prefix"), "Invalid hostname_prefix", why));
+        if let Some(prefix) = config.hostname_prefix.known() {
+            validate::check(&mut diags, AttrPath::root("hostname_prefix"), validate_prefix(prefix));
         }
-        if let Some(scheme) = config.url_scheme.known()
-            && scheme != "http"
-            && scheme != "https"
-        {
-            diags.push(Diagnostic::attr_error(
-                AttrPath::root("url_scheme"),
-                "Invalid url_scheme",
-                format!("`{scheme}`: use `http` or `https`"),
-            ));
+        if let Some(scheme) = config.url_scheme.known() {
+            let known = scheme == "http" || scheme == "https";
+            let result = if known { Ok(()) } else { Err(format!("`{scheme}`: use `http` or `https`")) };
+            validate::check(&mut diags, AttrPath::root("url_scheme"), result);
         }
-        if let Some(port) = config.url_port.known()
-            && !(1..=65535).contains(port)
-        {
-            diags.push(Diagnostic::attr_error(
-                AttrPath::root("url_port"),
-                "Invalid url_port",
-                format!("{port}: must be a port between 1 and 65535"),
-            ));
+        if let Some(port) = config.url_port.known() {
+            validate::check(&mut diags, AttrPath::root("url_port"), validate::port(*port));
         }
         diags
     }
@@ -303,10 +288,6 @@ fn session_url(state: &SessionState, hostname: &str) -> String {
 
 // --- DNS record lifecycle (no-ops without a provider `dns` block) ---
 
-fn dns_failed(what: String, err: DnsError) -> Diagnostics {
-    Diagnostic::from_error(what, &err).into()
-}
-
 async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<Attr<String>, Diagnostics> {
     let Some(dns) = &settings.dns else { return Ok(Attr::Null) };
     let (Some(hostname), Some(id)) = (state.hostname.known(), state.id.known()) else {
@@ -318,8 +299,7 @@ async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<
         expires_at: state.expires_at.known().cloned(),
         student: state.student.known().cloned(),
     };
-    let record =
-        dns.ensure_record(&spec).await.map_err(|e| dns_failed(format!("Creating DNS record {hostname}"), e))?;
+    let record = dns.ensure_record(&spec).await.or_diag(format!("Creating DNS record {hostname}"))?;
     Ok(Attr::Known(record.0))
 }
 
@@ -335,12 +315,12 @@ fn existing_record<'a>(settings: &'a Settings, state: &'a SessionState) -> Optio
 
 async fn dns_record_exists(settings: &Settings, state: &SessionState) -> Result<bool, Diagnostics> {
     let Some((dns, hostname, record)) = existing_record(settings, state) else { return Ok(true) };
-    dns.record_exists(hostname, &record).await.map_err(|e| dns_failed(format!("Checking DNS record {hostname}"), e))
+    dns.record_exists(hostname, &record).await.or_diag(format!("Checking DNS record {hostname}"))
 }
 
 async fn delete_dns_record(settings: &Settings, state: &SessionState) -> Result<(), Diagnostics> {
     let Some((dns, hostname, record)) = existing_record(settings, state) else { return Ok(()) };
-    dns.delete_record(hostname, &record).await.map_err(|e| dns_failed(format!("Deleting DNS record {hostname}"), e))
+    dns.delete_record(hostname, &record).await.or_diag(format!("Deleting DNS record {hostname}"))
 }
 
 // --- ids, durations, times ---
@@ -361,7 +341,7 @@ fn validate_session_id(id: &str) -> Result<(), String> {
 
 /// `"4h"`, `"90m"`, `"1h30m"`, `"2days"`: strictly positive.
 pub fn parse_ttl(ttl: &str) -> Result<Duration, String> {
-    parse_duration(ttl).map_err(|why| {
+    validate::duration(ttl).map_err(|why| {
         if why.ends_with("is zero") {
             format!("{why}; leave `ttl` unset for a session that never expires")
         } else {
@@ -387,11 +367,11 @@ fn expires_at(state: &SessionState) -> Result<Attr<String>, Diagnostics> {
     let (Some(ttl), Some(created)) = (state.ttl.known(), state.created_at.known()) else {
         return Ok(Attr::Null);
     };
-    let ttl = parse_ttl(ttl).map_err(|why| Diagnostic::attr_error(AttrPath::root("ttl"), "Invalid ttl", why))?;
+    let ttl = parse_ttl(ttl).map_err(|why| validate::invalid(AttrPath::root("ttl"), why))?;
     Ok(Attr::Known(format_time(parse_time(created)? + ttl)))
 }
 
-fn is_expired(expires_at: &Attr<String>, now: OffsetDateTime) -> Result<bool, Diagnostics> {
+pub(super) fn is_expired(expires_at: &Attr<String>, now: OffsetDateTime) -> Result<bool, Diagnostics> {
     match expires_at.known() {
         Some(t) => Ok(now >= parse_time(t)?),
         None => Ok(false),
@@ -413,103 +393,6 @@ fn parse_time(text: &str) -> Result<OffsetDateTime, Diagnostics> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|e| {
         Diagnostic::error("Corrupt session state", format!("`{text}` is not an RFC 3339 time: {e}")).into()
     })
-}
-
-// --- lab_sessions data source ---
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SessionsState {
-    pub sessions: Attr<Vec<ListedSession>>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct ListedSession {
-    pub id: Attr<String>,
-    pub student: Attr<String>,
-    pub hostname: Attr<String>,
-    pub expires_at: Attr<String>,
-    pub expired: Attr<bool>,
-    pub dns_record_id: Attr<String>,
-}
-
-pub struct SessionsDataSource {
-    provider: ProviderHandle,
-}
-
-impl SessionsDataSource {
-    pub fn new(provider: ProviderHandle) -> Self {
-        SessionsDataSource { provider }
-    }
-}
-
-#[async_trait]
-impl DataSource for SessionsDataSource {
-    type State = SessionsState;
-
-    fn type_name(&self) -> &'static str {
-        "lab_sessions"
-    }
-
-    fn schema(&self) -> Schema {
-        Schema {
-            version: 0,
-            block: Block {
-                description:
-                    "Live sessions found through their ownership-marked DNS records: id, student, hostname and expiry."
-                        .into(),
-                attributes: vec![
-                    Attribute::nested(
-                        "sessions",
-                        Nesting::List,
-                        vec![
-                            Attribute::string("id").computed().description("Session id."),
-                            Attribute::string("student").computed().description(
-                                "The session's `student`, as recorded in the DNS ownership marker (null when it did \
-                                 not fit: Cloudflare comments hold 100 characters on free zones).",
-                            ),
-                            Attribute::string("hostname").computed().description("Session hostname."),
-                            Attribute::string("expires_at")
-                                .computed()
-                                .description("The session's `expires_at` (RFC 3339); null without `ttl`."),
-                            Attribute::bool("expired")
-                                .computed()
-                                .description("Whether `expires_at` has passed, at the time of the read."),
-                            Attribute::string("dns_record_id").computed().description("DNS record id."),
-                        ],
-                    )
-                    .computed()
-                    .description("One entry per live session."),
-                ],
-                ..Default::default()
-            },
-        }
-    }
-
-    async fn read(&self, _config: SessionsState, _ctx: &OpContext) -> Result<SessionsState, Diagnostics> {
-        let settings = self.provider.settings()?;
-        let Some(dns) = &settings.dns else {
-            return Err(Diagnostic::error(
-                "lab_sessions needs a provider `dns` block",
-                "Sessions are found through their ownership-marked DNS records.",
-            )
-            .into());
-        };
-        let records = dns.list_owned().await.map_err(|e| dns_failed("Listing session DNS records".into(), e))?;
-        let now = OffsetDateTime::now_utc();
-        let mut sessions = Vec::with_capacity(records.len());
-        for r in records {
-            let expires_at = Attr::from(r.expires_at);
-            sessions.push(ListedSession {
-                id: Attr::Known(r.session_id),
-                student: Attr::from(r.student),
-                hostname: Attr::Known(r.hostname),
-                expired: Attr::Known(is_expired(&expires_at, now)?),
-                expires_at,
-                dns_record_id: Attr::Known(r.id.0),
-            });
-        }
-        Ok(SessionsState { sessions: Attr::Known(sessions) })
-    }
 }
 
 #[cfg(test)]

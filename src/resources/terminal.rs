@@ -22,12 +22,12 @@ use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
     Schema, Type, Value, log,
 };
-use crate::provider::ProviderHandle;
 use crate::resources::docker_client::DockerConnection;
 use crate::resources::gateway::is_gateway;
 use crate::resources::gateway::route::{
     ENTRYPOINT_HTTP, ENTRYPOINT_HTTPS, GatewayRoute, LABEL_GATEWAY, http_status, terminal_routed,
 };
+use crate::settings::ProviderHandle;
 
 const TYPE_NAME: &str = "lab_terminal";
 /// ttyd's port inside the container.
@@ -549,7 +549,7 @@ fn validate_config(config: &TerminalState) -> Diagnostics {
         check("gateway", validate_network(v), "Invalid gateway");
     }
     if let Some(v) = config.hostname.known() {
-        check("hostname", crate::provider::validate_domain(v), "Invalid hostname");
+        check("hostname", crate::validate::domain(v), "Invalid hostname");
     }
     if let Some(v) = config.traefik_entrypoint.known() {
         check("traefik_entrypoint", validate_token(v), "Invalid traefik_entrypoint");

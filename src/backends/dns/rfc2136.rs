@@ -25,6 +25,10 @@ use hickory_proto::udp::UdpClientStream;
 use hickory_proto::xfer::{DnsHandle, DnsMultiplexer};
 use hickory_proto::{ProtoError, ProtoErrorKind};
 
+// The one error-chain walker (plain text, no Terraform types): hickory's top-level errors
+// ("proto error") keep the cause in their source.
+use crate::protocol::diag::error_chain;
+
 use super::{DnsError, Marker, OwnedRecord, RecordId, RecordSpec, parse_owner_marker};
 
 /// Label prepended to a session hostname for its ownership TXT record.
@@ -566,21 +570,6 @@ impl Rfc2136Dns {
     fn rfc_error(&self, action: &str, detail: String) -> DnsError {
         DnsError::Rfc2136 { server: self.config.server.clone(), action: action.to_string(), detail }
     }
-}
-
-/// `outer: inner: innermost`: hickory's top-level errors ("proto error") hide the cause.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(inner) = source {
-        let inner_text = inner.to_string();
-        if !text.contains(&inner_text) {
-            text.push_str(": ");
-            text.push_str(&inner_text);
-        }
-        source = inner.source();
-    }
-    text
 }
 
 fn is_timeout(err: &ProtoError) -> bool {

@@ -25,8 +25,8 @@ use crate::protocol::{
     Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
     Schema, Value, log,
 };
-use crate::provider::ProviderHandle;
 use crate::resources::docker_client::DockerConnection;
+use crate::settings::ProviderHandle;
 
 const TYPE_NAME: &str = "lab_gateway";
 const DEFAULT_IMAGE: &str = "traefik:v3.7.15";

@@ -1,0 +1,594 @@
+//! `lab_vm`: a student's VM. A qcow2 thin clone of a read-only base image, booted under libvirt,
+//! reachable by SSH. Schema first, then validate, plan, create, read, update, delete, import.
+//! `validate.rs` checks a configuration, `config.rs` turns a state into what libvirt and the guest
+//! get (domain spec, kernel command line, seed), `guest.rs` waits for and stops the guest.
+//!
+//! Per-VM settings reach the guest in one of two ways: with direct kernel boot, as
+//! `lab.hostname=`/`lab.authkey=` words appended to the kernel command line (the lab images
+//! apply them at boot); with `cloud_init`, through a NoCloud seed, a vfat disk (`meta-data` carries the
+//! hostname and the keys as `public-keys`).
+
+mod config;
+mod guest;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::backends::libvirt::{Libvirt, VmInfo};
+use crate::backends::qcow2;
+use crate::lifecycle::{Rollback, Timeouts, shell_command};
+use crate::protocol::diag::error_chain;
+use crate::protocol::log;
+use crate::protocol::{
+    Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
+    Resource, Schema, Type,
+};
+use crate::settings::ProviderHandle;
+
+use config::{VmConfig, keys_from_cmdline, overlay_path, parse_timeouts, random_mac, seed_path, uri_is_local};
+use guest::{find_ip, is_active, shutdown_grace, stop_gracefully, wait_ready};
+use validate::validate_config;
+
+const TYPE_NAME: &str = "lab_vm";
+const DEFAULT_MEMORY_MB: i64 = 16384;
+const DEFAULT_VCPUS: i64 = 4;
+const DEFAULT_OVERLAY_DIR: &str = "/var/lib/libvirt/images";
+const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(600);
+const DEFAULT_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long a guest gets to power off on the ACPI button before it is destroyed.
+const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
+/// Readiness is polled this often: a guest's lease or banner is seen within this of appearing.
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LabVmState {
+    pub id: Attr<String>,
+    pub name: Attr<String>,
+    pub base_image: Attr<String>,
+    pub overlay_dir: Attr<String>,
+    pub memory_mb: Attr<i64>,
+    pub vcpus: Attr<i64>,
+    pub network: Attr<String>,
+    pub domain_type: Attr<String>,
+    pub disk_size_gb: Attr<i64>,
+    /// Elements can be unknown at validation time (e.g. `file()` of a generated key).
+    pub ssh_authorized_keys: Attr<Vec<Attr<String>>>,
+    pub user: Attr<String>,
+    pub hostname: Attr<String>,
+    pub cloud_init: Attr<String>,
+    pub kernel: Attr<String>,
+    pub initrd: Attr<String>,
+    pub cmdline: Attr<String>,
+    pub running: Attr<bool>,
+    pub autostart: Attr<bool>,
+    pub isolated: Attr<bool>,
+    pub graphics: Attr<bool>,
+    pub wait_for: Attr<String>,
+    pub ip: Attr<String>,
+    pub mac: Attr<String>,
+    pub overlay_path: Attr<String>,
+    pub state: Attr<String>,
+    pub console: Attr<String>,
+    pub timeouts: Option<Timeouts>,
+}
+
+fn vm_block() -> Block {
+    let s = |name: &str| Attribute::string(name);
+    let computed = |name: &str, text: &str| Attribute::string(name).computed().description(text);
+    Block {
+        description: "A student's VM: a qcow2 thin clone of a read-only base image, booted under libvirt and \
+                      reachable by SSH. Create waits for the guest's address and (by default) its SSH banner; \
+                      any failure undoes every step taken."
+            .into(),
+        attributes: vec![
+            computed("id", "Domain UUID.").keep_prior(),
+            s("name").required().requires_replace().description(
+                "Domain name, also the overlay's file name: 1-63 characters `[a-z0-9-]`, not starting or ending \
+                 with `-`. Import uses it as the id.",
+            ),
+            s("base_image").required().requires_replace().description(
+                "Absolute path of the base image (qcow2 or raw) on the libvirt host. Never written: each VM \
+                 gets its own overlay. Checked to exist at plan time when libvirt is local.",
+            ),
+            s("overlay_dir")
+                .default_str(DEFAULT_OVERLAY_DIR)
+                .requires_replace()
+                .description("Directory for the VM's overlay (`<name>.qcow2`) and seed (`<name>-seed.img`)."),
+            Attribute::number("memory_mb").default_int(DEFAULT_MEMORY_MB).description(
+                "Memory in MiB (at least 128). Changed in place with a clean shutdown and restart. Planned \
+                     totals are checked against the host's free memory.",
+            ),
+            Attribute::number("vcpus")
+                .default_int(DEFAULT_VCPUS)
+                .description("Virtual CPUs. Changed in place with a clean shutdown and restart."),
+            s("network")
+                .default_str("default")
+                .requires_replace()
+                .description("libvirt network the VM's interface joins."),
+            s("domain_type")
+                .default_str("kvm")
+                .requires_replace()
+                .description("`kvm` (hardware virtualisation) or `qemu` (TCG emulation: slow, but needs no KVM)."),
+            Attribute::number("disk_size_gb")
+                .optional()
+                .requires_replace()
+                .description("Grow the overlay's virtual disk to this size (GiB); unset keeps the base image's size."),
+            Attribute::of_type("ssh_authorized_keys", Type::List(Box::new(Type::String))).optional().description(
+                "authorized_keys lines for `user`: passed as `lab.authkey=` on the kernel command line (direct \
+                 boot) or as NoCloud `public-keys` (with `cloud_init`). Changed in place (restart).",
+            ),
+            s("user")
+                .default_str("student")
+                .description("The guest user students log in as (recorded in the domain metadata)."),
+            s("hostname")
+                .optional()
+                .computed()
+                .description("Guest host name; defaults to `name`. Changed in place (restart)."),
+            s("cloud_init").optional().description(
+                "cloud-init user data (e.g. `#cloud-config ...`). When set, a NoCloud seed (a vfat image labelled \
+                 `CIDATA`) is attached as a read-only virtio disk. Changed in place (new seed, restart).",
+            ),
+            s("kernel").optional().description("Direct kernel boot: absolute path of the kernel on the libvirt host."),
+            s("initrd").optional().description("Direct kernel boot: absolute path of the initrd."),
+            s("cmdline").optional().description(
+                "Direct kernel boot: kernel command line. The provider appends `lab.hostname=<hostname>` and \
+                 `lab.authkey=<base64 keys>`.",
+            ),
+            Attribute::bool("running")
+                .default_bool(true)
+                .description("Whether the VM runs. `false` shuts it down cleanly (destroyed after a grace period)."),
+            Attribute::bool("autostart").default_bool(false).description("Start with the libvirt host."),
+            Attribute::bool("isolated").default_bool(true).description(
+                "`<port isolated='yes'/>`: guests on one bridge cannot talk to each other, only to the host and \
+                 beyond.",
+            ),
+            Attribute::bool("graphics")
+                .default_bool(false)
+                .description("Add a VNC display listening on 127.0.0.1 of the libvirt host."),
+            s("wait_for").default_str("ssh").description(
+                "What create waits for: `ssh` (an SSH banner on port 22 of the VM's address), `ip` (a DHCP \
+                 lease) or `none`.",
+            ),
+            computed("ip", "IPv4 address from the network's DHCP lease (or the guest agent); null when stopped."),
+            computed("mac", "MAC address, chosen at create and stable for the VM's life.").keep_prior(),
+            computed("overlay_path", "Path of the VM's qcow2 overlay.").keep_prior(),
+            computed("state", "libvirt state: `running`, `shutoff`, `paused`, `shutdown`, `crashed`."),
+            computed("console", "How to reach the serial console (and VNC display when `graphics`)."),
+        ],
+        blocks: vec![Timeouts::block(
+            "Create, including the wait for address and SSH (default `10m`). On timeout every step is undone.",
+            "Delete (default `5m`); the guest gets at most 60 s of it to power off before it is destroyed.",
+        )],
+        ..Default::default()
+    }
+}
+
+pub struct VmResource {
+    provider: ProviderHandle,
+    /// Connected lazily on first use, reconnected when libvirtd drops it.
+    conn: tokio::sync::Mutex<Option<Libvirt>>,
+    /// Memory (MiB) of the VMs planned by this provider process, by name: the capacity check
+    /// compares their sum with the host's free memory.
+    planned_memory: std::sync::Mutex<BTreeMap<String, i64>>,
+}
+
+impl VmResource {
+    pub fn new(provider: ProviderHandle) -> Self {
+        VmResource { provider, conn: tokio::sync::Mutex::new(None), planned_memory: Default::default() }
+    }
+
+    async fn libvirt(&self) -> Result<Libvirt, Diagnostics> {
+        let uri = self.provider.settings()?.require_libvirt_uri(TYPE_NAME)?.to_string();
+        let mut guard = self.conn.lock().await;
+        if let Some(conn) = guard.as_ref()
+            && conn.is_alive().await
+        {
+            return Ok(conn.clone());
+        }
+        let conn = Libvirt::connect(&uri).await.or_diag("Cannot reach libvirt")?;
+        *guard = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+#[async_trait]
+impl Resource for VmResource {
+    type State = LabVmState;
+
+    fn type_name(&self) -> &'static str {
+        TYPE_NAME
+    }
+
+    fn schema(&self) -> Schema {
+        Schema { version: 0, block: vm_block() }
+    }
+
+    async fn validate(&self, config: &LabVmState) -> Diagnostics {
+        validate_config(config)
+    }
+
+    async fn plan(&self, req: PlanRequest<LabVmState>) -> Result<Planned<LabVmState>, Diagnostics> {
+        let mut planned = req.planned;
+        // hostname defaults to the name.
+        if req.config.hostname.is_null() {
+            planned.hostname = planned.name.clone();
+        }
+        let mut diags = validate_config(&planned);
+        if diags.has_errors() {
+            return Err(diags);
+        }
+
+        let settings = self.provider.settings()?;
+        let uri = settings.require_libvirt_uri(TYPE_NAME)?.to_string();
+        if let Some(base) = planned.base_image.known()
+            && uri_is_local(&uri)
+            && !Path::new(base).is_file()
+        {
+            return Err(Diagnostic::attr_error(
+                AttrPath::root("base_image"),
+                "Base image not found",
+                format!("`{base}` does not exist on this host (libvirt at {uri} is local)."),
+            )
+            .into());
+        }
+        if (planned.ssh_authorized_keys.known().is_some_and(|k| !k.is_empty()))
+            && planned.kernel.is_null()
+            && planned.cloud_init.is_null()
+        {
+            diags.push(Diagnostic::attr_warning(
+                AttrPath::root("ssh_authorized_keys"),
+                "Keys cannot reach this guest",
+                "Keys are passed on the kernel command line (`kernel` set) or in a NoCloud seed (`cloud_init` \
+                 set); with neither, the image must already hold the keys.",
+            ));
+        }
+        let memory_grows = match (&req.prior, planned.memory_mb.known()) {
+            (None, Some(_)) => true,
+            (Some(prior), Some(m)) => prior.memory_mb.known() != Some(m),
+            _ => false,
+        };
+        if memory_grows && let (Some(name), Some(memory)) = (planned.name.known(), planned.memory_mb.known()) {
+            let prior_memory = req.prior.as_ref().and_then(|p| p.memory_mb.known().copied()).unwrap_or(0);
+            diags.extend(self.check_capacity(name, memory - prior_memory, settings.strict_capacity).await?);
+        }
+        let mut out = Planned::new(planned);
+        out.diagnostics = diags;
+        Ok(out)
+    }
+
+    async fn create(&self, planned: LabVmState, ctx: &OpContext) -> Result<LabVmState, Diagnostics> {
+        let lv = self.libvirt().await?;
+        let cfg = VmConfig::from_state(&planned)?;
+        if lv.lookup(&cfg.name).await.or_diag("Looking up the domain")?.is_some() {
+            return Err(Diagnostic::attr_error(
+                AttrPath::root("name"),
+                "Domain already exists",
+                format!(
+                    "A libvirt domain named `{}` exists already. Import it (`terraform import` with id `{}`) or \
+                     choose another name.",
+                    cfg.name, cfg.name
+                ),
+            )
+            .into());
+        }
+        let timeout = cfg.create_timeout;
+        let started = Instant::now();
+        let mut rollback = Rollback::new();
+        let created = self.create_steps(&lv, &cfg, &mut rollback, timeout, ctx).await;
+        rollback.finish(created).await?;
+        log::debug(&format!("{}: create done in {:.2}s", cfg.name, started.elapsed().as_secs_f64()));
+        let info = lv.lookup(&cfg.name).await.or_diag("Reading the new domain")?.ok_or_else(|| {
+            Diagnostic::error("Domain vanished", format!("`{}` disappeared right after create", cfg.name))
+        })?;
+        let mut state = planned;
+        refresh_state(&mut state, &info, &lv, true).await;
+        Ok(state)
+    }
+
+    async fn read(&self, current: LabVmState, _ctx: &OpContext) -> Result<Option<LabVmState>, Diagnostics> {
+        let lv = self.libvirt().await?;
+        let found = match current.id.known() {
+            Some(uuid) => lv.lookup_uuid(uuid).await,
+            None => match current.name.known() {
+                Some(name) => lv.lookup(name).await,
+                None => return Ok(None),
+            },
+        }
+        .or_diag("Reading the domain")?;
+        let Some(info) = found else {
+            return Ok(None);
+        };
+        let mut state = current;
+        refresh_state(&mut state, &info, &lv, false).await;
+        Ok(Some(state))
+    }
+
+    async fn update(&self, prior: LabVmState, planned: LabVmState, ctx: &OpContext) -> Result<LabVmState, Diagnostics> {
+        let lv = self.libvirt().await?;
+        let cfg = VmConfig::from_state(&planned)?;
+        let name = cfg.name.clone();
+        let info = lv.lookup(&name).await.or_diag("Reading the domain")?.ok_or_else(|| {
+            Diagnostic::error(
+                "Domain vanished",
+                format!("`{name}` no longer exists; run `terraform apply` again to re-create it"),
+            )
+        })?;
+        let mut was_active = is_active(info.state);
+        let old = VmConfig::from_state(&prior)?;
+        let redefine = cfg.definition_differs(&old);
+        if redefine {
+            let uuid = prior.id.known().cloned().unwrap_or(info.summary.uuid.clone());
+            let mac = prior.mac.known().cloned().or(info.summary.mac.clone()).unwrap_or_else(random_mac);
+            let seed = match &cfg.cloud_init {
+                Some(user_data) => {
+                    let seed = cfg.seed(user_data);
+                    seed.write_image(&cfg.seed_path).await.or_diag("Regenerating the NoCloud seed")?;
+                    Some(cfg.seed_path.clone())
+                }
+                None => None,
+            };
+            let xml = cfg.domain_spec(Some(uuid), mac, seed.clone()).to_xml().or_diag("Building domain XML")?;
+            lv.define(xml).await.or_diag("Redefining the domain")?;
+            if seed.is_none() {
+                qcow2::delete(&cfg.seed_path).await.or_diag("Removing the old seed")?;
+            }
+            // A running guest only picks the new definition up after a cold restart.
+            if was_active {
+                stop_gracefully(&lv, &name, shutdown_grace(cfg.delete_timeout), ctx).await?;
+                was_active = false;
+            }
+        }
+        if !cfg.running && was_active {
+            stop_gracefully(&lv, &name, shutdown_grace(cfg.delete_timeout), ctx).await?;
+        }
+        if cfg.running && !was_active {
+            let t0 = Instant::now();
+            lv.start(&name).await.or_diag("Starting the domain")?;
+            let mac = lv.lookup(&name).await.or_diag("Reading the domain")?.and_then(|i| i.summary.mac);
+            wait_ready(&lv, &cfg, mac.as_deref(), t0, cfg.create_timeout, ctx).await?;
+        }
+        if prior.autostart.known() != Some(&cfg.autostart) || info.autostart != cfg.autostart {
+            lv.set_autostart(&name, cfg.autostart).await.or_diag("Setting autostart")?;
+        }
+        let info =
+            lv.lookup(&name).await.or_diag("Reading the domain")?.ok_or_else(|| {
+                Diagnostic::error("Domain vanished", format!("`{name}` disappeared during the update"))
+            })?;
+        let mut state = planned;
+        refresh_state(&mut state, &info, &lv, true).await;
+        Ok(state)
+    }
+
+    async fn delete(&self, current: LabVmState, ctx: &OpContext) -> Result<(), Diagnostics> {
+        let lv = self.libvirt().await?;
+        let Some(name) = current.name.known().cloned() else {
+            return Ok(());
+        };
+        let (_, delete_timeout) = parse_timeouts(&current)?;
+        let info = lv.lookup(&name).await.or_diag("Looking up the domain")?;
+        if let Some(info) = info {
+            // A domain re-created out of band under the same name is not ours to remove.
+            let ours = current.id.known().is_none_or(|id| *id == info.summary.uuid);
+            if ours {
+                if is_active(info.state) {
+                    stop_gracefully(&lv, &name, shutdown_grace(delete_timeout), ctx).await?;
+                }
+                lv.undefine(&name).await.or_diag("Undefining the domain")?;
+            } else {
+                log::debug(&format!(
+                    "{name}: domain UUID {} is not ours ({:?}); left alone",
+                    info.summary.uuid, current.id
+                ));
+            }
+        }
+        let overlay_dir = current.overlay_dir.known().cloned().unwrap_or_else(|| DEFAULT_OVERLAY_DIR.into());
+        let overlay =
+            current.overlay_path.known().map(PathBuf::from).unwrap_or_else(|| overlay_path(&overlay_dir, &name));
+        for path in [overlay, seed_path(&overlay_dir, &name)] {
+            qcow2::delete(&path).await.or_diag("Removing the VM's disk files")?;
+        }
+        Ok(())
+    }
+
+    async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<LabVmState>, Diagnostics> {
+        if let Err(why) = crate::validate::name(id) {
+            return Err(Diagnostic::error("Invalid import id", format!("Import `lab_vm` by domain name: {why}")).into());
+        }
+        let lv = self.libvirt().await?;
+        let Some(info) = lv.lookup(id).await.or_diag("Looking up the domain")? else {
+            return Ok(None);
+        };
+        let s = &info.summary;
+        let disk = s.disk.clone().ok_or_else(|| {
+            Diagnostic::error("Cannot import", format!("Domain `{id}` has no file-backed disk: not a lab_vm"))
+        })?;
+        let base_image = match &s.metadata.base_image {
+            Some(b) => Some(b.clone()),
+            None => qcow2::info(&disk).await.ok().and_then(|i| i.full_backing_filename.or(i.backing_filename)),
+        };
+        let mut state = LabVmState {
+            id: Attr::Known(s.uuid.clone()),
+            name: Attr::Known(s.name.clone()),
+            base_image: base_image.into(),
+            overlay_dir: disk.parent().map(|p| p.to_string_lossy().into_owned()).into(),
+            network: s.network.clone().into(),
+            domain_type: Attr::Known(s.domain_type.clone()),
+            user: Attr::Known(s.metadata.user.clone().unwrap_or_else(|| "student".into())),
+            hostname: Attr::Known(s.metadata.hostname.clone().unwrap_or_else(|| s.name.clone())),
+            kernel: s.kernel.as_ref().map(|p| p.to_string_lossy().into_owned()).into(),
+            initrd: s.initrd.as_ref().map(|p| p.to_string_lossy().into_owned()).into(),
+            cmdline: s.metadata.cmdline.clone().or_else(|| s.cmdline.clone()).into(),
+            ssh_authorized_keys: keys_from_cmdline(s.cmdline.as_deref().unwrap_or_default())
+                .map(|keys| keys.into_iter().map(Attr::Known).collect())
+                .into(),
+            isolated: Attr::Known(s.isolated),
+            graphics: Attr::Known(s.graphics.is_some()),
+            wait_for: Attr::Known("ssh".into()),
+            ..Default::default()
+        };
+        refresh_state(&mut state, &info, &lv, false).await;
+        Ok(Some(state))
+    }
+}
+
+impl VmResource {
+    async fn create_steps(
+        &self,
+        lv: &Libvirt,
+        cfg: &VmConfig,
+        rollback: &mut Rollback,
+        timeout: Duration,
+        ctx: &OpContext,
+    ) -> Result<(), Diagnostics> {
+        let name = &cfg.name;
+        // No domain has this name (checked by the caller), so files under its name in the
+        // overlay dir are what an out-of-band `virsh undefine` left behind: replace them.
+        for stale in [&cfg.overlay_path, &cfg.seed_path] {
+            if stale.exists() {
+                log::debug(&format!("{name}: removing stale {} left by a vanished domain", stale.display()));
+                qcow2::delete(stale).await.or_diag("Removing a stale overlay")?;
+            }
+        }
+        let t = Instant::now();
+        qcow2::create_overlay(&cfg.base_image, &cfg.overlay_path, cfg.disk_size_bytes)
+            .await
+            .or_diag("Creating the overlay disk")?;
+        let overlay = cfg.overlay_path.clone();
+        rollback.push_with_manual(
+            format!("overlay {}", overlay.display()),
+            shell_command(["rm", "-f", &overlay.to_string_lossy()]),
+            async move { qcow2::delete(&overlay).await.map_err(|e| error_chain(&e)) },
+        );
+        log::debug(&format!("{name}: overlay_create_s={:.3}", t.elapsed().as_secs_f64()));
+
+        let seed = match &cfg.cloud_init {
+            Some(user_data) => {
+                cfg.seed(user_data).write_image(&cfg.seed_path).await.or_diag("Creating the NoCloud seed")?;
+                let seed = cfg.seed_path.clone();
+                rollback.push_with_manual(
+                    format!("seed {}", seed.display()),
+                    shell_command(["rm", "-f", &seed.to_string_lossy()]),
+                    async move { qcow2::delete(&seed).await.map_err(|e| error_chain(&e)) },
+                );
+                Some(cfg.seed_path.clone())
+            }
+            None => None,
+        };
+
+        let t0 = Instant::now();
+        let mac = random_mac();
+        let xml = cfg.domain_spec(None, mac.clone(), seed).to_xml().or_diag("Building domain XML")?;
+        lv.define(xml).await.or_diag("Defining the domain")?;
+        let (lv2, n2) = (lv.clone(), name.clone());
+        let virsh = |verb: &str| shell_command(["virsh", "-c", lv.uri(), verb, name]);
+        let by_hand = format!("{}; {}", virsh("destroy"), virsh("undefine"));
+        rollback.push_with_manual(format!("domain {name}"), by_hand, async move {
+            lv2.destroy(&n2).await.map_err(|e| error_chain(&e))?;
+            lv2.undefine(&n2).await.map_err(|e| error_chain(&e))
+        });
+        if cfg.autostart {
+            lv.set_autostart(name, true).await.or_diag("Setting autostart")?;
+        }
+        if !cfg.running {
+            return Ok(());
+        }
+        lv.start(name).await.or_diag("Starting the domain")?;
+        log::debug(&format!("{name}: define_start_s={:.3}", t0.elapsed().as_secs_f64()));
+        wait_ready(lv, cfg, Some(&mac), t0, timeout.saturating_sub(t.elapsed()), ctx).await
+    }
+
+    /// Warn (or fail with `strict_capacity`) when the VMs planned so far need more memory than
+    /// the host has free. `extra_mb` is what this VM adds.
+    async fn check_capacity(&self, name: &str, extra_mb: i64, strict: bool) -> Result<Diagnostics, Diagnostics> {
+        let mut diags = Diagnostics::new();
+        let total_mb = {
+            let mut planned = self.planned_memory.lock().map_err(|_| lock_poisoned())?;
+            planned.insert(name.to_string(), extra_mb.max(0));
+            planned.values().sum::<i64>()
+        };
+        let lv = self.libvirt().await?;
+        let host = lv.host_info().await.or_diag("Reading host capacity")?;
+        let free_mb = (host.free_memory_bytes / (1024 * 1024)) as i64;
+        if total_mb > free_mb {
+            let summary = "Not enough free memory for the planned VMs";
+            let detail = format!(
+                "The VMs planned so far need {total_mb} MiB; the libvirt host has {free_mb} MiB free \
+                 ({} MiB total, {} CPUs). Lower `memory_mb` or plan fewer VMs.",
+                host.total_memory_kib / 1024,
+                host.cpus
+            );
+            let path = AttrPath::root("memory_mb");
+            if strict {
+                return Err(Diagnostic::attr_error(path, summary, detail).into());
+            }
+            diags.push(Diagnostic::attr_warning(path, summary, detail));
+        }
+        Ok(diags)
+    }
+}
+
+fn lock_poisoned() -> Diagnostic {
+    Diagnostic::error("Internal error", "the capacity tally lock was poisoned by an earlier panic")
+}
+
+/// Fill the computed attributes (and those that can drift out of band) from libvirt.
+async fn refresh_state(state: &mut LabVmState, info: &VmInfo, lv: &Libvirt, just_applied: bool) {
+    let s = &info.summary;
+    state.id = Attr::Known(s.uuid.clone());
+    state.name = Attr::Known(s.name.clone());
+    state.memory_mb = Attr::Known((s.memory_kib / 1024) as i64);
+    state.vcpus = Attr::Known(i64::from(s.vcpus));
+    state.running = Attr::Known(is_active(info.state));
+    state.autostart = Attr::Known(info.autostart);
+    state.state = Attr::Known(info.state.as_str().to_string());
+    state.mac = s.mac.clone().into();
+    if let Some(disk) = &s.disk {
+        state.overlay_path = Attr::Known(disk.to_string_lossy().into_owned());
+    }
+    let uri = lv.uri();
+    // The URI is validated (provider config) and the name too, and each word is quoted anyway.
+    let mut console = shell_command(["virsh", "-c", uri, "console", &s.name]);
+    if let Some((kind, Some(port))) = &s.graphics {
+        console.push_str(&format!(" ; {kind} on 127.0.0.1:{port}"));
+    }
+    state.console = Attr::Known(console);
+    let prior_ip = state.ip.known().cloned();
+    state.ip = if is_active(info.state) {
+        match find_ip(lv, &s.name, s.mac.as_deref(), false).await {
+            Ok(Some(ip)) => Attr::Known(ip.to_string()),
+            // A lease not (yet) visible: keep what we knew rather than flapping to null.
+            _ if !just_applied => prior_ip.map_or(Attr::Null, Attr::Known),
+            _ => Attr::Null,
+        }
+    } else {
+        Attr::Null
+    };
+}
+
+/// What the tests of `lab_vm`'s parts share.
+#[cfg(test)]
+mod test_support {
+    pub use super::LabVmState;
+    pub use crate::lifecycle::Timeouts;
+    pub use crate::protocol::{Attr, Diagnostics};
+
+    pub fn config() -> LabVmState {
+        LabVmState {
+            name: Attr::Known("vm-1".into()),
+            base_image: Attr::Known("/img/base.qcow2".into()),
+            memory_mb: Attr::Known(512),
+            wait_for: Attr::Known("ssh".into()),
+            domain_type: Attr::Known("qemu".into()),
+            ..Default::default()
+        }
+    }
+
+    pub fn paths(d: &Diagnostics) -> Vec<String> {
+        d.0.iter().filter_map(|d| d.attribute.as_ref().map(|p| p.to_string())).collect()
+    }
+}

@@ -1,0 +1,254 @@
+//! What the provider block says (`LabConfig`) and what resources see of it (`Settings`): the
+//! block resolved against environment fallbacks, handed to resources through a `ProviderHandle`.
+//!
+//! Every attribute is optional: an unset one disables what needs it, and a resource that needs it
+//! says so with a clear error (`Settings::require_*`). Each also falls back to an environment
+//! variable, so acceptance tests and CI need no provider block. All those fallbacks resolve here.
+//! Depends on backends (and protocol types) only: resources and the provider both import it.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::backends::dns::cloudflare::{CloudflareConfig, CloudflareDns, DEFAULT_API_URL};
+use crate::backends::dns::rfc2136::{Rfc2136Config, Rfc2136Dns};
+use crate::backends::dns::{DnsBackend, DnsError};
+use crate::backends::docker::TlsFiles;
+use crate::protocol::{Attr, AttrPath, Diagnostic, Diagnostics};
+use crate::validate;
+
+/// The `provider "lab"` block as Terraform sends it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LabConfig {
+    pub libvirt_uri: Attr<String>,
+    pub docker_host: Attr<String>,
+    pub domain: Attr<String>,
+    pub strict_capacity: Attr<bool>,
+    pub dns: Option<DnsBlock>,
+}
+
+/// `dns { cloudflare { ... } }` or `dns { rfc2136 { ... } }`: at most one backend.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DnsBlock {
+    pub cloudflare: Option<CloudflareBlock>,
+    pub rfc2136: Option<Rfc2136Block>,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct CloudflareBlock {
+    pub api_token: Attr<String>,
+    pub zone_id: Attr<String>,
+    pub tunnel_id: Attr<String>,
+    pub proxied: Attr<bool>,
+    pub api_url: Attr<String>,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+pub struct Rfc2136Block {
+    pub server: Attr<String>,
+    pub zone: Attr<String>,
+    pub key_name: Attr<String>,
+    pub key_algorithm: Attr<String>,
+    pub key_secret: Attr<String>,
+    pub record_type: Attr<String>,
+    pub target: Attr<String>,
+}
+
+// Secrets never reach logs, not even through `{:?}`.
+impl std::fmt::Debug for CloudflareBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CloudflareBlock").field("zone_id", &self.zone_id).field("api_token", &"<sensitive>").finish()
+    }
+}
+impl std::fmt::Debug for Rfc2136Block {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rfc2136Block").field("server", &self.server).field("key_secret", &"<sensitive>").finish()
+    }
+}
+
+/// What resources see: the provider block resolved against environment fallbacks.
+#[derive(Clone, Default)]
+pub struct Settings {
+    pub libvirt_uri: Option<String>,
+    pub docker_host: Option<String>,
+    pub domain: Option<String>,
+    pub strict_capacity: bool,
+    /// The DNS backend of the `dns` block; None: sessions only compute hostnames.
+    pub dns: Option<Arc<DnsBackend>>,
+    /// Client TLS material for `tcp://` Docker daemons (`DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`).
+    pub docker_tls: Option<TlsFiles>,
+}
+
+impl Settings {
+    /// The provider block with its environment fallbacks (`env` reads one variable).
+    pub fn resolve(config: LabConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, Diagnostics> {
+        let env = |var: &str| env(var).filter(|v| !v.is_empty());
+        let or_env = |attr: Attr<String>, var: &str| attr.known().cloned().or_else(|| env(var));
+        let dns = match &config.dns {
+            Some(block) => Some(Arc::new(dns_backend(block).map_err(|e| {
+                Diagnostic::attr_error(AttrPath::root("dns"), "Invalid DNS configuration", e.to_string())
+            })?)),
+            None => None,
+        };
+        // A value from the environment was not seen by the provider's plan-time validation.
+        let checked = |attr: Attr<String>, name: &str, var: &str, valid: fn(&str) -> Result<(), String>| {
+            let (value, from_env) = match attr.known() {
+                Some(value) => (Some(value.clone()), false),
+                None => (env(var), true),
+            };
+            match value.as_deref().map(valid) {
+                Some(Err(why)) if from_env => Err(Diagnostics::from(Diagnostic::error(format!("Invalid {var}"), why))),
+                Some(Err(why)) => Err(validate::invalid(AttrPath::root(name), why).into()),
+                _ => Ok(value),
+            }
+        };
+        Ok(Settings {
+            libvirt_uri: checked(config.libvirt_uri, "libvirt_uri", "LAB_LIBVIRT_URI", validate::libvirt_uri)?,
+            docker_host: or_env(config.docker_host, "DOCKER_HOST"),
+            domain: checked(config.domain, "domain", "LAB_DOMAIN", validate::domain)?,
+            strict_capacity: config.strict_capacity.known().copied().unwrap_or(false),
+            dns,
+            docker_tls: docker_tls(env),
+        })
+    }
+
+    pub fn require_libvirt_uri(&self, resource: &str) -> Result<&str, Diagnostics> {
+        require(&self.libvirt_uri, resource, "libvirt_uri", "LAB_LIBVIRT_URI", "qemu:///system")
+    }
+    pub fn require_docker_host(&self, resource: &str) -> Result<&str, Diagnostics> {
+        require(&self.docker_host, resource, "docker_host", "DOCKER_HOST", "unix:///var/run/docker.sock")
+    }
+    pub fn require_domain(&self, resource: &str) -> Result<&str, Diagnostics> {
+        require(&self.domain, resource, "domain", "LAB_DOMAIN", "lab.example.edu")
+    }
+}
+
+/// As the Docker CLI does: TLS when `DOCKER_TLS_VERIFY` or `DOCKER_CERT_PATH` is set, with
+/// `ca.pem`, `cert.pem`, `key.pem` from `DOCKER_CERT_PATH` or `~/.docker`.
+fn docker_tls(env: impl Fn(&str) -> Option<String>) -> Option<TlsFiles> {
+    (env("DOCKER_TLS_VERIFY").is_some() || env("DOCKER_CERT_PATH").is_some()).then(|| {
+        let dir = env("DOCKER_CERT_PATH")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env("HOME").unwrap_or_default()).join(".docker"));
+        TlsFiles::in_dir(&dir)
+    })
+}
+
+fn require<'a>(
+    value: &'a Option<String>,
+    resource: &str,
+    attribute: &str,
+    env: &str,
+    example: &str,
+) -> Result<&'a str, Diagnostics> {
+    value.as_deref().ok_or_else(|| {
+        Diagnostic::error(
+            format!("{resource} needs `{attribute}` in the provider block"),
+            format!(
+                "Set `{attribute} = \"{example}\"` in `provider \"lab\" {{ ... }}` or the {env} environment variable."
+            ),
+        )
+        .into()
+    })
+}
+
+/// Shared by the provider and every resource: filled once by ConfigureProvider.
+#[derive(Clone, Default)]
+pub struct ProviderHandle(Arc<OnceLock<Settings>>);
+
+impl ProviderHandle {
+    pub fn settings(&self) -> Result<&Settings, Diagnostics> {
+        self.0.get().ok_or_else(|| {
+            Diagnostic::error(
+                "Provider not configured",
+                "The lab provider was used before Terraform configured it; this is a bug in the provider.",
+            )
+            .into()
+        })
+    }
+
+    /// ConfigureProvider: Terraform configures a provider instance once; a second call keeps the
+    /// first settings.
+    pub fn configure(&self, settings: Settings) {
+        let _ = self.0.set(settings);
+    }
+
+    /// For tests and for resources used without a provider block.
+    pub fn with_settings(settings: Settings) -> Self {
+        let handle = Self::default();
+        handle.configure(settings);
+        handle
+    }
+}
+
+/// Builds the backend of a `dns` block (values are known at ConfigureProvider).
+fn dns_backend(block: &DnsBlock) -> Result<DnsBackend, DnsError> {
+    let text = |a: &Attr<String>| a.known().cloned().unwrap_or_default();
+    if let Some(cf) = &block.cloudflare {
+        let config = CloudflareConfig {
+            api_token: text(&cf.api_token),
+            zone_id: text(&cf.zone_id),
+            tunnel_id: text(&cf.tunnel_id),
+            proxied: cf.proxied.known().copied().unwrap_or(true),
+            api_url: cf.api_url.known().cloned().unwrap_or_else(|| DEFAULT_API_URL.to_string()),
+        };
+        return Ok(DnsBackend::Cloudflare(CloudflareDns::new(config)?));
+    }
+    if let Some(rfc) = &block.rfc2136 {
+        let config = Rfc2136Config {
+            server: text(&rfc.server),
+            zone: text(&rfc.zone),
+            key_name: text(&rfc.key_name),
+            key_algorithm: rfc.key_algorithm.known().map_or(Ok(Default::default()), |a| a.parse())?,
+            key_secret: text(&rfc.key_secret),
+            record_type: rfc.record_type.known().map_or(Ok(Default::default()), |t| t.parse())?,
+            target: text(&rfc.target),
+        };
+        return Ok(DnsBackend::Rfc2136(Rfc2136Dns::new(config)?));
+    }
+    Err(DnsError::InvalidConfig("the dns block needs `cloudflare` or `rfc2136`".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_wins_over_environment() {
+        let env = |var: &str| (var == "LAB_DOMAIN" || var == "DOCKER_HOST").then(|| format!("env-{var}"));
+        let config = LabConfig { domain: Attr::Known("from.config".into()), ..Default::default() };
+        let s = Settings::resolve(config, env).unwrap();
+        assert_eq!(s.domain.as_deref(), Some("from.config"));
+        assert_eq!(s.docker_host.as_deref(), Some("env-DOCKER_HOST"));
+        assert_eq!(s.libvirt_uri, None);
+        let err = s.require_libvirt_uri("lab_vm").unwrap_err();
+        assert!(err.0[0].summary.contains("lab_vm needs `libvirt_uri`"), "{err:?}");
+    }
+
+    #[test]
+    fn environment_values_are_validated_too() {
+        let env = |var: &str| (var == "LAB_LIBVIRT_URI").then(|| "qemu:///system'; id; '".to_string());
+        let err = Settings::resolve(LabConfig::default(), env).err().unwrap();
+        assert_eq!(err.0[0].summary, "Invalid LAB_LIBVIRT_URI");
+        let config = LabConfig { libvirt_uri: Attr::Known("qemu:///system".into()), ..Default::default() };
+        assert_eq!(Settings::resolve(config, env).unwrap().libvirt_uri.as_deref(), Some("qemu:///system"));
+    }
+
+    #[test]
+    fn docker_tls_follows_the_docker_cli() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |var: &str| vars.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string())
+        };
+        let resolve = |e| Settings::resolve(LabConfig::default(), e).unwrap().docker_tls;
+        assert_eq!(resolve(env(&[("HOME", "/home/me")])), None);
+        assert_eq!(
+            resolve(env(&[("DOCKER_TLS_VERIFY", "1"), ("HOME", "/home/me")])),
+            Some(TlsFiles::in_dir(std::path::Path::new("/home/me/.docker")))
+        );
+        assert_eq!(
+            resolve(env(&[("DOCKER_CERT_PATH", "/certs"), ("DOCKER_TLS_VERIFY", "")])),
+            Some(TlsFiles::in_dir(std::path::Path::new("/certs")))
+        );
+    }
+}
