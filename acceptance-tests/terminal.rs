@@ -288,3 +288,39 @@ fn terminal_import_replace_and_drift_through_terraform() {
     let left = containers_labelled(&format!("dockertest.run={name}"));
     assert!(left.is_empty(), "containers left after destroy: {left:?}");
 }
+
+/// SIGKILL of terraform while create waits for the target's SSH port: the provider notices that
+/// Terraform is gone, rolls the create back and exits; nothing is left, and the next apply
+/// converges without a manual step.
+#[test]
+fn killed_terraform_leaves_no_container_and_no_provider() {
+    use std::time::{Duration, Instant};
+    let name = format!("dockertest-kill-{:x}", std::process::id());
+    let port = 24000 + (std::process::id() % 1000) as u16;
+    let ws = terminal_only(&name, port);
+    let label = format!("dockertest.run={name}");
+    let _orphans = RemoveByLabel(label.clone());
+
+    let (run, providers) = ws.apply_killed(|| !containers_labelled(&label).is_empty(), Duration::from_secs(2));
+    assert_ne!(run.code, 0, "a killed apply succeeded");
+    let killed = Instant::now();
+    while (providers.iter().any(|p| support::process_alive(*p)) || !containers_labelled(&label).is_empty())
+        && killed.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let alive: Vec<i32> = providers.iter().copied().filter(|p| support::process_alive(*p)).collect();
+    let left = containers_labelled(&label);
+    println!("after SIGKILL of terraform: providers gone and rollback done in {:.1} s", killed.elapsed().as_secs_f64());
+    assert!(alive.is_empty(), "providers {alive:?} still running 30 s after terraform was killed");
+    assert!(left.is_empty(), "the killed create left containers {left:?}");
+
+    // The next apply converges with no import or cleanup by hand.
+    let _listener = Listener::start(port);
+    let guard = DestroyOnDrop(&ws);
+    ws.apply(&[]);
+    assert_eq!(ws.output_json()["terminal"]["value"]["ready"], true);
+    std::mem::forget(guard);
+    ws.destroy();
+    assert!(containers_labelled(&label).is_empty(), "containers left after destroy");
+}

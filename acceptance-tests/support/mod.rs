@@ -169,6 +169,31 @@ impl Workspace {
         (Run::from(out), signalled.elapsed())
     }
 
+    /// `terraform apply` killed with SIGKILL (as a cancelled CI job kills it) once `started()`
+    /// says the create is under way (plus `settle`): only terraform dies, so its providers must
+    /// notice by themselves. Returns the run and the pids of the providers it had started.
+    pub fn apply_killed(&self, started: impl Fn() -> bool, settle: std::time::Duration) -> (Run, Vec<i32>) {
+        use std::time::{Duration, Instant};
+
+        let mut cmd = self.command(&["apply", "-auto-approve", "-no-color"]);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let child = cmd.spawn().expect("terraform apply starts");
+        let terraform = child.id() as i32;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !started() {
+            if Instant::now() > deadline {
+                unsafe { libc::kill(terraform, libc::SIGKILL) };
+                panic!("the create did not start within 120 s:\n{:?}", child.wait_with_output());
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        std::thread::sleep(settle);
+        let providers = children_named(terraform, "terraform-provi");
+        assert!(!providers.is_empty(), "terraform {terraform} has no provider child to watch");
+        assert_eq!(unsafe { libc::kill(terraform, libc::SIGKILL) }, 0, "SIGKILL to terraform");
+        (Run::from(child.wait_with_output().expect("terraform apply ends")), providers)
+    }
+
     pub fn apply(&self, extra: &[&str]) -> Run {
         let parallelism = parallelism(10);
         let mut args = vec!["apply", "-auto-approve", "-no-color", &parallelism];
@@ -243,4 +268,27 @@ pub fn docker_ok(args: &[&str]) -> String {
     let out = docker(args);
     assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Pids of the processes whose parent is `parent` and whose name (`comm`, 15 characters at most)
+/// starts with `prefix`.
+pub fn children_named(parent: i32, prefix: &str) -> Vec<i32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("reading /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after its closing paren.
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else { continue };
+        let ppid = stat[close + 1..].split_whitespace().nth(1).and_then(|p| p.parse::<i32>().ok());
+        if ppid == Some(parent) && stat[open + 1..close].starts_with(prefix) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Whether process `pid` still exists (and is not a zombie).
+pub fn process_alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|stat| stat.rfind(')').is_some_and(|close| !stat[close + 1..].trim_start().starts_with('Z')))
 }

@@ -15,6 +15,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::dispatch::ErasedProvider;
 use super::log;
@@ -31,6 +32,10 @@ pub const PROVIDER_ADDRESS: &str = "registry.terraform.io/classroom/lab";
 
 /// How long in-flight calls may take to finish after Shutdown before we exit anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// After the server stops, how long cancelled applies get to roll back before the process exits.
+const ROLLBACK_GRACE: Duration = Duration::from_secs(60);
+/// How often the provider checks that Terraform, its parent, is still there.
+const PARENT_CHECK_INTERVAL: Duration = Duration::from_millis(500);
 
 pub const NOT_A_COMMAND: &str = "This binary is a plugin for Terraform/OpenTofu; it is not meant to be run directly.\n\
 Terraform runs it when a configuration uses the provider registry.terraform.io/classroom/lab.\n\
@@ -222,18 +227,40 @@ fn watch_signals(shutdown: CancellationToken, stop_on_interrupt: bool) {
     });
 }
 
+/// Terraform killed (SIGKILL, a cancelled CI job) cannot send StopProvider: the provider notices
+/// that its parent is gone (it is re-parented) and shuts down as if stopped, so that in-flight
+/// creates roll back and nothing is left running.
+fn watch_parent(shutdown: CancellationToken) {
+    let parent = std::os::unix::process::parent_id();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(PARENT_CHECK_INTERVAL) => {}
+            }
+            if std::os::unix::process::parent_id() != parent {
+                log::warn(&format!("Terraform (pid {parent}) is gone: cancelling in-flight operations and exiting"));
+                shutdown.cancel();
+                return;
+            }
+        }
+    });
+}
+
 /// Serve Terraform: the normal way this binary runs.
 pub async fn serve_terraform(provider: Arc<dyn ErasedProvider>, env: TerraformEnv) -> Result<(), HandshakeError> {
     let started = std::time::Instant::now();
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone(), false);
+    watch_parent(shutdown.clone());
+    let operations = TaskTracker::new();
     let identity = tls::generate_server_identity()?;
     let tls_config = tls::server_config(&identity, env.client_cert)?;
     log::trace(&format!("server certificate ready after {:?}", started.elapsed()));
     let dir = SocketDir::create()?;
     let listener = UnixListener::bind(&dir.socket)
         .map_err(|source| HandshakeError::Listen { path: dir.socket.clone(), source })?;
-    let router = server::router(provider, shutdown.clone()).await;
+    let router = server::router(provider, shutdown.clone(), operations.clone()).await;
     let incoming = tls_incoming(listener, tokio_rustls::TlsAcceptor::from(Arc::new(tls_config)), shutdown.clone());
 
     let line = handshake_line(&dir.socket, &identity.cert);
@@ -249,8 +276,20 @@ pub async fn serve_terraform(provider: Arc<dyn ErasedProvider>, env: TerraformEn
 
     run_until_shutdown(router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()), shutdown)
         .await?;
+    finish_operations(operations).await;
     drop(dir);
     Ok(())
+}
+
+/// Waits (bounded) for applies still running, e.g. rolling back after a cancellation.
+async fn finish_operations(operations: TaskTracker) {
+    operations.close();
+    if !operations.is_empty() {
+        log::info(&format!("waiting for {} operation(s) to finish or roll back", operations.len()));
+    }
+    if tokio::time::timeout(ROLLBACK_GRACE, operations.wait()).await.is_err() {
+        log::warn("operations still running after the rollback grace period; exiting anyway");
+    }
 }
 
 /// Serve without Terraform's handshake: plaintext on a private socket, for attaching Terraform
@@ -258,10 +297,11 @@ pub async fn serve_terraform(provider: Arc<dyn ErasedProvider>, env: TerraformEn
 pub async fn serve_debug(provider: Arc<dyn ErasedProvider>) -> Result<(), HandshakeError> {
     let shutdown = CancellationToken::new();
     watch_signals(shutdown.clone(), true);
+    let operations = TaskTracker::new();
     let dir = SocketDir::create()?;
     let listener = UnixListener::bind(&dir.socket)
         .map_err(|source| HandshakeError::Listen { path: dir.socket.clone(), source })?;
-    let router = server::router(provider, shutdown.clone()).await;
+    let router = server::router(provider, shutdown.clone(), operations.clone()).await;
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
 
     let reattach = reattach_json(&dir.socket, std::process::id());
@@ -271,6 +311,7 @@ pub async fn serve_debug(provider: Arc<dyn ErasedProvider>) -> Result<(), Handsh
     );
     run_until_shutdown(router.serve_with_incoming_shutdown(incoming, shutdown.clone().cancelled_owned()), shutdown)
         .await?;
+    finish_operations(operations).await;
     drop(dir);
     Ok(())
 }

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 use futures::stream::Stream;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tonic::{Request, Response, Status};
 
 use super::codec;
@@ -40,12 +41,17 @@ pub struct ProviderService {
     provider_ty: Type,
     resources: HashMap<String, Registered<dyn ErasedResource>>,
     data_sources: HashMap<String, Registered<dyn ErasedDataSource>>,
-    /// Cancelled by StopProvider; operations get a clone in their `OpContext`.
+    /// Cancelled by StopProvider; operations get a clone in their `OpContext`. A child of
+    /// `shutdown`, so that the end of the server (Terraform gone, SIGTERM) cancels them too.
     stop: Mutex<CancellationToken>,
+    shutdown: CancellationToken,
+    /// Applies run as tasks of their own, so that one whose caller is gone still finishes (or
+    /// rolls back); the server waits for them before it exits.
+    operations: TaskTracker,
 }
 
 impl ProviderService {
-    pub fn new(provider: Arc<dyn ErasedProvider>) -> Self {
+    pub fn new(provider: Arc<dyn ErasedProvider>, shutdown: CancellationToken, operations: TaskTracker) -> Self {
         let provider_schema = provider.schema();
         let provider_ty = provider_schema.block.value_type();
         let resources = provider
@@ -72,7 +78,9 @@ impl ProviderService {
             provider_ty,
             resources,
             data_sources,
-            stop: Mutex::new(CancellationToken::new()),
+            stop: Mutex::new(shutdown.child_token()),
+            shutdown,
+            operations,
         }
     }
 
@@ -466,14 +474,25 @@ impl tf::provider_server::Provider for ProviderService {
     ) -> Result<Response<tf::apply_resource_change::Response>, Status> {
         let req = request.into_inner();
         let ctx = self.op_context();
-        let result = guarded("ApplyResourceChange", async {
-            let res = self.resource(&req.type_name)?;
-            let prior = decode_value(req.prior_state.as_ref(), &res.ty, "prior state")?;
-            let planned = decode_value(req.planned_state.as_ref(), &res.ty, "planned state")?;
-            let new_state = res.imp.apply(&prior, &planned, &ctx).await?;
-            encode_value(&new_state, &res.ty, "new state")
-        })
-        .await;
+        let result = match self.resource(&req.type_name) {
+            Err(diags) => Err(diags),
+            Ok(res) => {
+                let (imp, ty) = (res.imp.clone(), res.ty.clone());
+                let (prior, planned) = (req.prior_state.clone(), req.planned_state.clone());
+                // If Terraform dies mid-create, its connection drops this handler; the task goes on,
+                // sees the cancellation and rolls back instead of being dropped half-done.
+                let operation = self.operations.spawn(guarded("ApplyResourceChange", async move {
+                    let prior = decode_value(prior.as_ref(), &ty, "prior state")?;
+                    let planned = decode_value(planned.as_ref(), &ty, "planned state")?;
+                    let new_state = imp.apply(&prior, &planned, &ctx).await?;
+                    encode_value(&new_state, &ty, "new state")
+                }));
+                operation.await.unwrap_or_else(|e| {
+                    Err(Diagnostic::error("Internal error in the lab provider", format!("the apply task ended: {e}"))
+                        .into())
+                })
+            }
+        };
         let diagnostics = diags_of(&result);
         // A failed operation leaves the object as it was: the prior state (null for a failed
         // create, whose partial work the resource rolled back).
@@ -634,7 +653,7 @@ impl tf::provider_server::Provider for ProviderService {
         let mut token = self.stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         token.cancel();
         // Later calls get a fresh token: stopping is about what runs now.
-        *token = CancellationToken::new();
+        *token = self.shutdown.child_token();
         Ok(Response::new(tf::stop_provider::Response { error: String::new() }))
     }
 }
@@ -716,12 +735,14 @@ use futures::StreamExt;
 pub async fn router(
     provider: Arc<dyn ErasedProvider>,
     shutdown: CancellationToken,
+    operations: TaskTracker,
 ) -> tonic::transport::server::Router {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_service_status("plugin", tonic_health::ServingStatus::Serving).await;
-    let provider_service = tf::provider_server::ProviderServer::new(ProviderService::new(provider))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let provider_service =
+        tf::provider_server::ProviderServer::new(ProviderService::new(provider, shutdown.clone(), operations))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES);
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(provider_service)
@@ -762,7 +783,7 @@ mod tests {
 
     #[tokio::test]
     async fn stop_provider_cancels_running_operations_only() {
-        let service = ProviderService::new(erase_provider(EmptyProvider));
+        let service = ProviderService::new(erase_provider(EmptyProvider), CancellationToken::new(), TaskTracker::new());
         let running = service.op_context();
         service.stop_provider(Request::new(tf::stop_provider::Request {})).await.unwrap();
         assert!(running.cancel.is_cancelled());
@@ -797,7 +818,7 @@ mod tests {
 
     #[tokio::test]
     async fn unknown_types_and_functions_answer_with_diagnostics() {
-        let service = ProviderService::new(erase_provider(EmptyProvider));
+        let service = ProviderService::new(erase_provider(EmptyProvider), CancellationToken::new(), TaskTracker::new());
         let read = service
             .read_resource(Request::new(tf::read_resource::Request { type_name: "x".into(), ..Default::default() }))
             .await
