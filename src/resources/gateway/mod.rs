@@ -398,7 +398,7 @@ fn schema_block() -> Block {
 // --- validation ---
 
 fn validate_config(config: &GatewayState) -> Diagnostics {
-    use crate::resources::terminal::{validate_image, validate_name};
+    use crate::resources::terminal::validate_image;
     let mut diags = Diagnostics::new();
     let mut check = |path: AttrPath, result: Result<(), String>| {
         if let Err(why) = result {
@@ -406,7 +406,7 @@ fn validate_config(config: &GatewayState) -> Diagnostics {
         }
     };
     if let Some(v) = config.name.known() {
-        check(AttrPath::root("name"), validate_name(v));
+        check(AttrPath::root("name"), crate::validate::name(v));
     }
     if let Some(v) = config.image.known() {
         check(AttrPath::root("image"), validate_image(v));

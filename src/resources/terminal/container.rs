@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::validate::{port, validate_user_label};
+use super::validate::validate_user_label;
 use super::{
     Credential, DEFAULT_ENTRYPOINT, DEFAULT_IMAGE, DEFAULT_SSH_USER, KEY_PATH, LABEL_GATEWAY_REF, LABEL_HOSTNAME,
     LABEL_KEY_SHA256, LABEL_NETWORK, LABEL_TARGET, LABEL_TERMINAL, LABEL_TRAEFIK, Publish, TTYD_PORT, TerminalState,
@@ -13,6 +13,7 @@ use crate::backends::docker::{ContainerInfo, ContainerSpec, PortPublish};
 use crate::lifecycle::MANAGED_LABEL;
 use crate::protocol::{Attr, AttrPath, Diagnostic, Diagnostics};
 use crate::resources::gateway::route::{ENTRYPOINT_HTTP, ENTRYPOINT_HTTPS, GatewayRoute, LABEL_GATEWAY};
+use crate::validate::port;
 
 // --- what the container looks like ---
 

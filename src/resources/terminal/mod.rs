@@ -33,7 +33,7 @@ pub use container::{TerminalSettings, ttyd_address};
 use container::{missing, state_from_container, user_labels};
 use ready::{probe_ttyd, resolve_gateway, wait_ready, wait_unrouted};
 use validate::validate_config;
-pub use validate::{validate_image, validate_name, validate_ssh_user, validate_target_host};
+pub use validate::validate_image;
 
 const TYPE_NAME: &str = "lab_terminal";
 /// ttyd's port inside the container.

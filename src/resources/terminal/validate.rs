@@ -4,53 +4,48 @@ use std::net::IpAddr;
 
 use super::{RESERVED_LABELS, TerminalState};
 use crate::protocol::{AttrPath, Diagnostic, Diagnostics};
-
-// --- validation ---
+use crate::validate::{self, check, invalid};
 
 pub(super) fn validate_config(config: &TerminalState) -> Diagnostics {
     let mut diags = Diagnostics::new();
-    let mut check = |name: &str, result: Result<(), String>, summary: &str| {
-        if let Err(why) = result {
-            diags.push(Diagnostic::attr_error(AttrPath::root(name), summary, why));
-        }
-    };
+    let root = AttrPath::root;
     if let Some(v) = config.name.known() {
-        check("name", validate_name(v), "Invalid terminal name");
+        check(&mut diags, root("name"), validate::name(v));
     }
     if let Some(v) = config.target_host.known() {
-        check("target_host", validate_target_host(v), "Invalid target_host");
+        check(&mut diags, root("target_host"), validate::host(v));
     }
     if let Some(v) = config.target_port.known() {
-        check("target_port", port(*v).map(|_| ()), "Invalid target_port");
+        check(&mut diags, root("target_port"), validate::port(*v).map(|_| ()));
     }
     if let Some(v) = config.ssh_user.known() {
-        check("ssh_user", validate_ssh_user(v), "Invalid ssh_user");
+        check(&mut diags, root("ssh_user"), validate::user(v));
     }
     if let Some(v) = config.ssh_private_key.known() {
-        check("ssh_private_key", validate_private_key(v), "Invalid ssh_private_key");
+        check(&mut diags, root("ssh_private_key"), validate_private_key(v));
     }
     if let Some(v) = config.image.known() {
-        check("image", validate_image(v), "Invalid image");
+        check(&mut diags, root("image"), validate_image(v));
     }
     if let Some(v) = config.network.known() {
-        check("network", validate_network(v), "Invalid network");
+        check(&mut diags, root("network"), validate_network(v));
     }
     if let Some(v) = config.gateway.known() {
-        check("gateway", validate_network(v), "Invalid gateway");
+        check(&mut diags, root("gateway"), validate_network(v));
     }
     if let Some(v) = config.hostname.known() {
-        check("hostname", crate::validate::domain(v), "Invalid hostname");
+        check(&mut diags, root("hostname"), validate::domain(v));
     }
     if let Some(v) = config.traefik_entrypoint.known() {
-        check("traefik_entrypoint", validate_token(v), "Invalid traefik_entrypoint");
+        check(&mut diags, root("traefik_entrypoint"), validate_token(v));
     }
     if let Some(v) = config.traefik_cert_resolver.known() {
-        check("traefik_cert_resolver", validate_token(v), "Invalid traefik_cert_resolver");
+        check(&mut diags, root("traefik_cert_resolver"), validate_token(v));
     }
     if let Some(v) = config.max_clients.known()
         && !(1..=10_000).contains(v)
     {
-        check("max_clients", Err(format!("{v}: must be between 1 and 10000")), "Invalid max_clients");
+        diags.push(invalid(root("max_clients"), format!("{v}: must be between 1 and 10000")));
     }
     if let Some(labels) = config.labels.known() {
         let traefik = config.traefik.known() != Some(&false);
@@ -61,85 +56,33 @@ pub(super) fn validate_config(config: &TerminalState) -> Diagnostics {
         }
     }
     if let Some(publish) = config.publish.known() {
-        let path = AttrPath::root("publish");
-        if let Some(ip) = publish.host_ip.known()
-            && ip.parse::<IpAddr>().is_err()
-        {
-            diags.push(Diagnostic::attr_error(
-                path.clone().attr("host_ip"),
-                "Invalid host_ip",
-                format!("`{ip}` is not an IP address"),
-            ));
+        if let Some(ip) = publish.host_ip.known() {
+            let ok = ip.parse::<IpAddr>().map(|_| ()).map_err(|_| format!("`{ip}` is not an IP address"));
+            check(&mut diags, root("publish").attr("host_ip"), ok);
         }
-        if let Some(p) = publish.host_port.known()
-            && let Err(why) = port(*p)
-        {
-            diags.push(Diagnostic::attr_error(path.attr("host_port"), "Invalid host_port", why));
+        if let Some(p) = publish.host_port.known() {
+            check(&mut diags, root("publish").attr("host_port"), validate::port(*p).map(|_| ()));
         }
     }
     if let Some(cred) = config.credential.known() {
-        let path = AttrPath::root("credential");
         if let Some(u) = cred.username.known()
             && (u.is_empty() || u.contains(':') || u.chars().any(char::is_control))
         {
-            diags.push(Diagnostic::attr_error(
-                path.clone().attr("username"),
-                "Invalid username",
+            diags.push(invalid(
+                root("credential").attr("username"),
                 "must be non-empty, without `:` or control characters",
             ));
         }
         if let Some(p) = cred.password.known()
             && (p.is_empty() || p.chars().any(char::is_control))
         {
-            diags.push(Diagnostic::attr_error(
-                path.attr("password"),
-                "Invalid password",
-                "must be non-empty, without control characters",
-            ));
+            diags.push(invalid(root("credential").attr("password"), "must be non-empty, without control characters"));
         }
     }
     if let Err(bad) = config.timeouts() {
         diags.extend(bad);
     }
     diags
-}
-
-/// Container (and Traefik router) name: DNS-label-like so it is safe in labels and rules.
-pub fn validate_name(name: &str) -> Result<(), String> {
-    let ok = !name.is_empty()
-        && name.len() <= 63
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !name.starts_with('-')
-        && !name.ends_with('-');
-    if ok { Ok(()) } else { Err(format!("`{name}`: use 1-63 characters [a-z0-9-], not starting or ending with '-'")) }
-}
-
-/// A hostname or an IP address; never something ssh could take for an option.
-pub fn validate_target_host(host: &str) -> Result<(), String> {
-    if host.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let ok = !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-        });
-    if ok { Ok(()) } else { Err(format!("`{host}` is neither an IP address nor a host name")) }
-}
-
-/// POSIX-portable user names, as `useradd` accepts them.
-pub fn validate_ssh_user(user: &str) -> Result<(), String> {
-    let mut bytes = user.bytes();
-    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
-    let rest_ok = bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if first_ok && rest_ok && user.len() <= 32 {
-        Ok(())
-    } else {
-        Err(format!("`{user}`: use [a-z_][a-z0-9_-]*, at most 32 characters"))
-    }
 }
 
 pub(super) fn validate_private_key(key: &str) -> Result<(), String> {
@@ -181,10 +124,6 @@ pub(super) fn validate_user_label(key: &str, traefik: bool) -> Result<(), String
         return Err(format!("`{key}`: traefik.* labels are set by the provider while `traefik = true`"));
     }
     if key.is_empty() { Err("empty label key".into()) } else { Ok(()) }
-}
-
-pub(super) fn port(n: i64) -> Result<u16, String> {
-    u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("{n}: must be a port between 1 and 65535"))
 }
 
 #[cfg(test)]
