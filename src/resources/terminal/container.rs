@@ -11,9 +11,9 @@ use super::{
 };
 use crate::backends::docker::{ContainerInfo, ContainerSpec, PortPublish};
 use crate::lifecycle::MANAGED_LABEL;
-use crate::protocol::{Attr, AttrPath, Diagnostic, Diagnostics};
+use crate::protocol::{Attr, AttrPath, Diagnostics};
 use crate::resources::gateway::route::{ENTRYPOINT_HTTP, ENTRYPOINT_HTTPS, GatewayRoute, LABEL_GATEWAY};
-use crate::validate::port;
+use crate::validate::{invalid, missing, port};
 
 // --- what the container looks like ---
 
@@ -42,25 +42,16 @@ pub struct TerminalSettings {
     pub labels: BTreeMap<String, String>,
 }
 
-pub(super) fn missing(attr: &str) -> Diagnostics {
-    Diagnostic::attr_error(
-        AttrPath::root(attr),
-        format!("`{attr}` is not known"),
-        "This is a bug in the provider's plan.",
-    )
-    .into()
-}
-
 impl TerminalSettings {
     pub fn from_state(s: &TerminalState) -> Result<Self, Diagnostics> {
-        let string = |a: &Attr<String>, name: &str| a.known().cloned().ok_or_else(|| missing(name));
+        let string = |a: &Attr<String>, name: &str| {
+            a.known().cloned().ok_or_else(|| Diagnostics::from(missing(AttrPath::root(name))))
+        };
         let publish = match s.publish.known() {
             None => None,
             Some(p) => {
                 let host_port = match p.host_port.known() {
-                    Some(n) => Some(port(*n).map_err(|why| {
-                        Diagnostic::attr_error(AttrPath::root("publish").attr("host_port"), "Invalid host_port", why)
-                    })?),
+                    Some(n) => Some(port(*n).map_err(|why| invalid(AttrPath::root("publish").attr("host_port"), why))?),
                     None => None,
                 };
                 Some((p.host_ip.known().cloned().unwrap_or_else(|| "127.0.0.1".into()), host_port))
@@ -74,7 +65,7 @@ impl TerminalSettings {
             name: string(&s.name, "name")?,
             target_host: string(&s.target_host, "target_host")?,
             target_port: port(s.target_port.known().copied().unwrap_or(22))
-                .map_err(|why| Diagnostic::attr_error(AttrPath::root("target_port"), "Invalid target_port", why))?,
+                .map_err(|why| invalid(AttrPath::root("target_port"), why))?,
             ssh_user: s.ssh_user.known().cloned().unwrap_or_else(|| DEFAULT_SSH_USER.into()),
             image: s.image.known().cloned().unwrap_or_else(|| DEFAULT_IMAGE.into()),
             network: s.network.known().cloned(),
@@ -93,7 +84,11 @@ impl TerminalSettings {
                 None => BTreeMap::new(),
                 Some(map) => map
                     .iter()
-                    .map(|(k, v)| v.known().map(|v| (k.clone(), v.clone())).ok_or_else(|| missing("labels")))
+                    .map(|(k, v)| {
+                        v.known()
+                            .map(|v| (k.clone(), v.clone()))
+                            .ok_or_else(|| Diagnostics::from(missing(AttrPath::root("labels"))))
+                    })
                     .collect::<Result<_, _>>()?,
             },
         })

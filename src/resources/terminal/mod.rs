@@ -15,22 +15,24 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::backends::docker::{ContainerInfo, DockerClient, DockerError, UploadFile};
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts};
+use crate::backends::docker::{ContainerInfo, DockerClient, UploadFile};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, shell_command};
+use crate::protocol::diag::error_chain;
 use crate::protocol::{
-    Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
-    Schema, Type, Value, log,
+    Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
+    Resource, Schema, Type, log,
 };
 use crate::resources::docker_client::DockerConnection;
 use crate::resources::gateway::route::LABEL_GATEWAY;
 use crate::settings::ProviderHandle;
+use crate::validate::missing;
 
 mod container;
 mod ready;
 mod validate;
 
 pub use container::{TerminalSettings, ttyd_address};
-use container::{missing, state_from_container, user_labels};
+use container::{state_from_container, user_labels};
 use ready::{probe_ttyd, resolve_gateway, wait_ready, wait_unrouted};
 use validate::validate_config;
 pub use validate::validate_image;
@@ -171,14 +173,10 @@ fn schema_block() -> Block {
             replace(Attribute::string("target_host").required().description(
                 "Address of the machine to SSH into, usually `lab_vm.<name>.ip`. Reached from the container.",
             )),
-            replace(
-                Attribute::number("target_port")
-                    .default(Value::Number(crate::protocol::Number::Int(22)))
-                    .description("SSH port of the target."),
-            ),
+            replace(Attribute::number("target_port").default_int(22).description("SSH port of the target.")),
             replace(
                 Attribute::string("ssh_user")
-                    .default(Value::String(DEFAULT_SSH_USER.into()))
+                    .default_str(DEFAULT_SSH_USER)
                     .description("User to log in as on the target."),
             ),
             Attribute::string("ssh_private_key").required().sensitive().description(
@@ -186,11 +184,11 @@ fn schema_block() -> Block {
                  ttyd user before it starts; never put in environment, command line, labels or logs. Changing \
                  it replaces the container.",
             ),
-            replace(Attribute::string("image").default(Value::String(DEFAULT_IMAGE.into())).description(
+            replace(Attribute::string("image").default_str(DEFAULT_IMAGE).description(
                 "Image with `ttyd` and an `ssh` client on its `PATH`. The default upstream image needs an ssh \
                  client added: see the docs.",
             )),
-            Attribute::bool("pull_image").default(Value::Bool(false)).description(
+            Attribute::bool("pull_image").default_bool(false).description(
                 "Pull `image` when the Docker host does not have it (otherwise a missing image is an error).",
             ),
             replace(
@@ -207,18 +205,18 @@ fn schema_block() -> Block {
                  entrypoints; `url` is then the student's URL, and create waits until it answers through the \
                  gateway (HTTP 200 and a websocket upgrade on `/ws`). `traefik_*` and `network` are not used.",
             )),
-            replace(Attribute::bool("traefik").default(Value::Bool(true)).description(
+            replace(Attribute::bool("traefik").default_bool(true).description(
                 "Add Traefik labels routing `hostname` to ttyd (router, service, port and, with `network`, \
                  `traefik.docker.network`).",
             )),
             replace(
                 Attribute::string("traefik_entrypoint")
-                    .default(Value::String(DEFAULT_ENTRYPOINT.into()))
+                    .default_str(DEFAULT_ENTRYPOINT)
                     .description("Traefik entrypoint of the router."),
             ),
             replace(
                 Attribute::bool("traefik_tls")
-                    .default(Value::Bool(true))
+                    .default_bool(true)
                     .description("Serve the router over TLS: `url` is then `https://`."),
             ),
             replace(
@@ -262,7 +260,7 @@ fn schema_block() -> Block {
             ),
             replace(
                 Attribute::bool("writable")
-                    .default(Value::Bool(true))
+                    .default_bool(true)
                     .description("Let the browser type into the terminal (false gives a read-only view)."),
             ),
             replace(
@@ -275,7 +273,7 @@ fn schema_block() -> Block {
                  (`lab.managed`, `lab.terminal`, ...) and, with `traefik`, `traefik.*` are rejected. Docker cannot \
                  change labels in place: changing them replaces the container.",
             )),
-            Attribute::bool("running").default(Value::Bool(true)).description(
+            Attribute::bool("running").default_bool(true).description(
                 "Whether the container runs. A container stopped out of band shows as a change \
                  back to true and is started in place.",
             ),
@@ -354,8 +352,7 @@ impl Resource for TerminalResource {
         if prior.ssh_private_key != planned.state.ssh_private_key {
             let same_key = match (&prior.ssh_private_key, planned.state.ssh_private_key.known(), prior.id.known()) {
                 (Attr::Null, Some(key), Some(id)) => {
-                    let info =
-                        self.docker()?.inspect_container(id).await.map_err(docker_diag("Reading the terminal"))?;
+                    let info = self.docker()?.inspect_container(id).await.or_diag("Reading the terminal")?;
                     info.is_some_and(|i| i.labels.get(LABEL_KEY_SHA256) == Some(&key_digest(key)))
                 }
                 _ => false,
@@ -371,21 +368,23 @@ impl Resource for TerminalResource {
         let docker = self.docker()?;
         let mut settings = TerminalSettings::from_state(&planned)?;
         settings.route = resolve_gateway(docker, settings.gateway_ref.as_deref()).await?;
-        let key = planned.ssh_private_key.known().cloned().ok_or_else(|| missing("ssh_private_key"))?;
+        let key = planned.ssh_private_key.known().cloned().ok_or_else(|| missing(AttrPath::root("ssh_private_key")))?;
         docker
             .ensure_image(&settings.image, planned.pull_image.known() == Some(&true))
             .await
-            .map_err(docker_diag("Preparing the terminal image"))?;
-        let image = docker.image_config(&settings.image).await.map_err(docker_diag("Preparing the terminal image"))?;
+            .or_diag("Preparing the terminal image")?;
+        let image = docker.image_config(&settings.image).await.or_diag("Preparing the terminal image")?;
 
         let spec = settings.container_spec(&key_digest(&key));
         let mut rollback = Rollback::new();
         let result = async {
-            let id = docker.create_container(&spec).await.map_err(docker_diag("Creating the terminal container"))?;
+            let id = docker.create_container(&spec).await.or_diag("Creating the terminal container")?;
             let (undo_client, undo_id) = (docker.clone(), id.clone());
-            rollback.push(format!("creating container {}", spec.name), async move {
-                undo_client.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e))
-            });
+            rollback.push_with_manual(
+                format!("container {}", spec.name),
+                shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
+                async move { undo_client.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
+            );
             let key_file = UploadFile {
                 path: KEY_PATH.into(),
                 contents: normalized_key(&key).into_bytes(),
@@ -396,8 +395,8 @@ impl Resource for TerminalResource {
             docker
                 .upload_files(&id, &[key_file], image.user.is_some())
                 .await
-                .map_err(docker_diag("Uploading the SSH key into the terminal container"))?;
-            docker.start_container(&id).await.map_err(docker_diag("Starting the terminal container"))?;
+                .or_diag("Uploading the SSH key into the terminal container")?;
+            docker.start_container(&id).await.or_diag("Starting the terminal container")?;
             let started = std::time::Instant::now();
             let timeout = planned.create_timeout()?;
             let info = wait_ready(docker, &id, &settings, timeout, ctx).await?;
@@ -412,24 +411,14 @@ impl Resource for TerminalResource {
             Ok::<_, Diagnostics>(info)
         }
         .await;
-        match result {
-            Ok(info) => {
-                rollback.commit();
-                Ok(state_from_info(planned, &info, &settings, true))
-            }
-            Err(mut diags) => {
-                for failure in rollback.run().await {
-                    diags.push(Diagnostic::warning("Cleanup after the failed create did not finish", failure));
-                }
-                Err(diags)
-            }
-        }
+        let info = rollback.finish(result).await?;
+        Ok(state_from_info(planned, &info, &settings, true))
     }
 
     async fn read(&self, current: TerminalState, _ctx: &OpContext) -> Result<Option<TerminalState>, Diagnostics> {
         let docker = self.docker()?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(None) };
-        let Some(info) = docker.inspect_container(&id).await.map_err(docker_diag("Reading the terminal"))? else {
+        let Some(info) = docker.inspect_container(&id).await.or_diag("Reading the terminal")? else {
             return Ok(None);
         };
         let mut settings = TerminalSettings::from_state(&current)?;
@@ -451,16 +440,16 @@ impl Resource for TerminalResource {
         ctx: &OpContext,
     ) -> Result<TerminalState, Diagnostics> {
         let docker = self.docker()?;
-        let id = prior.id.known().cloned().ok_or_else(|| missing("id"))?;
+        let id = prior.id.known().cloned().ok_or_else(|| missing(AttrPath::root("id")))?;
         let mut settings = TerminalSettings::from_state(&planned)?;
         settings.route = resolve_gateway(docker, settings.gateway_ref.as_deref()).await?;
         if planned.running.known() == Some(&false) {
-            docker.stop_container(&id, STOP_GRACE).await.map_err(docker_diag("Stopping the terminal"))?;
+            docker.stop_container(&id, STOP_GRACE).await.or_diag("Stopping the terminal")?;
         } else {
-            docker.start_container(&id).await.map_err(docker_diag("Starting the terminal"))?;
+            docker.start_container(&id).await.or_diag("Starting the terminal")?;
         }
         let info = if planned.running.known() == Some(&false) {
-            docker.inspect_container(&id).await.map_err(docker_diag("Reading the terminal"))?.ok_or_else(gone)?
+            docker.inspect_container(&id).await.or_diag("Reading the terminal")?.ok_or_else(gone)?
         } else {
             wait_ready(docker, &id, &settings, planned.create_timeout()?, ctx).await?
         };
@@ -489,7 +478,7 @@ impl Resource for TerminalResource {
         };
         tokio::select! {
             result = tokio::time::timeout(timeout, work) => match result {
-                Ok(done) => done.map(|_| ()).map_err(docker_diag("Deleting the terminal")),
+                Ok(done) => done.map(|_| ()).or_diag("Deleting the terminal"),
                 Err(_) => Err(Diagnostic::error("Deleting the terminal timed out", format!("container {id} after {timeout:?}")).into()),
             },
             _ = ctx.cancel.cancelled() => Err(Diagnostic::error("Deleting the terminal was cancelled", format!("container {id}")).into()),
@@ -498,7 +487,7 @@ impl Resource for TerminalResource {
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<TerminalState>, Diagnostics> {
         let docker = self.docker()?;
-        let Some(info) = docker.inspect_container(id).await.map_err(docker_diag("Importing the terminal"))? else {
+        let Some(info) = docker.inspect_container(id).await.or_diag("Importing the terminal")? else {
             return Ok(None);
         };
         if info.labels.get(MANAGED_LABEL).map(String::as_str) != Some("true")
@@ -570,21 +559,6 @@ fn gone() -> Diagnostics {
         "It was removed while being updated; apply again to re-create it.",
     )
     .into()
-}
-
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-fn docker_diag(what: &'static str) -> impl Fn(DockerError) -> Diagnostics {
-    move |e| Diagnostic::from_error(what, &e).into()
 }
 
 #[cfg(test)]

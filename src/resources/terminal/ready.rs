@@ -4,10 +4,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use super::container::{TerminalSettings, ttyd_address};
-use super::{PROBE_INTERVAL, PROBE_TIMEOUT, docker_diag, error_chain};
+use super::{PROBE_INTERVAL, PROBE_TIMEOUT};
 use crate::backends::docker::{ContainerInfo, DockerClient};
 use crate::lifecycle::{WaitError, wait_until};
-use crate::protocol::{AttrPath, Diagnostic, Diagnostics, OpContext};
+use crate::protocol::diag::error_chain;
+use crate::protocol::{AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext};
 use crate::resources::gateway::is_gateway;
 use crate::resources::gateway::route::{GatewayRoute, http_status, terminal_routed};
 
@@ -40,7 +41,7 @@ pub(super) async fn resolve_gateway(
     let info = docker
         .inspect_container(reference)
         .await
-        .map_err(docker_diag("Reading the terminal's gateway"))?
+        .or_diag("Reading the terminal's gateway")?
         .ok_or_else(|| not_usable(format!("no container `{reference}` on {}", docker.host())))?;
     if !is_gateway(&info) {
         return Err(not_usable(format!("container `{reference}` was not made by lab_gateway")));
