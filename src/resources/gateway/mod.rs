@@ -20,13 +20,13 @@ use serde::{Deserialize, Serialize};
 use self::container::{GatewaySettings, LABEL_TLS_SHA256, Listen, TlsListen, read_back, tls_digest};
 use self::route::{GatewayRoute, LABEL_GATEWAY, LABEL_ROLE, ROLE_GATEWAY, probe_address};
 use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, WaitError, shell_command, wait_until};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
     Resource, Schema, log,
 };
-use crate::resources::docker_client::DockerConnection;
+use crate::resources::docker_client::{self, DockerConnection, Poll};
 use crate::settings::ProviderHandle;
 use crate::validate::{invalid, missing, port};
 
@@ -558,33 +558,12 @@ async fn wait_ready(
     ctx: &OpContext,
 ) -> Result<ContainerInfo, Diagnostics> {
     let what = format!("gateway `{name}` (Traefik answering on its entrypoint)");
-    let outcome = wait_until(&what, timeout, PROBE_INTERVAL, &ctx.cancel, || async {
-        let info = match docker.inspect_container(id).await {
-            Ok(Some(info)) => info,
-            Ok(None) => return Ok(Some(Err(format!("container {id} disappeared while starting")))),
-            Err(e) => return Err(e.to_string()),
-        };
-        if !info.running {
-            return Ok(Some(Err(format!(
-                "container {} stopped ({}, exit code {}); see `docker logs {}`",
-                info.name,
-                info.status,
-                info.exit_code.map_or("unknown".into(), |c| c.to_string()),
-                info.name
-            ))));
-        }
+    let poll = Poll { timeout, interval: PROBE_INTERVAL };
+    docker_client::wait_ready(docker, id, "gateway", &what, poll, ctx, |info| async move {
         gateway_answers(&info).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(Some(Ok(info)))
+        Ok(info)
     })
-    .await;
-    match outcome {
-        Ok(Ok(info)) => Ok(info),
-        Ok(Err(why)) => Err(Diagnostic::error("The gateway container did not stay up", why).into()),
-        Err(e @ WaitError::Timeout { .. }) => {
-            Err(Diagnostic::from_error("The gateway did not become ready", &e).into())
-        }
-        Err(e @ WaitError::Cancelled { .. }) => Err(Diagnostic::from_error("Stopped by Terraform", &e).into()),
-    }
+    .await
 }
 
 // --- state <-> container ---

@@ -6,9 +6,9 @@ use std::time::Duration;
 use super::container::{TerminalSettings, ttyd_address};
 use super::{PROBE_INTERVAL, PROBE_TIMEOUT};
 use crate::backends::docker::{ContainerInfo, DockerClient};
-use crate::lifecycle::{WaitError, wait_until};
-use crate::protocol::diag::error_chain;
+use crate::lifecycle::wait_until;
 use crate::protocol::{AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext};
+use crate::resources::docker_client::{self, Poll};
 use crate::resources::gateway::is_gateway;
 use crate::resources::gateway::route::{GatewayRoute, http_status, terminal_routed};
 
@@ -119,31 +119,11 @@ pub(super) async fn wait_ready(
         "terminal `{}` (ttyd HTTP and SSH to {}:{})",
         settings.name, settings.target_host, settings.target_port
     );
-    let outcome = wait_until(&what, timeout, PROBE_INTERVAL, &ctx.cancel, || async {
-        let info = match docker.inspect_container(id).await {
-            Ok(Some(info)) => info,
-            Ok(None) => return Ok(Some(Err(format!("container {id} disappeared while starting")))),
-            Err(e) => return Err(error_chain(&e)),
-        };
-        if !info.running {
-            return Ok(Some(Err(format!(
-                "container {} stopped ({}, exit code {})",
-                info.name,
-                info.status,
-                info.exit_code.map_or("unknown".into(), |c| c.to_string())
-            ))));
-        }
+    let poll = Poll { timeout, interval: PROBE_INTERVAL };
+    docker_client::wait_ready(docker, id, "terminal", &what, poll, ctx, |info| async move {
         probe_ttyd(&info, settings).await.map_err(|e| e.to_string())?;
         probe_ssh(settings).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(Some(Ok(info)))
+        Ok(info)
     })
-    .await;
-    match outcome {
-        Ok(Ok(info)) => Ok(info),
-        Ok(Err(why)) => Err(Diagnostic::error("The terminal container did not stay up", why).into()),
-        Err(e @ WaitError::Timeout { .. }) => {
-            Err(Diagnostic::from_error("The terminal did not become ready", &e).into())
-        }
-        Err(e @ WaitError::Cancelled { .. }) => Err(Diagnostic::from_error("Stopped by Terraform", &e).into()),
-    }
+    .await
 }
