@@ -93,3 +93,22 @@ where
         Err(e @ WaitError::Cancelled { .. }) => Err(Diagnostic::from_error("Stopped by Terraform", &e).into()),
     }
 }
+
+/// Delete container `id` by `work`, within `timeout` and until Terraform cancels; `failed` turns
+/// `work`'s error into diagnostics.
+pub async fn delete_within<T>(
+    noun: &str,
+    id: &str,
+    timeout: Duration,
+    ctx: &OpContext,
+    work: impl Future<Output = Result<T, DockerError>>,
+    failed: impl FnOnce(DockerError) -> Diagnostics,
+) -> Result<(), Diagnostics> {
+    tokio::select! {
+        result = tokio::time::timeout(timeout, work) => match result {
+            Ok(done) => done.map(|_| ()).map_err(failed),
+            Err(_) => Err(Diagnostic::error(format!("Deleting the {noun} timed out"), format!("container {id} after {timeout:?}")).into()),
+        },
+        _ = ctx.cancel.cancelled() => Err(Diagnostic::error(format!("Deleting the {noun} was cancelled"), format!("container {id}")).into()),
+    }
+}

@@ -280,17 +280,14 @@ impl Resource for GatewayResource {
             docker.remove_container(&id).await?;
             docker.remove_network(&name).await
         };
-        tokio::select! {
-            result = tokio::time::timeout(timeout, work) => match result {
-                Ok(done) => done.map(|_| ()).map_err(|e| match e {
-                    DockerError::NetworkInUse { .. } => Diagnostic::from_error(
-                        "The gateway's network still has containers: destroy its terminals first", &e).into(),
-                    e => Diagnostic::from_error("Deleting the gateway", &e).into(),
-                }),
-                Err(_) => Err(Diagnostic::error("Deleting the gateway timed out", format!("container {id} after {timeout:?}")).into()),
-            },
-            _ = ctx.cancel.cancelled() => Err(Diagnostic::error("Deleting the gateway was cancelled", format!("container {id}")).into()),
-        }
+        docker_client::delete_within("gateway", &id, timeout, ctx, work, |e| match e {
+            DockerError::NetworkInUse { .. } => {
+                Diagnostic::from_error("The gateway's network still has containers: destroy its terminals first", &e)
+                    .into()
+            }
+            e => Diagnostic::from_error("Deleting the gateway", &e).into(),
+        })
+        .await
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<GatewayState>, Diagnostics> {

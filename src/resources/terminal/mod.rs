@@ -22,7 +22,7 @@ use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
     Resource, Schema, Type, log,
 };
-use crate::resources::docker_client::DockerConnection;
+use crate::resources::docker_client::{self, DockerConnection};
 use crate::resources::gateway::route::LABEL_GATEWAY;
 use crate::settings::ProviderHandle;
 use crate::validate::missing;
@@ -476,13 +476,10 @@ impl Resource for TerminalResource {
             }
             docker.remove_container(&id).await
         };
-        tokio::select! {
-            result = tokio::time::timeout(timeout, work) => match result {
-                Ok(done) => done.map(|_| ()).or_diag("Deleting the terminal"),
-                Err(_) => Err(Diagnostic::error("Deleting the terminal timed out", format!("container {id} after {timeout:?}")).into()),
-            },
-            _ = ctx.cancel.cancelled() => Err(Diagnostic::error("Deleting the terminal was cancelled", format!("container {id}")).into()),
-        }
+        docker_client::delete_within("terminal", &id, timeout, ctx, work, |e| {
+            Diagnostic::from_error("Deleting the terminal", &e).into()
+        })
+        .await
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<TerminalState>, Diagnostics> {
