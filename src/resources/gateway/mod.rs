@@ -387,7 +387,6 @@ fn schema_block() -> Block {
 // --- validation ---
 
 fn validate_config(config: &GatewayState) -> Diagnostics {
-    use crate::resources::terminal::validate_image;
     let mut diags = Diagnostics::new();
     let mut check = |path: AttrPath, result: Result<(), String>| {
         if let Err(why) = result {
@@ -398,7 +397,7 @@ fn validate_config(config: &GatewayState) -> Diagnostics {
         check(AttrPath::root("name"), crate::validate::name(v));
     }
     if let Some(v) = config.image.known() {
-        check(AttrPath::root("image"), validate_image(v));
+        check(AttrPath::root("image"), crate::validate::image(v));
     }
     if let Some(v) = config.docker_socket.known() {
         check(AttrPath::root("docker_socket"), validate_socket_path(v));

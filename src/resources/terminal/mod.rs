@@ -35,7 +35,6 @@ pub use container::{TerminalSettings, ttyd_address};
 use container::{state_from_container, user_labels};
 use ready::{probe_ttyd, resolve_gateway, wait_ready, wait_unrouted};
 use validate::validate_config;
-pub use validate::validate_image;
 
 const TYPE_NAME: &str = "lab_terminal";
 /// ttyd's port inside the container.

@@ -25,7 +25,7 @@ pub(super) fn validate_config(config: &TerminalState) -> Diagnostics {
         check(&mut diags, root("ssh_private_key"), validate_private_key(v));
     }
     if let Some(v) = config.image.known() {
-        check(&mut diags, root("image"), validate_image(v));
+        check(&mut diags, root("image"), validate::image(v));
     }
     if let Some(v) = config.network.known() {
         check(&mut diags, root("network"), validate_network(v));
@@ -93,14 +93,6 @@ pub(super) fn validate_private_key(key: &str) -> Result<(), String> {
         // Never echo the value: it is a secret even when malformed.
         Err("expected a PEM private key (`-----BEGIN OPENSSH PRIVATE KEY-----` ...)".into())
     }
-}
-
-pub fn validate_image(image: &str) -> Result<(), String> {
-    let ok = !image.is_empty()
-        && image.len() <= 255
-        && !image.starts_with('-')
-        && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"./:_-@".contains(&b));
-    if ok { Ok(()) } else { Err(format!("`{image}` is not an image reference like `registry/name:tag`")) }
 }
 
 pub(super) fn validate_network(net: &str) -> Result<(), String> {
