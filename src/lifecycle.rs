@@ -164,12 +164,6 @@ impl Rollback {
             }
         }
     }
-    /// The create failed: undo everything, newest first. Returns the undo steps that failed
-    /// (to be reported next to the original error: something may be left behind). `finish`
-    /// does this and reports them.
-    pub async fn run(self) -> Vec<String> {
-        self.undo().await.into_iter().map(|(what, why, _)| format!("undoing {what}: {why}")).collect()
-    }
     /// (what, why undoing it failed, how to remove it by hand) of each step that failed.
     async fn undo(self) -> Vec<(String, String, Option<String>)> {
         let mut failures = Vec::new();
@@ -240,9 +234,14 @@ mod tests {
                 if i == 1 { Err("busy".to_string()) } else { Ok(()) }
             });
         }
-        let failures = rb.run().await;
+        let failed: Result<(), Diagnostics> = Err(Diagnostic::error("Creating", "boom").into());
+        let diags = rb.finish(failed).await.unwrap_err();
         assert_eq!(*log.lock().unwrap(), vec![2, 1, 0]);
-        assert_eq!(failures, vec!["undoing step 1: busy".to_string()]);
+        let failures: Vec<(&str, &str)> =
+            diags.0[1..].iter().map(|d| (d.summary.as_str(), d.detail.as_str())).collect();
+        assert_eq!(failures.len(), 1);
+        assert_eq!(failures[0].0, "Cleanup after the failed create left step 1 behind");
+        assert!(failures[0].1.contains("busy"), "{failures:?}");
     }
 
     #[tokio::test]

@@ -104,6 +104,15 @@ pub fn duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// A container image reference (`registry/name:tag`, `name@sha256:...`), never an option.
+pub fn image(image: &str) -> Result<(), String> {
+    let ok = !image.is_empty()
+        && image.len() <= 255
+        && !image.starts_with('-')
+        && image.bytes().all(|b| b.is_ascii_alphanumeric() || b"./:_-@".contains(&b));
+    if ok { Ok(()) } else { Err(format!("`{image}` is not an image reference like `registry/name:tag`")) }
+}
+
 /// A path on the host that does not depend on the provider's working directory.
 pub fn absolute_path(path: &str) -> Result<(), String> {
     if Path::new(path).is_absolute() { Ok(()) } else { Err(format!("`{path}` is not an absolute path")) }

@@ -2,9 +2,12 @@
 //! the provider's `docker_host` on first use and cached.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use crate::backends::docker::{DockerClient, DockerError, DockerHost, TlsFiles};
-use crate::protocol::{Diagnostic, Diagnostics};
+use crate::backends::docker::{ContainerInfo, DockerClient, DockerError, DockerHost, TlsFiles};
+use crate::lifecycle::{WaitError, wait_until};
+use crate::protocol::diag::error_chain;
+use crate::protocol::{Diagnostic, Diagnostics, OpContext};
 use crate::settings::ProviderHandle;
 
 pub struct DockerConnection {
@@ -39,4 +42,73 @@ impl DockerConnection {
 /// `tcp://` daemons use TLS when the settings found the Docker CLI's files (`Settings::docker_tls`).
 fn connect(host: &str, tls: Option<TlsFiles>) -> Result<DockerClient, DockerError> {
     DockerClient::connect(&DockerHost::parse(host, tls)?)
+}
+
+/// How long and how often `wait_ready` polls.
+pub struct Poll {
+    pub timeout: Duration,
+    pub interval: Duration,
+}
+
+/// Wait until container `id` runs and `probe` accepts it (`what` says what is awaited, `noun`
+/// names the resource in the diagnostics: "terminal", "gateway"). A container that exits fails at
+/// once with its exit code instead of waiting out the timeout.
+pub async fn wait_ready<F, Fut>(
+    docker: &DockerClient,
+    id: &str,
+    noun: &str,
+    what: &str,
+    poll: Poll,
+    ctx: &OpContext,
+    probe: F,
+) -> Result<ContainerInfo, Diagnostics>
+where
+    F: Fn(ContainerInfo) -> Fut,
+    Fut: Future<Output = Result<ContainerInfo, String>>,
+{
+    let outcome = wait_until(what, poll.timeout, poll.interval, &ctx.cancel, || async {
+        let info = match docker.inspect_container(id).await {
+            Ok(Some(info)) => info,
+            Ok(None) => return Ok(Some(Err(format!("container {id} disappeared while starting")))),
+            Err(e) => return Err(error_chain(&e)),
+        };
+        if !info.running {
+            return Ok(Some(Err(format!(
+                "container {} stopped ({}, exit code {}); see `docker logs {}`",
+                info.name,
+                info.status,
+                info.exit_code.map_or("unknown".into(), |c| c.to_string()),
+                info.name
+            ))));
+        }
+        probe(info).await.map(|info| Some(Ok(info)))
+    })
+    .await;
+    match outcome {
+        Ok(Ok(info)) => Ok(info),
+        Ok(Err(why)) => Err(Diagnostic::error(format!("The {noun} container did not stay up"), why).into()),
+        Err(e @ WaitError::Timeout { .. }) => {
+            Err(Diagnostic::from_error(format!("The {noun} did not become ready"), &e).into())
+        }
+        Err(e @ WaitError::Cancelled { .. }) => Err(Diagnostic::from_error("Stopped by Terraform", &e).into()),
+    }
+}
+
+/// Delete container `id` by `work`, within `timeout` and until Terraform cancels; `failed` turns
+/// `work`'s error into diagnostics.
+pub async fn delete_within<T>(
+    noun: &str,
+    id: &str,
+    timeout: Duration,
+    ctx: &OpContext,
+    work: impl Future<Output = Result<T, DockerError>>,
+    failed: impl FnOnce(DockerError) -> Diagnostics,
+) -> Result<(), Diagnostics> {
+    tokio::select! {
+        result = tokio::time::timeout(timeout, work) => match result {
+            Ok(done) => done.map(|_| ()).map_err(failed),
+            Err(_) => Err(Diagnostic::error(format!("Deleting the {noun} timed out"), format!("container {id} after {timeout:?}")).into()),
+        },
+        _ = ctx.cancel.cancelled() => Err(Diagnostic::error(format!("Deleting the {noun} was cancelled"), format!("container {id}")).into()),
+    }
 }

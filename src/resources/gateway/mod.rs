@@ -20,13 +20,15 @@ use serde::{Deserialize, Serialize};
 use self::container::{GatewaySettings, LABEL_TLS_SHA256, Listen, TlsListen, read_back, tls_digest};
 use self::route::{GatewayRoute, LABEL_GATEWAY, LABEL_ROLE, ROLE_GATEWAY, probe_address};
 use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, WaitError, wait_until};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, shell_command};
+use crate::protocol::diag::error_chain;
 use crate::protocol::{
-    Attr, AttrPath, Attribute, Block, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned, Resource,
-    Schema, Value, log,
+    Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
+    Resource, Schema, log,
 };
-use crate::resources::docker_client::DockerConnection;
+use crate::resources::docker_client::{self, DockerConnection, Poll};
 use crate::settings::ProviderHandle;
+use crate::validate::{invalid, missing, port};
 
 const TYPE_NAME: &str = "lab_gateway";
 const DEFAULT_IMAGE: &str = "traefik:v3.7.15";
@@ -155,7 +157,7 @@ impl Resource for GatewayResource {
             && let (Some(cert), Some(key), Some(id)) =
                 (after.certificate_pem.known(), after.private_key_pem.known(), prior.id.known())
         {
-            let info = self.docker()?.inspect_container(id).await.map_err(docker_diag("Reading the gateway"))?;
+            let info = self.docker()?.inspect_container(id).await.or_diag("Reading the gateway")?;
             if info.is_none_or(|i| i.labels.get(LABEL_TLS_SHA256) != Some(&tls_digest(cert, key))) {
                 planned.requires_replace.push(AttrPath::root("https"));
             }
@@ -170,21 +172,23 @@ impl Resource for GatewayResource {
         docker
             .ensure_image(&settings.image, planned.pull_image.known() == Some(&true))
             .await
-            .map_err(docker_diag("Preparing the gateway image"))?;
+            .or_diag("Preparing the gateway image")?;
 
         let mut rollback = Rollback::new();
         let result = async {
             let network = settings.network().to_string();
-            match docker.inspect_network(&network).await.map_err(docker_diag("Reading the gateway network"))? {
+            match docker.inspect_network(&network).await.or_diag("Reading the gateway network")? {
                 None => {
                     docker
                         .create_network(&network, &settings.network_labels())
                         .await
-                        .map_err(docker_diag("Creating the gateway network"))?;
+                        .or_diag("Creating the gateway network")?;
                     let (undo, name) = (docker.clone(), network.clone());
-                    rollback.push(format!("creating network {network}"), async move {
-                        undo.remove_network(&name).await.map(|_| ()).map_err(|e| e.to_string())
-                    });
+                    rollback.push_with_manual(
+                        format!("network {network}"),
+                        shell_command(["docker", "-H", docker.host(), "network", "rm", &network]),
+                        async move { undo.remove_network(&name).await.map(|_| ()).map_err(|e| error_chain(&e)) },
+                    );
                 }
                 // Left by an earlier gateway of the same name whose delete did not finish: ours to reuse.
                 Some(existing) if existing.labels.get(LABEL_GATEWAY) == Some(&settings.name) => {}
@@ -202,19 +206,18 @@ impl Resource for GatewayResource {
                 }
             }
             let spec = settings.container_spec();
-            let id = docker.create_container(&spec).await.map_err(docker_diag("Creating the gateway container"))?;
+            let id = docker.create_container(&spec).await.or_diag("Creating the gateway container")?;
             let (undo, undo_id) = (docker.clone(), id.clone());
-            rollback.push(format!("creating container {}", spec.name), async move {
-                undo.remove_container(&undo_id).await.map(|_| ()).map_err(|e| e.to_string())
-            });
+            rollback.push_with_manual(
+                format!("container {}", spec.name),
+                shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
+                async move { undo.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
+            );
             let files = settings.tls_files();
             if !files.is_empty() {
-                docker
-                    .upload_files(&id, &files, false)
-                    .await
-                    .map_err(docker_diag("Uploading the certificate into the gateway"))?;
+                docker.upload_files(&id, &files, false).await.or_diag("Uploading the certificate into the gateway")?;
             }
-            docker.start_container(&id).await.map_err(docker_diag("Starting the gateway"))?;
+            docker.start_container(&id).await.or_diag("Starting the gateway")?;
             let started = std::time::Instant::now();
             let info = wait_ready(docker, &id, &settings.name, create_timeout, ctx).await?;
             log::debug(&format!(
@@ -225,24 +228,14 @@ impl Resource for GatewayResource {
             Ok::<_, Diagnostics>(info)
         }
         .await;
-        match result {
-            Ok(info) => {
-                rollback.commit();
-                Ok(state_from_info(planned, &info, true))
-            }
-            Err(mut diags) => {
-                for failure in rollback.run().await {
-                    diags.push(Diagnostic::warning("Cleanup after the failed create did not finish", failure));
-                }
-                Err(diags)
-            }
-        }
+        let info = rollback.finish(result).await?;
+        Ok(state_from_info(planned, &info, true))
     }
 
     async fn read(&self, current: GatewayState, _ctx: &OpContext) -> Result<Option<GatewayState>, Diagnostics> {
         let docker = self.docker()?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(None) };
-        let Some(info) = docker.inspect_container(&id).await.map_err(docker_diag("Reading the gateway"))? else {
+        let Some(info) = docker.inspect_container(&id).await.or_diag("Reading the gateway")? else {
             return Ok(None);
         };
         let ready = info.running && gateway_answers(&info).await.is_ok();
@@ -258,21 +251,20 @@ impl Resource for GatewayResource {
         ctx: &OpContext,
     ) -> Result<GatewayState, Diagnostics> {
         let docker = self.docker()?;
-        let id = prior.id.known().cloned().ok_or_else(|| missing("id"))?;
+        let id = prior.id.known().cloned().ok_or_else(|| missing(AttrPath::root("id")))?;
         let settings = settings_from_state(&planned)?;
         if prior.https != planned.https {
             docker
                 .upload_files(&id, &settings.tls_files(), false)
                 .await
-                .map_err(docker_diag("Uploading the new certificate into the gateway"))?;
+                .or_diag("Uploading the new certificate into the gateway")?;
         }
         if planned.running.known() == Some(&false) {
-            docker.stop_container(&id, STOP_GRACE).await.map_err(docker_diag("Stopping the gateway"))?;
-            let info =
-                docker.inspect_container(&id).await.map_err(docker_diag("Reading the gateway"))?.ok_or_else(gone)?;
+            docker.stop_container(&id, STOP_GRACE).await.or_diag("Stopping the gateway")?;
+            let info = docker.inspect_container(&id).await.or_diag("Reading the gateway")?.ok_or_else(gone)?;
             return Ok(state_from_info(planned, &info, false));
         }
-        docker.start_container(&id).await.map_err(docker_diag("Starting the gateway"))?;
+        docker.start_container(&id).await.or_diag("Starting the gateway")?;
         let (create_timeout, _) = timeouts(&planned)?;
         let info = wait_ready(docker, &id, &settings.name, create_timeout, ctx).await?;
         Ok(state_from_info(planned, &info, true))
@@ -288,22 +280,19 @@ impl Resource for GatewayResource {
             docker.remove_container(&id).await?;
             docker.remove_network(&name).await
         };
-        tokio::select! {
-            result = tokio::time::timeout(timeout, work) => match result {
-                Ok(done) => done.map(|_| ()).map_err(|e| match e {
-                    DockerError::NetworkInUse { .. } => Diagnostic::from_error(
-                        "The gateway's network still has containers: destroy its terminals first", &e).into(),
-                    e => docker_diag("Deleting the gateway")(e),
-                }),
-                Err(_) => Err(Diagnostic::error("Deleting the gateway timed out", format!("container {id} after {timeout:?}")).into()),
-            },
-            _ = ctx.cancel.cancelled() => Err(Diagnostic::error("Deleting the gateway was cancelled", format!("container {id}")).into()),
-        }
+        docker_client::delete_within("gateway", &id, timeout, ctx, work, |e| match e {
+            DockerError::NetworkInUse { .. } => {
+                Diagnostic::from_error("The gateway's network still has containers: destroy its terminals first", &e)
+                    .into()
+            }
+            e => Diagnostic::from_error("Deleting the gateway", &e).into(),
+        })
+        .await
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<GatewayState>, Diagnostics> {
         let docker = self.docker()?;
-        let Some(info) = docker.inspect_container(id).await.map_err(docker_diag("Importing the gateway"))? else {
+        let Some(info) = docker.inspect_container(id).await.or_diag("Importing the gateway")? else {
             return Ok(None);
         };
         GatewayRoute::from_container(&info).map_err(|why| Diagnostic::error("Not a lab gateway", why))?;
@@ -348,11 +337,11 @@ fn schema_block() -> Block {
                 "Name of the container and of the Docker network it owns: 1-63 characters `[a-z0-9-]`, starting and \
                  ending with a letter or digit. Import uses it.",
             )),
-            replace(Attribute::string("image").default(Value::String(DEFAULT_IMAGE.into())).description(
+            replace(Attribute::string("image").default_str(DEFAULT_IMAGE).description(
                 "Traefik v3 image. Its entrypoint must run `traefik` with the container's arguments, as the \
                  upstream image does.",
             )),
-            Attribute::bool("pull_image").default(Value::Bool(false)).description(
+            Attribute::bool("pull_image").default_bool(false).description(
                 "Pull `image` when the Docker host does not have it (otherwise a missing image is an error).",
             ),
             replace(Attribute::string("docker_socket").optional().computed().description(
@@ -381,7 +370,7 @@ fn schema_block() -> Block {
             Attribute::string("network")
                 .computed()
                 .description("The Docker network the gateway owns; its terminals join it (the gateway's `name`)."),
-            Attribute::bool("running").default(Value::Bool(true)).description(
+            Attribute::bool("running").default_bool(true).description(
                 "Whether the container runs. A gateway stopped out of band shows as a change back to true and is \
                  started in place.",
             ),
@@ -398,7 +387,6 @@ fn schema_block() -> Block {
 // --- validation ---
 
 fn validate_config(config: &GatewayState) -> Diagnostics {
-    use crate::resources::terminal::{validate_image, validate_name};
     let mut diags = Diagnostics::new();
     let mut check = |path: AttrPath, result: Result<(), String>| {
         if let Err(why) = result {
@@ -406,10 +394,10 @@ fn validate_config(config: &GatewayState) -> Diagnostics {
         }
     };
     if let Some(v) = config.name.known() {
-        check(AttrPath::root("name"), validate_name(v));
+        check(AttrPath::root("name"), crate::validate::name(v));
     }
     if let Some(v) = config.image.known() {
-        check(AttrPath::root("image"), validate_image(v));
+        check(AttrPath::root("image"), crate::validate::image(v));
     }
     if let Some(v) = config.docker_socket.known() {
         check(AttrPath::root("docker_socket"), validate_socket_path(v));
@@ -463,10 +451,6 @@ fn check_listen(
     }
 }
 
-fn port(n: i64) -> Result<u16, String> {
-    u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("{n}: must be a port between 1 and 65535"))
-}
-
 fn validate_socket_path(path: &str) -> Result<(), String> {
     let ok = path.starts_with('/')
         && !path.contains(',')
@@ -517,13 +501,13 @@ fn timeouts(state: &GatewayState) -> Result<(Duration, Duration), Diagnostics> {
 }
 
 fn settings_from_state(s: &GatewayState) -> Result<GatewaySettings, Diagnostics> {
-    let string = |a: &Attr<String>, name: &str| a.known().cloned().ok_or_else(|| missing(name));
+    let string = |a: &Attr<String>, name: &str| {
+        a.known().cloned().ok_or_else(|| Diagnostics::from(missing(AttrPath::root(name))))
+    };
     let number = |a: &Attr<i64>, name: &str, default: u16| match a {
-        Attr::Null => Ok(default),
-        Attr::Known(n) => {
-            port(*n).map_err(|why| Diagnostic::attr_error(AttrPath::root(name), "Invalid port", why).into())
-        }
-        Attr::Unknown => Err(missing(name)),
+        Attr::Null => Ok::<_, Diagnostics>(default),
+        Attr::Known(n) => port(*n).map_err(|why| invalid(AttrPath::root(name), why).into()),
+        Attr::Unknown => Err(missing(AttrPath::root(name)).into()),
     };
     let listen = |ip: &Attr<String>, p: &Attr<i64>, block: &str, default: u16| -> Result<Listen, Diagnostics> {
         Ok(Listen {
@@ -570,33 +554,12 @@ async fn wait_ready(
     ctx: &OpContext,
 ) -> Result<ContainerInfo, Diagnostics> {
     let what = format!("gateway `{name}` (Traefik answering on its entrypoint)");
-    let outcome = wait_until(&what, timeout, PROBE_INTERVAL, &ctx.cancel, || async {
-        let info = match docker.inspect_container(id).await {
-            Ok(Some(info)) => info,
-            Ok(None) => return Ok(Some(Err(format!("container {id} disappeared while starting")))),
-            Err(e) => return Err(e.to_string()),
-        };
-        if !info.running {
-            return Ok(Some(Err(format!(
-                "container {} stopped ({}, exit code {}); see `docker logs {}`",
-                info.name,
-                info.status,
-                info.exit_code.map_or("unknown".into(), |c| c.to_string()),
-                info.name
-            ))));
-        }
+    let poll = Poll { timeout, interval: PROBE_INTERVAL };
+    docker_client::wait_ready(docker, id, "gateway", &what, poll, ctx, |info| async move {
         gateway_answers(&info).await.map_err(|e| e.to_string())?;
-        Ok::<_, String>(Some(Ok(info)))
+        Ok(info)
     })
-    .await;
-    match outcome {
-        Ok(Ok(info)) => Ok(info),
-        Ok(Err(why)) => Err(Diagnostic::error("The gateway container did not stay up", why).into()),
-        Err(e @ WaitError::Timeout { .. }) => {
-            Err(Diagnostic::from_error("The gateway did not become ready", &e).into())
-        }
-        Err(e @ WaitError::Cancelled { .. }) => Err(Diagnostic::from_error("Stopped by Terraform", &e).into()),
-    }
+    .await
 }
 
 // --- state <-> container ---
@@ -644,25 +607,12 @@ fn state_from_container(info: &ContainerInfo) -> GatewayState {
     }
 }
 
-fn missing(attr: &str) -> Diagnostics {
-    Diagnostic::attr_error(
-        AttrPath::root(attr),
-        format!("`{attr}` is not known"),
-        "This is a bug in the provider's plan.",
-    )
-    .into()
-}
-
 fn gone() -> Diagnostics {
     Diagnostic::error(
         "The gateway container is gone",
         "It was removed while being updated; apply again to re-create it.",
     )
     .into()
-}
-
-fn docker_diag(what: &'static str) -> impl Fn(DockerError) -> Diagnostics {
-    move |e| Diagnostic::from_error(what, &e).into()
 }
 
 /// Only the gateway's own labels mark a container as one (used by import and by terminals).

@@ -9,6 +9,7 @@ use base64::Engine;
 
 use crate::backends::docker::ContainerInfo;
 use crate::lifecycle::MANAGED_LABEL;
+use crate::protocol::diag::error_chain;
 
 /// On the gateway container, its network and every terminal it routes: the gateway's name.
 /// Traefik's Docker provider is constrained to this label, so a gateway never routes another's
@@ -153,7 +154,7 @@ pub async fn http_status(
     if let Some((user, password)) = credential {
         request = request.basic_auth(user, Some(password));
     }
-    let response = request.send().await.map_err(|e| fail(error_text(&e)))?;
+    let response = request.send().await.map_err(|e| fail(error_chain(&e)))?;
     Ok(response.status().as_u16())
 }
 
@@ -183,26 +184,11 @@ pub async fn terminal_routed(
     if let Some((user, password)) = credential {
         request = request.basic_auth(user, Some(password));
     }
-    let response = request.send().await.map_err(|e| fail(error_text(&e)))?;
+    let response = request.send().await.map_err(|e| fail(error_chain(&e)))?;
     match response.status().as_u16() {
         101 => Ok(()),
         status => Err(RouteProbeError::Status { url: ws_url, addr, status, expected: 101 }),
     }
-}
-
-/// reqwest's own message is "error sending request": the cause is further down the chain.
-fn error_text(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        source = s.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -1,0 +1,129 @@
+//! Readiness: the probes of ttyd, the target's SSH port and the student's URL; the gateway's route.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::container::{TerminalSettings, ttyd_address};
+use super::{PROBE_INTERVAL, PROBE_TIMEOUT};
+use crate::backends::docker::{ContainerInfo, DockerClient};
+use crate::lifecycle::wait_until;
+use crate::protocol::{AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext};
+use crate::resources::docker_client::{self, Poll};
+use crate::resources::gateway::is_gateway;
+use crate::resources::gateway::route::{GatewayRoute, http_status, terminal_routed};
+
+// --- readiness ---
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ProbeError {
+    #[error("the container has no address reachable from here (no published port, no network address)")]
+    NoAddress,
+    #[error("ttyd at {0} did not answer: {1}")]
+    Http(String, String),
+    #[error("ttyd at {0} answered HTTP {1}")]
+    Status(String, u16),
+    #[error("SSH port {0} refused or timed out: {1}")]
+    Ssh(String, String),
+    #[error("the student's URL is not served yet: {0}")]
+    Routed(crate::resources::gateway::route::RouteProbeError),
+}
+
+/// The route of the gateway `reference` names (None without one); an error when it is missing
+/// or is not a lab_gateway.
+pub(super) async fn resolve_gateway(
+    docker: &DockerClient,
+    reference: Option<&str>,
+) -> Result<Option<GatewayRoute>, Diagnostics> {
+    let Some(reference) = reference else { return Ok(None) };
+    let not_usable = |why: String| -> Diagnostics {
+        Diagnostic::attr_error(AttrPath::root("gateway"), "The terminal's gateway cannot be used", why).into()
+    };
+    let info = docker
+        .inspect_container(reference)
+        .await
+        .or_diag("Reading the terminal's gateway")?
+        .ok_or_else(|| not_usable(format!("no container `{reference}` on {}", docker.host())))?;
+    if !is_gateway(&info) {
+        return Err(not_usable(format!("container `{reference}` was not made by lab_gateway")));
+    }
+    GatewayRoute::from_container(&info).map(Some).map_err(not_usable)
+}
+
+/// Wait (at most `limit`) until the gateway no longer serves `hostname`: anything but 200 and
+/// 502/504 (the router still pointing at the stopped container) counts as stopped.
+pub(super) async fn wait_unrouted(
+    route: &GatewayRoute,
+    hostname: &str,
+    limit: Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) {
+    let what = format!("{hostname} to stop serving through gateway `{}`", route.name);
+    let _ = wait_until(&what, limit, PROBE_INTERVAL, cancel, || async {
+        match http_status(route.probe_address, hostname, None).await {
+            Ok(200 | 401 | 502 | 504) => Ok(None),
+            Ok(_) => Ok(Some(())),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+}
+
+/// ttyd answers `GET /` with 200 (with the credential when one is set).
+pub(super) async fn probe_ttyd(info: &ContainerInfo, settings: &TerminalSettings) -> Result<(), ProbeError> {
+    let credential = settings.credential.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+    if let (Some(route), Some(host)) = (&settings.route, &settings.hostname) {
+        return terminal_routed(route.probe_address, host, credential).await.map_err(ProbeError::Routed);
+    }
+    let (ip, port) = ttyd_address(info).ok_or(ProbeError::NoAddress)?;
+    let url = match ip {
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
+        IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
+    };
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(PROBE_TIMEOUT)
+        .build()
+        .map_err(|e| ProbeError::Http(url.clone(), e.to_string()))?;
+    let mut request = client.get(&url);
+    if let Some((user, password)) = &settings.credential {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.map_err(|e| ProbeError::Http(url.clone(), e.to_string()))?;
+    match response.status().as_u16() {
+        200 => Ok(()),
+        code => Err(ProbeError::Status(url, code)),
+    }
+}
+
+/// The target's SSH port accepts a TCP connection (from where the provider runs).
+pub(super) async fn probe_ssh(settings: &TerminalSettings) -> Result<(), ProbeError> {
+    let addr = format!("{}:{}", settings.target_host, settings.target_port);
+    let connect = tokio::net::TcpStream::connect((settings.target_host.as_str(), settings.target_port));
+    match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(ProbeError::Ssh(addr, e.to_string())),
+        Err(_) => Err(ProbeError::Ssh(addr, "timed out".into())),
+    }
+}
+
+/// Wait until the container runs, ttyd answers and the target's SSH port is open. A container
+/// that exits fails at once with its exit code instead of waiting out the timeout.
+pub(super) async fn wait_ready(
+    docker: &DockerClient,
+    id: &str,
+    settings: &TerminalSettings,
+    timeout: Duration,
+    ctx: &OpContext,
+) -> Result<ContainerInfo, Diagnostics> {
+    let what = format!(
+        "terminal `{}` (ttyd HTTP and SSH to {}:{})",
+        settings.name, settings.target_host, settings.target_port
+    );
+    let poll = Poll { timeout, interval: PROBE_INTERVAL };
+    docker_client::wait_ready(docker, id, "terminal", &what, poll, ctx, |info| async move {
+        probe_ttyd(&info, settings).await.map_err(|e| e.to_string())?;
+        probe_ssh(settings).await.map_err(|e| e.to_string())?;
+        Ok(info)
+    })
+    .await
+}
