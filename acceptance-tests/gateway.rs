@@ -12,10 +12,9 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Workspace, docker_ok, plan_counts, repo_root, rig_exec, rig_var};
+use support::{Workspace, browser_check, docker_ok, plan_counts, rig_exec, rig_var};
 
 const STUDENTS: [&str; 2] = ["ann", "bob"];
 
@@ -134,21 +133,7 @@ fn session_urls_open_each_students_terminal_through_the_gateway() {
 
     // The browser inside the netns: `*.localhost` is its loopback, where the gateway listens.
     let out = out_dir();
-    let browser = Command::new(repo_root().join("acceptance-tests/rig.sh"))
-        .args(["exec", "env", &format!("LAB_T0_MS={t0_ms}"), "node"])
-        .arg(repo_root().join("acceptance-tests/browser/terminal.mjs"))
-        .arg(&cases_file)
-        .arg(&out)
-        .output()
-        .expect("running the browser check");
-    let stdout = String::from_utf8_lossy(&browser.stdout);
-    println!("{stdout}");
-    let results: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(
-        browser.status.success() && results.len() == STUDENTS.len(),
-        "browser check failed\n{stdout}\n{}",
-        String::from_utf8_lossy(&browser.stderr)
-    );
+    let results = browser_check(&cases_file, &out, t0_ms, STUDENTS.len());
     for r in &results {
         assert_eq!(r["hostname_found"], true, "{r}");
         assert_eq!(r["foreign_found"], serde_json::json!([]), "{r}");

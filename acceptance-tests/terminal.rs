@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Workspace, plan_counts, repo_root, rig_var};
+use support::{Workspace, browser_check, plan_counts, rig_var};
 
 const STUDENTS: [&str; 2] = ["ann", "bob"];
 
@@ -92,21 +92,7 @@ fn two_students_get_working_browser_terminals() {
 
     // Browser: inside the netns (the terminal URLs are the netns's loopback).
     let out = out_dir();
-    let browser = Command::new(repo_root().join("acceptance-tests/rig.sh"))
-        .args(["exec", "env", &format!("LAB_T0_MS={t0_ms}"), "node"])
-        .arg(repo_root().join("acceptance-tests/browser/terminal.mjs"))
-        .arg(&cases_file)
-        .arg(&out)
-        .output()
-        .expect("running the browser check");
-    let stdout = String::from_utf8_lossy(&browser.stdout);
-    println!("{stdout}");
-    let results: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    assert!(
-        browser.status.success() && results.len() == STUDENTS.len(),
-        "browser check failed\n{stdout}\n{}",
-        String::from_utf8_lossy(&browser.stderr)
-    );
+    let results = browser_check(&cases_file, &out, t0_ms, STUDENTS.len());
     let prompts: Vec<f64> = results.iter().map(|r| r["prompt_s"].as_f64().expect("prompt_s")).collect();
     for r in &results {
         assert_eq!(r["hostname_found"], true, "{r}");

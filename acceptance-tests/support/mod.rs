@@ -292,3 +292,25 @@ pub fn process_alive(pid: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .is_ok_and(|stat| stat.rfind(')').is_some_and(|close| !stat[close + 1..].trim_start().starts_with('Z')))
 }
+
+/// The browser check (`acceptance-tests/browser/terminal.mjs`) on `cases_file`, inside the rig's
+/// netns: one result per case, each `ok`, or the test fails with what the browser printed.
+/// `t0_ms` (epoch ms) is where its "time to prompt" figures count from.
+pub fn browser_check(cases_file: &Path, out_dir: &Path, t0_ms: u128, cases: usize) -> Vec<serde_json::Value> {
+    let browser = Command::new(repo_root().join("acceptance-tests/rig.sh"))
+        .args(["exec", "env", &format!("LAB_T0_MS={t0_ms}"), "node"])
+        .arg(repo_root().join("acceptance-tests/browser/terminal.mjs"))
+        .arg(cases_file)
+        .arg(out_dir)
+        .output()
+        .expect("running the browser check");
+    let stdout = String::from_utf8_lossy(&browser.stdout);
+    println!("{stdout}");
+    let results: Vec<serde_json::Value> = stdout.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(
+        browser.status.success() && results.len() == cases,
+        "browser check failed\n{stdout}\n{}",
+        String::from_utf8_lossy(&browser.stderr)
+    );
+    results
+}
