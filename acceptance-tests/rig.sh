@@ -223,7 +223,7 @@ ensure_gateway_image() { # lab/traefik:3.7.15: /traefik, /etc/passwd and /tmp, n
 provider_dir() { echo "${LAB_PROVIDER_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}"; }
 
 write_cli_config() { # PROVIDER_DIR OUT : terraform CLI config using the locally built provider
-  local tmp=$2.tmp
+  local tmp=$2.tmp.$$ # one per caller: several rig.sh exec may write the same file at once
   cat >"$tmp" <<EOF
 provider_installation {
   dev_overrides {
