@@ -14,16 +14,12 @@ mod support;
 use std::path::PathBuf;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Workspace, browser_check, docker_ok, plan_counts, rig_exec, rig_var};
+use support::{DestroyOnDrop, Workspace, browser_check, docker_ok, plan_counts, rig_exec, rig_var};
 
 const STUDENTS: [&str; 2] = ["ann", "bob"];
 
 fn out_dir() -> PathBuf {
-    let dir = std::env::var("LAB_TEST_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("acc-gateway"));
-    std::fs::create_dir_all(&dir).expect("output dir");
-    dir
+    support::out_dir(env!("CARGO_TARGET_TMPDIR"), "acc-gateway")
 }
 
 /// A CA and a `*.lab.localhost` certificate it signed, as PEM files in `dir`: (ca, cert, key).
@@ -55,17 +51,6 @@ fn curl_status(args: &[&str]) -> Result<u16, String> {
         code.parse().map_err(|_| format!("curl printed `{code}`"))
     } else {
         Err(format!("curl exit {:?} (status `{code}`): {}", out.status.code(), String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
-struct DestroyOnDrop<'a>(&'a Workspace);
-
-impl Drop for DestroyOnDrop<'_> {
-    fn drop(&mut self) {
-        let run = self.0.terraform(&["destroy", "-auto-approve", "-no-color"]);
-        if run.code != 0 {
-            eprintln!("cleanup destroy failed:\n{}\n{}", run.stdout, run.stderr);
-        }
     }
 }
 

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use support::{Workspace, browser_check, plan_counts, rig_var};
+use support::{DestroyOnDrop, Workspace, browser_check, plan_counts, rig_var};
 
 const STUDENTS: [&str; 2] = ["ann", "bob"];
 
@@ -23,22 +23,7 @@ fn docker(args: &[&str]) -> std::process::Output {
 }
 
 fn out_dir() -> PathBuf {
-    let dir = std::env::var("LAB_TEST_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("acc-terminal"));
-    std::fs::create_dir_all(&dir).expect("output dir");
-    dir
-}
-
-struct DestroyOnDrop<'a>(&'a Workspace);
-
-impl Drop for DestroyOnDrop<'_> {
-    fn drop(&mut self) {
-        let run = self.0.terraform(&["destroy", "-auto-approve", "-no-color"]);
-        if run.code != 0 {
-            eprintln!("cleanup destroy failed:\n{}\n{}", run.stdout, run.stderr);
-        }
-    }
+    support::out_dir(env!("CARGO_TARGET_TMPDIR"), "acc-terminal")
 }
 
 #[test]

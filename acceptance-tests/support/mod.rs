@@ -314,3 +314,24 @@ pub fn browser_check(cases_file: &Path, out_dir: &Path, t0_ms: u128, cases: usiz
     );
     results
 }
+
+/// Destroys the workspace's objects when a test ends early (a failed assertion must not leave VMs
+/// and containers behind: the state dies with the temp dir). `std::mem::forget` it before the
+/// test's own, checked destroy.
+pub struct DestroyOnDrop<'a>(pub &'a Workspace);
+
+impl Drop for DestroyOnDrop<'_> {
+    fn drop(&mut self) {
+        let run = self.0.terraform(&["destroy", "-auto-approve", "-no-color"]);
+        if run.code != 0 {
+            eprintln!("cleanup destroy failed:\n{}\n{}", run.stdout, run.stderr);
+        }
+    }
+}
+
+/// Where a browser test puts its screenshots: `$LAB_TEST_OUT`, else `<tmpdir>/<name>`.
+pub fn out_dir(tmpdir: &str, name: &str) -> PathBuf {
+    let dir = std::env::var("LAB_TEST_OUT").map(PathBuf::from).unwrap_or_else(|_| PathBuf::from(tmpdir).join(name));
+    std::fs::create_dir_all(&dir).expect("output dir");
+    dir
+}
