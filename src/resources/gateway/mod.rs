@@ -18,9 +18,9 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
 use self::container::{GatewaySettings, LABEL_TLS_SHA256, Listen, TlsListen, read_back, tls_digest};
-use self::route::{GatewayRoute, LABEL_GATEWAY, LABEL_ROLE, ROLE_GATEWAY, probe_address};
+use self::route::{GatewayRoute, LABEL_GATEWAY, probe_address};
 use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, shell_command};
+use crate::lifecycle::{Rollback, Timeouts, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
@@ -613,12 +613,6 @@ fn gone() -> Diagnostics {
         "It was removed while being updated; apply again to re-create it.",
     )
     .into()
-}
-
-/// Only the gateway's own labels mark a container as one (used by import and by terminals).
-pub fn is_gateway(info: &ContainerInfo) -> bool {
-    info.labels.get(MANAGED_LABEL).map(String::as_str) == Some("true")
-        && info.labels.get(LABEL_ROLE).map(String::as_str) == Some(ROLE_GATEWAY)
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@ use crate::backends::docker::{ContainerInfo, DockerClient};
 use crate::lifecycle::wait_until;
 use crate::protocol::{AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext};
 use crate::resources::docker_client::{self, Poll};
-use crate::resources::gateway::is_gateway;
 use crate::resources::gateway::route::{GatewayRoute, http_status, terminal_routed};
 
 // --- readiness ---
@@ -43,9 +42,6 @@ pub(super) async fn resolve_gateway(
         .await
         .or_diag("Reading the terminal's gateway")?
         .ok_or_else(|| not_usable(format!("no container `{reference}` on {}", docker.host())))?;
-    if !is_gateway(&info) {
-        return Err(not_usable(format!("container `{reference}` was not made by lab_gateway")));
-    }
     GatewayRoute::from_container(&info).map(Some).map_err(not_usable)
 }
 
