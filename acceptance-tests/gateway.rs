@@ -162,16 +162,8 @@ fn session_urls_open_each_students_terminal_through_the_gateway() {
     assert_eq!(curl_status(&[&format!("{}/", students["ann"]["url"].as_str().unwrap())]), Ok(200));
 
     // Import by name adopts the gateway without replacing it: the TLS digest label matches.
-    ws.terraform(&["state", "rm", "lab_gateway.edge"]).ok("state rm");
-    ws.write("import.tf", &format!("import {{\n  to = lab_gateway.edge\n  id = \"{gateway}\"\n}}\n"));
-    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan import");
-    assert!(plan.stdout.contains("1 to import"), "{}", plan.stdout);
-    assert!(!plan.stdout.contains("must be replaced"), "import must adopt, not replace:\n{}", plan.stdout);
-    ws.apply(&[]);
-    ws.remove("import.tf");
+    ws.reimport_adopts("lab_gateway.edge", &gateway);
     assert_eq!(ws.output_json()["gateway"]["value"]["id"], gw["id"]);
-    let plan = ws.plan();
-    assert_eq!(plan.code, 0, "plan after import not empty:\n{}\n{}", plan.stdout, plan.stderr);
 
     // One terminal destroyed: its URL stops serving by the time destroy returns; the other's stays.
     let bob_url = format!("{}/", students["bob"]["url"].as_str().unwrap());

@@ -231,16 +231,8 @@ fn terminal_import_replace_and_drift_through_terraform() {
     assert_eq!(plan.code, 0, "re-plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
 
     // Import by container name adopts it without replacement (the key matches its digest label).
-    ws.terraform(&["state", "rm", "lab_terminal.one"]).ok("state rm");
-    ws.write("import.tf", &format!("import {{\n  to = lab_terminal.one\n  id = \"{name}\"\n}}\n"));
-    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan import");
-    assert!(plan.stdout.contains("1 to import"), "{}", plan.stdout);
-    assert!(!plan.stdout.contains("must be replaced"), "import must adopt, not replace:\n{}", plan.stdout);
-    ws.apply(&[]);
-    ws.remove("import.tf");
+    ws.reimport_adopts("lab_terminal.one", &name);
     assert_eq!(ws.output_json()["terminal"]["value"]["id"], first["id"]);
-    let plan = ws.plan();
-    assert_eq!(plan.code, 0, "plan after import not empty:\n{}\n{}", plan.stdout, plan.stderr);
 
     // A label change replaces the container, honestly planned as such.
     let plan = ws.terraform(&["plan", "-no-color", "-var=course=os102"]).ok("plan label change");

@@ -194,6 +194,20 @@ impl Workspace {
         (Run::from(child.wait_with_output().expect("terraform apply ends")), providers)
     }
 
+    /// Forgets `address` and takes it back with an `import` block for `id`: the plan must import
+    /// and not replace, and after the apply the plan must be empty.
+    pub fn reimport_adopts(&self, address: &str, id: &str) {
+        self.terraform(&["state", "rm", address]).ok("state rm");
+        self.write("import.tf", &format!("import {{\n  to = {address}\n  id = \"{id}\"\n}}\n"));
+        let plan = self.terraform(&["plan", "-no-color"]).ok("plan import");
+        assert!(plan.stdout.contains("1 to import"), "{}", plan.stdout);
+        assert!(!plan.stdout.contains("must be replaced"), "import must adopt, not replace:\n{}", plan.stdout);
+        self.apply(&[]);
+        self.remove("import.tf");
+        let plan = self.plan();
+        assert_eq!(plan.code, 0, "plan after import not empty:\n{}\n{}", plan.stdout, plan.stderr);
+    }
+
     pub fn apply(&self, extra: &[&str]) -> Run {
         let parallelism = parallelism(10);
         let mut args = vec!["apply", "-auto-approve", "-no-color", &parallelism];
