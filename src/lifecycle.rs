@@ -187,9 +187,45 @@ fn shell_quote(word: &str) -> String {
     if plain { word.to_string() } else { format!("'{}'", word.replace('\'', "'\\''")) }
 }
 
+// --- objects found at create time ---
+//
+// The rule for a create that finds an object under the resource's own identity (domain name,
+// container name, session record) that Terraform never recorded, because a killed apply lost the
+// state before it was written:
+// - it carries this provider's ownership marker: the create adopts it when it matches the plan,
+//   or removes and re-creates it when it does not, so the next apply converges by itself;
+// - it has no marker: it is never adopted, changed or removed; the create fails with
+//   `exists_unowned`, which says how to import it.
+
+/// The error of a create that found `what` under its identity without this provider's ownership
+/// marker: a ready-to-paste `import` block (Terraform does not tell a provider the resource's
+/// address, so `to` is the one word to fill in) and the other way out, another name.
+pub fn exists_unowned(attr: AttrPath, type_name: &str, what: &str, import_id: &str) -> Diagnostic {
+    let id = import_id.replace('\\', "\\\\").replace('"', "\\\"");
+    Diagnostic::attr_error(
+        attr,
+        format!("{what} exists already"),
+        format!(
+            "{what} exists already and was not made by this provider (it has no ownership marker), so \
+             it is never adopted, changed or removed. To manage it with Terraform, add this block next \
+             to the resource, with `to` set to the resource's address, and apply:\n\n\
+             import {{\n  to = {type_name}.ADDRESS\n  id = \"{id}\"\n}}\n\n\
+             Or choose another name."
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unowned_object_gets_an_import_block_on_its_attribute() {
+        let d = exists_unowned(AttrPath::root("name"), "lab_vm", "A libvirt domain named `ada`", "a\"da");
+        assert_eq!(d.attribute, Some(AttrPath::root("name")));
+        assert!(d.detail.contains("import {\n  to = lab_vm.ADDRESS\n  id = \"a\\\"da\"\n}"), "{}", d.detail);
+        assert!(d.summary.contains("exists already"));
+    }
 
     #[test]
     fn timeouts_resolve_to_defaults_values_or_errors_on_their_path() {
