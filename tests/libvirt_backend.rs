@@ -56,6 +56,18 @@ async fn scenario(lv: &Libvirt, env: &HashMap<String, String>, name: &str, overl
     let var = |k: &str| env[k].clone();
     let host = lv.host_info().await.unwrap();
     assert!(host.cpus >= 1 && host.free_memory_bytes > 0 && host.total_memory_kib > 0, "{host:?}");
+    // "Free" for a new guest counts the page cache the kernel gives back (libvirtd shares this
+    // kernel): near /proc/meminfo's MemAvailable, never just MemFree's few hundred MiB.
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib = |key: &str| -> u64 {
+        let line = meminfo.lines().find(|l| l.starts_with(key)).unwrap_or_else(|| panic!("{key} in /proc/meminfo"));
+        line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap()
+    };
+    let (free_kib, available_kib) = (host.free_memory_bytes / 1024, kib("MemAvailable:"));
+    assert!(
+        free_kib >= available_kib * 8 / 10 && free_kib <= kib("MemTotal:"),
+        "libvirt's free memory {free_kib} KiB is far from MemAvailable {available_kib} KiB"
+    );
     assert!(lv.network_exists(&var("LAB_NETWORK")).await.unwrap());
     assert!(!lv.network_exists("vmtest-no-such-network").await.unwrap());
 
