@@ -387,6 +387,9 @@ fn daemon_restarts_between_plan_and_apply() {
     eprintln!("case libvirtd restart under a create: exit {} in {:.1?}: {}", run.code, t.elapsed(), errors(&run));
     assert_eq!(run.code, 0, "a create across a libvirtd restart failed:\n{}", both(&run));
     assert!(run.stdout.contains("1 added"), "{}", run.stdout);
+    // Nothing lost: the guests ran on through both restarts, so the state still matches them.
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "plan after the libvirtd restarts is not empty:\n{}\n{}", plan.stdout, plan.stderr);
 
     // 4. dockerd restarted between plan and apply, then 5. stopped: the same for a terminal.
     let port = 25000 + (std::process::id() % 1000) as u16;
@@ -425,6 +428,37 @@ fn daemon_restarts_between_plan_and_apply() {
     eprintln!("{}", rig.rig_sh_ok(&["up"]).trim());
     assert!(rig.containers_labelled(&label2).is_empty(), "a failed create left a container");
     assert!(term2.state_list().is_empty(), "a failed create left state");
+
+    // The first terminal's container came back with dockerd (restart policy): nothing to change.
+    let plan = term.plan();
+    assert_eq!(plan.code, 0, "plan after the dockerd restarts is not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // 6. dockerd restarted while a create waits for its terminal's target (nothing listens on
+    //    `late` yet): the provider's client goes on against the new daemon, the container comes
+    //    back by its restart policy, and once the target answers the create completes.
+    let late = port + 1;
+    let term3 = rig.workspace("terminal-only");
+    let term3_name = format!("faulttest-term{n}-c");
+    let label3 = format!("dockertest.run={term3_name}");
+    let term3_cleanup = support::DestroyOnDrop(&term3);
+    term3.write("terraform.tfvars", &term_vars(&term3_name).replace(&format!("= {port}\n"), &format!("= {late}\n")));
+    let mut cmd = term3.command(&["apply", "-auto-approve", "-no-color"]);
+    cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let t = Instant::now();
+    let child = cmd.spawn().expect("terraform apply starts");
+    while rig.containers_labelled(&label3).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the terminal container was not created within 60 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    eprintln!("{}", rig.rig_sh_ok(&["restart", "dockerd"]).trim());
+    let _late_listener = Listener::start(rig, late);
+    let run = support::Run::from_output(child.wait_with_output().expect("terraform apply ends"));
+    eprintln!("case dockerd restart under a create: exit {} in {:.1?}: {}", run.code, t.elapsed(), errors(&run));
+    assert_eq!(run.code, 0, "a create across a dockerd restart failed:\n{}", both(&run));
+    assert_eq!(rig.containers_labelled(&label3).len(), 1, "one container for terminal c");
+    std::mem::forget(term3_cleanup);
+    term3.destroy();
+    assert!(rig.containers_labelled(&label3).is_empty(), "destroy left terminal c's container");
 
     std::mem::forget(term_cleanup);
     term.destroy();
