@@ -12,9 +12,10 @@
 //!
 //!   These restart daemons, so they must not run on a rig others use: the test brings up a rig of
 //!   its own (`LAB_NETNS=labfault`, `LAB_CACHE=/var/tmp/lab-cache-fault`, the shared cache's base
-//!   image, keys and binaries copied in) and takes it down at the end. Measured: `up` 3.5-3.9 s
-//!   with the image copied, `down` about 9 s, so a rig of its own costs ~15 s, against the risk of
-//!   restarting daemons under another test (CI runs the acc tests one at a time, engineers don't).
+//!   image, keys and binaries copied in) and takes it down at the end. Measured on 2 cores: `up`
+//!   3.9-5.1 s with the caches copied (16.4 s once, with other builds running), `down` 8.6-10.4 s:
+//!   a rig of its own costs 13-27 s of a ~90-150 s test, against restarting daemons under another
+//!   test (CI runs the acc tests one at a time, but engineers share the rig while they work).
 //!
 //! Run: `acceptance-tests/rig.sh up`, then
 //! `flock /tmp/lab-boot.lock cargo test --test acc_faults -- --test-threads=1 --nocapture`.
