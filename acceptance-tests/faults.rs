@@ -372,9 +372,10 @@ fn daemon_restarts_between_plan_and_apply() {
     let run = ws.apply(&[]);
     assert!(run.stdout.contains("1 added"), "the next apply must create VM b:\n{}", run.stdout);
 
-    // 3. libvirtd restarted while a create waits for its guest: the same provider process goes
-    //    on with a new connection (the libvirt helper reconnects), and the create completes.
-    ws.write("terraform.tfvars", &rig.vm_tfvars(&vms, true));
+    // 3. libvirtd restarted while VM c's create waits for its guest and VM a's delete for its
+    //    power-off (c replaces a: at most 2 guests run): the same provider process goes on with a
+    //    new connection (the libvirt helper reconnects), and both complete.
+    ws.write("terraform.tfvars", &rig.vm_tfvars(&vms[1..], true));
     let mut cmd = ws.command(&["apply", "-auto-approve", "-no-color"]);
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let t = Instant::now();
@@ -385,9 +386,17 @@ fn daemon_restarts_between_plan_and_apply() {
     }
     eprintln!("{}", rig.rig_sh_ok(&["restart", "libvirtd"]).trim());
     let run = support::Run::from_output(child.wait_with_output().expect("terraform apply ends"));
-    eprintln!("case libvirtd restart under a create: exit {} in {:.1?}: {}", run.code, t.elapsed(), errors(&run));
+    eprintln!(
+        "case libvirtd restart under a create and a delete: exit {} in {:.1?}: {}",
+        run.code,
+        t.elapsed(),
+        errors(&run)
+    );
     assert_eq!(run.code, 0, "a create across a libvirtd restart failed:\n{}", both(&run));
-    assert!(run.stdout.contains("1 added"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 added, 0 changed, 1 destroyed"), "{}", run.stdout);
+    assert!(!rig.domains().contains(&vms[0]), "the delete across the restart left domain {}", vms[0]);
+    let overlay_a = rig.overlay_dir().join(format!("{}.qcow2", vms[0]));
+    assert!(!overlay_a.exists(), "the delete across the restart left overlay {}", overlay_a.display());
     // Nothing lost: the guests ran on through both restarts, so the state still matches them.
     let plan = ws.plan();
     assert_eq!(plan.code, 0, "plan after the libvirtd restarts is not empty:\n{}\n{}", plan.stdout, plan.stderr);
