@@ -7,6 +7,8 @@
 #   rig.sh status      print what is up
 #   rig.sh exec CMD..  run CMD inside the netns with rig.env loaded (exit code passed through)
 #   rig.sh vm-smoke    boot one VM with plain virsh, print timings, clean up (the floor to compare against)
+#   rig.sh restart D   stop daemon D (libvirtd|dockerd) and start it again the way `up` does
+#   rig.sh stop D      stop daemon D only (`up` starts it again); the fault tests use both
 #   rig.sh down        remove everything `up` made (keeps the image cache) and restore the host
 #
 # Env: LAB_CACHE (/var/tmp/lab-cache), LAB_NETNS (labtest; another netns + another LAB_CACHE = a second,
@@ -112,8 +114,10 @@ libvirt_up() { pid_alive "$RUN/libvirtd.pid" && virsh_ version >/dev/null 2>&1; 
 ensure_libvirtd() {
   libvirt_up && return 0
   stop_pidfile "$RUN/libvirtd.pid" libvirtd
-  stop_pidfile "$RUN/virtlogd.pid" virtlogd
-  log "starting virtlogd + libvirtd in netns $NS"
+  # virtlogd stays when it runs: running guests log through it (a libvirtd restart keeps them)
+  local start_virtlogd=0
+  pid_alive "$RUN/virtlogd.pid" || { stop_pidfile "$RUN/virtlogd.pid" virtlogd; start_virtlogd=1; }
+  log "starting libvirtd (virtlogd too: $start_virtlogd) in netns $NS"
   # Private /etc/libvirt, /var/lib/libvirt, /run/libvirt, ... bind-mounted in the daemons' own mount
   # namespace: no clash with a libvirtd on the host, and `down` can simply delete them. The image
   # directory /var/lib/libvirt/images stays the host's, so files a test puts there are seen by qemu.
@@ -136,8 +140,8 @@ EOF
     mount --rbind "$2/lib-libvirt" /var/lib/libvirt
     mount --bind "$2/log-libvirt" /var/log/libvirt
     mount --bind "$3" /var/cache/libvirt
-    virtlogd -d -p "$1/virtlogd.pid"
-    libvirtd -d -p "$1/libvirtd.pid"' "$RUN" "$STATE" "$LAB_CACHE/libvirt-cache" ||
+    if [ "$4" = 1 ]; then virtlogd -d -p "$1/virtlogd.pid"; fi
+    libvirtd -d -p "$1/libvirtd.pid"' "$RUN" "$STATE" "$LAB_CACHE/libvirt-cache" "$start_virtlogd" ||
     die "cannot start libvirtd in netns $NS"
   wait_until 60 libvirt_up ||
     die "libvirtd did not answer on $RUN/libvirt/libvirt-sock within 60 s (logs: $STATE/log-libvirt)"
@@ -435,6 +439,26 @@ EOF
   log "cleanup_s=$(seconds_since "$t")"
 }
 
+# A daemon restarted (or stopped) under the tests, the way an operator or a package upgrade does it:
+# SIGTERM to the process `up` started, then (restart) started again exactly as `up` starts it.
+# Guests keep running through a libvirtd restart; dockerd takes its containers down with it.
+cmd_restart() { # restart|stop DAEMON
+  local t0=$EPOCHREALTIME
+  lock_rig
+  case $2 in
+    libvirtd)
+      stop_pidfile "$RUN/libvirtd.pid" libvirtd
+      [ "$1" = stop ] || { ensure_libvirtd && ensure_network; }
+      ;;
+    dockerd)
+      stop_pidfile "$RUN/dockerd.pid" dockerd
+      [ "$1" = stop ] || ensure_dockerd
+      ;;
+    *) die "usage: rig.sh $1 libvirtd|dockerd" ;;
+  esac
+  log "$1 $2 in $(seconds_since "$t0") s"
+}
+
 cmd_down() {
   local id dom
   lock_rig
@@ -474,9 +498,10 @@ case ${1:-} in
   status) cmd_status ;;
   exec) shift && cmd_exec "$@" ;;
   vm-smoke) cmd_vm_smoke ;;
+  restart | stop) cmd_restart "$1" "${2:-}" ;;
   down) cmd_down ;;
   *)
-    echo "usage: $0 up|status|exec CMD...|vm-smoke|down" >&2
+    echo "usage: $0 up|status|exec CMD...|vm-smoke|restart D|stop D|down" >&2
     exit 2
     ;;
 esac

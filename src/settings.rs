@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use crate::backends::dns::cloudflare::{CloudflareConfig, CloudflareDns, DEFAULT_API_URL};
 use crate::backends::dns::rfc2136::{Rfc2136Config, Rfc2136Dns};
 use crate::backends::dns::{DnsBackend, DnsError};
-use crate::backends::docker::TlsFiles;
+use crate::backends::docker::{DockerClient, DockerHost, TlsFiles};
+use crate::backends::libvirt::Libvirt;
+use crate::protocol::diag::DiagResultExt;
 use crate::protocol::{Attr, AttrPath, Diagnostic, Diagnostics};
 use crate::validate;
 
@@ -153,13 +155,27 @@ fn require<'a>(
     })
 }
 
-/// Shared by the provider and every resource: filled once by ConfigureProvider.
+/// Shared by the provider and every resource: the settings, filled once by ConfigureProvider, and
+/// the backend clients made from them, one of each per provider process (the one client cache).
+/// Each client survives its daemon restarting: `Libvirt` notices a dead connection and connects a
+/// new helper; bollard's client opens connections as requests need them (a restarted dockerd costs
+/// nothing but the requests refused while it is down); the DNS backends (`Settings::dns`) connect
+/// per update (RFC 2136) or through reqwest's pool, which drops dead connections (Cloudflare).
 #[derive(Clone, Default)]
-pub struct ProviderHandle(Arc<OnceLock<Settings>>);
+pub struct ProviderHandle {
+    settings: Arc<OnceLock<Settings>>,
+    clients: Arc<Clients>,
+}
+
+#[derive(Default)]
+struct Clients {
+    libvirt: tokio::sync::OnceCell<Libvirt>,
+    docker: OnceLock<DockerClient>,
+}
 
 impl ProviderHandle {
     pub fn settings(&self) -> Result<&Settings, Diagnostics> {
-        self.0.get().ok_or_else(|| {
+        self.settings.get().ok_or_else(|| {
             Diagnostic::error(
                 "Provider not configured",
                 "The lab provider was used before Terraform configured it; this is a bug in the provider.",
@@ -171,7 +187,7 @@ impl ProviderHandle {
     /// ConfigureProvider: Terraform configures a provider instance once; a second call keeps the
     /// first settings.
     pub fn configure(&self, settings: Settings) {
-        let _ = self.0.set(settings);
+        let _ = self.settings.set(settings);
     }
 
     /// For tests and for resources used without a provider block.
@@ -179,6 +195,28 @@ impl ProviderHandle {
         let handle = Self::default();
         handle.configure(settings);
         handle
+    }
+
+    /// The connection to `libvirt_uri`, made on the first call that needs it (a failed attempt is
+    /// tried again at the next); `resource` names who needs it when no URI is configured.
+    pub async fn libvirt(&self, resource: &str) -> Result<Libvirt, Diagnostics> {
+        let uri = self.settings()?.require_libvirt_uri(resource)?;
+        let libvirt = self.clients.libvirt.get_or_try_init(|| Libvirt::connect(uri)).await;
+        libvirt.cloned().or_diag("Cannot reach libvirt")
+    }
+
+    /// The client of `docker_host`, made on first use; `resource` names who needs it when no host
+    /// is configured. `tcp://` daemons use TLS when the settings found the Docker CLI's files.
+    pub fn docker(&self, resource: &str) -> Result<&DockerClient, Diagnostics> {
+        if let Some(client) = self.clients.docker.get() {
+            return Ok(client);
+        }
+        let settings = self.settings()?;
+        let host = settings.require_docker_host(resource)?;
+        let client = DockerHost::parse(host, settings.docker_tls.clone())
+            .and_then(|host| DockerClient::connect(&host))
+            .or_diag("Cannot use the Docker host")?;
+        Ok(self.clients.docker.get_or_init(|| client))
     }
 }
 

@@ -15,7 +15,7 @@ pub fn repo_root() -> PathBuf {
 #[path = "../../tests/support/rig.rs"]
 mod rig;
 #[allow(unused_imports)] // not every acceptance test reads rig.env
-pub use rig::{rig_env_file, rig_var};
+pub use rig::{rig_env_file, rig_var, rig_vars_in};
 
 /// A command inside the rig's netns with rig.env loaded.
 pub fn rig_exec(args: &[&str]) -> Output {
@@ -43,6 +43,8 @@ pub fn parallelism(default: u32) -> String {
 pub struct Workspace {
     dir: tempfile::TempDir,
     in_rig: bool,
+    /// Extra environment for every command (e.g. `LAB_NETNS`/`LAB_CACHE` of a rig of its own).
+    env: Vec<(String, String)>,
 }
 
 pub struct Run {
@@ -58,6 +60,10 @@ impl Run {
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         }
+    }
+    /// The run of a command a test spawned itself (e.g. an apply it disturbs while it runs).
+    pub fn from_output(out: Output) -> Self {
+        Self::from(out)
     }
     pub fn ok(self, what: &str) -> Self {
         assert_eq!(self.code, 0, "{what} failed\n--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr);
@@ -87,13 +93,20 @@ impl Workspace {
             provider_dir.display()
         );
         std::fs::write(dir.path().join(".terraformrc"), rc).expect("write terraformrc");
-        Workspace { dir, in_rig: false }
+        Workspace { dir, in_rig: false, env: Vec::new() }
     }
 
     /// Like `new`, but terraform runs inside the rig's netns with rig.env loaded.
     pub fn in_rig(case: &str) -> Self {
         rig_env_file();
         Workspace { in_rig: true, ..Self::new(case) }
+    }
+
+    /// Sets `key=value` in the environment of every command this workspace runs (`rig.sh exec`
+    /// reads `LAB_NETNS` and `LAB_CACHE`: a test can aim at a rig other than the shared one).
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_string(), value.to_string()));
+        self
     }
 
     /// Copies an example under `examples/` (its README and CI files are ignored by terraform).
@@ -135,7 +148,8 @@ impl Workspace {
             .env("TF_IN_AUTOMATION", "1")
             .env("TF_INPUT", "0")
             .env("CHECKPOINT_DISABLE", "1")
-            .env("NO_COLOR", "1");
+            .env("NO_COLOR", "1")
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
         cmd
     }
 

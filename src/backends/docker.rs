@@ -26,13 +26,13 @@ const REQUEST_TIMEOUT_SECS: u64 = 120;
 pub enum DockerError {
     #[error("unsupported Docker host `{host}`: use unix:///path/docker.sock, tcp://host:port or ssh://user@host")]
     UnsupportedHost { host: String },
-    #[error("connecting to the Docker daemon at {host}")]
+    #[error("connecting to the Docker daemon at {host}{}", unreachable_hint(source))]
     Connect {
         host: String,
         #[source]
         source: Box<BollardError>,
     },
-    #[error("{action} container `{container}` on {host}")]
+    #[error("{action} container `{container}` on {host}{}", unreachable_hint(source))]
     Container {
         action: &'static str,
         container: String,
@@ -45,7 +45,7 @@ pub enum DockerError {
          or ask for a pull"
     )]
     ImageMissing { image: String, host: String },
-    #[error("{action} image `{image}` on {host}")]
+    #[error("{action} image `{image}` on {host}{}", unreachable_hint(source))]
     Image {
         action: &'static str,
         image: String,
@@ -62,7 +62,7 @@ pub enum DockerError {
     },
     #[error("invalid path `{path}` for a file uploaded into a container: {why}")]
     UploadPath { path: String, why: &'static str },
-    #[error("{action} network `{network}` on {host}")]
+    #[error("{action} network `{network}` on {host}{}", unreachable_hint(source))]
     Network {
         action: &'static str,
         network: String,
@@ -478,6 +478,25 @@ impl DockerClient {
             }
             Err(e) => Err(self.network_err("removing", network)(e)),
         }
+    }
+}
+
+/// What to do when the daemon did not answer at all (stopped, restarting, a wrong socket), said
+/// after the error of whichever call met it first.
+fn unreachable_hint(source: &BollardError) -> &'static str {
+    let unreachable = match source {
+        BollardError::HyperLegacyError { err } => err.is_connect(),
+        BollardError::IOError { err } => {
+            matches!(err.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused)
+        }
+        BollardError::SocketNotFoundError(_) => true,
+        _ => false,
+    };
+    if unreachable {
+        ": the Docker daemon (dockerd) does not answer there; check that dockerd is running \
+         (e.g. `systemctl status docker`), then run terraform again"
+    } else {
+        ""
     }
 }
 

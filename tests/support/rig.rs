@@ -19,8 +19,12 @@ pub fn rig_env_file() -> PathBuf {
 
 /// Every `export NAME=value` (or `'value'`) of rig.env.
 pub fn rig_vars() -> HashMap<String, String> {
-    let path = rig_env_file();
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    rig_vars_in(&rig_env_file())
+}
+
+/// Every `export NAME=value` (or `'value'`) of the rig.env at `path` (a rig other than `$LAB_CACHE`'s).
+pub fn rig_vars_in(path: &std::path::Path) -> HashMap<String, String> {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     text.lines()
         .filter_map(|l| l.trim().strip_prefix("export "))
         .filter_map(|l| l.split_once('='))

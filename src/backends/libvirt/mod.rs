@@ -27,12 +27,23 @@ use wire::{Envelope, RawVmInfo, Reply, Request};
 /// File name of the helper binary; it lives in the provider binary's directory.
 pub const HELPER_NAME: &str = "terraform-provider-lab-libvirt";
 
+/// How long a lost connection waits for libvirtd to answer again (a restart takes 1-5 s), and how
+/// often it tries.
+const RECONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+const RECONNECT_POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
 #[derive(Debug, thiserror::Error)]
 pub enum LibvirtError {
     #[error("{what}: {message}")]
     Call { what: String, message: String },
     #[error("{what}: {source}")]
     Xml { what: String, source: DomainXmlError },
+    /// libvirtd does not answer at `uri` (stopped, restarting, or a wrong socket).
+    #[error(
+        "{what}: libvirtd at {uri} does not answer ({message}). Check that libvirtd is running \
+         (e.g. `systemctl status libvirtd`), then run terraform again"
+    )]
+    Unreachable { what: String, uri: String, message: String },
     #[error("{what}: libvirt helper {}: {reason}", helper.display())]
     Helper { what: String, helper: PathBuf, reason: String },
 }
@@ -46,12 +57,21 @@ pub struct VmInfo {
     pub summary: DomainSummary,
 }
 
-/// One libvirt connection (one helper process), cloned cheaply; safe to share between tasks.
-/// The helper goes away with the last clone.
+/// One libvirt connection (one helper process at a time), cloned cheaply; safe to share between
+/// tasks. A connection that dies under it (libvirtd restarted or stopped, the helper killed) is
+/// noticed at the next call that fails: a new helper connects and the call is made again when it
+/// is safe to repeat. The helper goes away with the last clone.
 #[derive(Clone)]
 pub struct Libvirt {
-    helper: Arc<Helper>,
+    inner: Arc<Connection>,
+}
+
+struct Connection {
     uri: String,
+    helper_path: PathBuf,
+    helper: Mutex<Arc<Helper>>,
+    /// One reconnect at a time: calls that fail together share the new helper.
+    reconnecting: tokio::sync::Mutex<()>,
 }
 
 impl Libvirt {
@@ -69,29 +89,29 @@ impl Libvirt {
 
     /// Connect through the helper binary at `helper` (tests use cargo's path to it).
     pub async fn connect_with(helper: &Path, uri: &str) -> Result<Self, LibvirtError> {
-        let what = format!("connecting to libvirt at {uri}");
-        let process = Helper::spawn(helper).map_err(|reason| LibvirtError::Helper {
-            what: what.clone(),
-            helper: helper.to_path_buf(),
-            reason,
-        })?;
-        let libvirt = Libvirt { helper: Arc::new(process), uri: uri.to_string() };
-        libvirt.call::<()>(what, Request::Connect { uri: uri.to_string() }).await?;
-        Ok(libvirt)
+        let process = open(helper, uri).await?;
+        let inner = Connection {
+            uri: uri.to_string(),
+            helper_path: helper.to_path_buf(),
+            helper: Mutex::new(Arc::new(process)),
+            reconnecting: tokio::sync::Mutex::new(()),
+        };
+        Ok(Libvirt { inner: Arc::new(inner) })
     }
 
     pub fn uri(&self) -> &str {
-        &self.uri
+        &self.inner.uri
     }
 
-    /// The helper's process id (for tests and logs); `None` once it has been reaped.
+    /// The current helper's process id (for tests and logs); `None` once it has been reaped.
     pub fn helper_pid(&self) -> Option<u32> {
-        self.helper.child.id()
+        self.current().child.id()
     }
 
-    /// Whether the connection still answers (libvirtd restarts drop it; so does a dead helper).
+    /// Whether the connection answers now (libvirtd restarts drop it; so does a dead helper).
+    /// Calls reconnect by themselves; this only looks.
     pub async fn is_alive(&self) -> bool {
-        self.call("checking the libvirt connection".into(), Request::IsAlive).await.unwrap_or(false)
+        is_alive(&self.current()).await
     }
 
     /// Define (persist) a domain from XML; returns its UUID.
@@ -99,8 +119,18 @@ impl Libvirt {
         self.call("defining domain".into(), Request::Define { xml }).await
     }
 
+    /// A start the connection was lost under may or may not have reached libvirtd: on the new
+    /// connection, a running domain means it did, and otherwise it is made again.
     pub async fn start(&self, name: &str) -> Result<(), LibvirtError> {
-        self.call(format!("starting domain {name}"), Request::Start { name: name.into() }).await
+        let what = format!("starting domain {name}");
+        let before = self.current();
+        match self.call(what.clone(), Request::Start { name: name.into() }).await {
+            Err(_) if !Arc::ptr_eq(&before, &self.current()) => match self.lookup(name).await? {
+                Some(info) if info.state == VmState::Running => Ok(()),
+                _ => self.call(what, Request::Start { name: name.into() }).await,
+            },
+            done => done,
+        }
     }
 
     /// ACPI power button; returns at once (the guest shuts down in its own time).
@@ -156,16 +186,81 @@ impl Libvirt {
         self.call("listing domains".into(), Request::DomainNames).await
     }
 
+    fn current(&self) -> Arc<Helper> {
+        self.inner.helper.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// `request` on the current helper; if it fails because the connection is gone, once more on
+    /// a new one (or, for a request that is not safe to repeat, the error after reconnecting).
     async fn call<T: DeserializeOwned>(&self, what: String, request: Request) -> Result<T, LibvirtError> {
-        let helper_error =
-            |what: String, reason: String| LibvirtError::Helper { what, helper: self.helper.path.clone(), reason };
-        match self.helper.ask(request).await {
-            Ok(Reply::Ok(value)) => {
-                serde_json::from_value(value).map_err(|e| helper_error(what, format!("unexpected reply: {e}")))
+        let helper = self.current();
+        let first = ask(&helper, what.clone(), request.clone()).await;
+        match first {
+            Err(LibvirtError::Helper { .. } | LibvirtError::Call { .. }) if !is_alive(&helper).await => {
+                let fresh = self.reconnect(&helper, &what).await?;
+                if request.safe_to_repeat() { ask(&fresh, what, request).await } else { first }
             }
-            Ok(Reply::Err(message)) => Err(LibvirtError::Call { what, message }),
-            Err(reason) => Err(helper_error(what, reason)),
+            done => done,
         }
+    }
+
+    /// A new helper and connection in place of `dead` (unless another call made one already).
+    async fn reconnect(&self, dead: &Arc<Helper>, what: &str) -> Result<Arc<Helper>, LibvirtError> {
+        let _one = self.inner.reconnecting.lock().await;
+        let current = self.current();
+        if !Arc::ptr_eq(&current, dead) {
+            return Ok(current);
+        }
+        // A restarting libvirtd is back within seconds: wait for it rather than fail the create
+        // (and its rollback) in the middle.
+        let started = std::time::Instant::now();
+        let fresh = loop {
+            match open(&self.inner.helper_path, &self.inner.uri).await {
+                Ok(fresh) => break Arc::new(fresh),
+                Err(LibvirtError::Unreachable { .. }) if started.elapsed() < RECONNECT_WAIT => {
+                    tokio::time::sleep(RECONNECT_POLL).await;
+                }
+                Err(LibvirtError::Unreachable { uri, message, .. }) => {
+                    let what = format!("{what}: the connection was lost, and for {RECONNECT_WAIT:?} reconnecting");
+                    return Err(LibvirtError::Unreachable { what, uri, message });
+                }
+                Err(other) => return Err(other),
+            }
+        };
+        *self.inner.helper.lock().unwrap_or_else(|p| p.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+}
+
+/// A new helper, connected to `uri`.
+async fn open(helper: &Path, uri: &str) -> Result<Helper, LibvirtError> {
+    let what = format!("connecting to libvirt at {uri}");
+    let process = Helper::spawn(helper).map_err(|reason| LibvirtError::Helper {
+        what: what.clone(),
+        helper: helper.to_path_buf(),
+        reason,
+    })?;
+    match ask::<()>(&process, what.clone(), Request::Connect { uri: uri.to_string() }).await {
+        Err(LibvirtError::Call { message, .. }) => {
+            Err(LibvirtError::Unreachable { what, uri: uri.to_string(), message })
+        }
+        other => other.map(|()| process),
+    }
+}
+
+async fn is_alive(helper: &Helper) -> bool {
+    ask(helper, "checking the libvirt connection".into(), Request::IsAlive).await.unwrap_or(false)
+}
+
+async fn ask<T: DeserializeOwned>(helper: &Helper, what: String, request: Request) -> Result<T, LibvirtError> {
+    let helper_error =
+        |what: String, reason: String| LibvirtError::Helper { what, helper: helper.path.clone(), reason };
+    match helper.ask(request).await {
+        Ok(Reply::Ok(value)) => {
+            serde_json::from_value(value).map_err(|e| helper_error(what, format!("unexpected reply: {e}")))
+        }
+        Ok(Reply::Err(message)) => Err(LibvirtError::Call { what, message }),
+        Err(reason) => Err(helper_error(what, reason)),
     }
 }
 

@@ -54,6 +54,15 @@ pub enum Request {
     DomainNames,
 }
 
+impl Request {
+    /// Whether asking again has the same effect as asking once, so a call cut off by a lost
+    /// connection may be repeated on a new one. Not `Start`: a start that reached libvirtd before
+    /// the connection went fails the second time ("already running").
+    pub fn safe_to_repeat(&self) -> bool {
+        !matches!(self, Request::Start { .. } | Request::Connect { .. })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reply {

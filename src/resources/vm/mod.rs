@@ -170,8 +170,6 @@ fn vm_block() -> Block {
 
 pub struct VmResource {
     provider: ProviderHandle,
-    /// Connected lazily on first use, reconnected when libvirtd drops it.
-    conn: tokio::sync::Mutex<Option<Libvirt>>,
     /// Memory (MiB) of the VMs planned by this provider process, by name: the capacity check
     /// compares their sum with the host's free memory.
     planned_memory: std::sync::Mutex<BTreeMap<String, i64>>,
@@ -179,20 +177,12 @@ pub struct VmResource {
 
 impl VmResource {
     pub fn new(provider: ProviderHandle) -> Self {
-        VmResource { provider, conn: tokio::sync::Mutex::new(None), planned_memory: Default::default() }
+        VmResource { provider, planned_memory: Default::default() }
     }
 
+    /// The provider's libvirt connection (made on first use, reconnected when libvirtd drops it).
     async fn libvirt(&self) -> Result<Libvirt, Diagnostics> {
-        let uri = self.provider.settings()?.require_libvirt_uri(TYPE_NAME)?.to_string();
-        let mut guard = self.conn.lock().await;
-        if let Some(conn) = guard.as_ref()
-            && conn.is_alive().await
-        {
-            return Ok(conn.clone());
-        }
-        let conn = Libvirt::connect(&uri).await.or_diag("Cannot reach libvirt")?;
-        *guard = Some(conn.clone());
-        Ok(conn)
+        self.provider.libvirt(TYPE_NAME).await
     }
 }
 
