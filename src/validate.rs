@@ -80,7 +80,7 @@ pub fn hostname(name: &str) -> Result<(), String> {
 
 /// A TCP or UDP port, 1 to 65535.
 pub fn port(n: i64) -> Result<u16, String> {
-    u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("{n}: must be a port between 1 and 65535"))
+    u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("must be a port between 1 and 65535, got {n}"))
 }
 
 /// `host:port` (an IPv6 address in brackets: `[2001:db8::1]:53`).
