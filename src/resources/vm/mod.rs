@@ -515,12 +515,13 @@ impl VmResource {
         };
         let lv = self.libvirt().await?;
         let host = lv.host_info().await.or_diag("Reading host capacity")?;
-        let free_mb = (host.free_memory_bytes / (1024 * 1024)) as i64;
+        // Page cache counts as free: the kernel gives it to a guest that needs it.
+        let free_mb = i64::try_from(host.available_memory_bytes / (1024 * 1024)).unwrap_or(i64::MAX);
         if total_mb > free_mb {
             let summary = "Not enough free memory for the planned VMs";
             let detail = format!(
                 "The VMs planned so far need {total_mb} MiB; the libvirt host has {free_mb} MiB free \
-                 ({} MiB total, {} CPUs). Lower `memory_mb` or plan fewer VMs.",
+                 (unused memory and page cache; {} MiB total, {} CPUs). Lower `memory_mb` or plan fewer VMs.",
                 host.total_memory_kib / 1024,
                 host.cpus
             );
