@@ -68,7 +68,7 @@ fn cases() -> Vec<Case> {
             address: "lab_vm.timeout_words",
             body: "timeouts {\n    create = \"soon\"\n  }",
             summary: "Invalid timeouts.create",
-            detail: "`soon` is not a duration (expected number at 0); use e.g. \"90s\", \"5m\" or \"1h30m\"",
+            detail: "`soon` is not a duration; use e.g. \"90s\", \"5m\" or \"1h30m\"",
             highlight: r#""soon""#,
         },
         Case {
