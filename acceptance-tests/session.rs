@@ -84,7 +84,7 @@ fn session_import_block_adopts_an_existing_id() {
 fn bad_inputs_are_plan_time_errors_naming_the_attribute() {
     let ws = Workspace::new("session-bad");
     let cases = [
-        ("-var=ttl=4 parsecs", "Invalid ttl", "ttl     = var.ttl", "`4 parsecs` is not a duration"),
+        ("-var=ttl=4 parsecs", "Invalid ttl", "ttl     = var.ttl", "`parsecs` is not a unit of time"),
         ("-var=student=", "Empty student", "student = var.student", "must name the student"),
     ];
     for (var, summary, source_line, detail) in cases {

@@ -80,7 +80,7 @@ pub fn hostname(name: &str) -> Result<(), String> {
 
 /// A TCP or UDP port, 1 to 65535.
 pub fn port(n: i64) -> Result<u16, String> {
-    u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("{n}: must be a port between 1 and 65535"))
+    u16::try_from(n).ok().filter(|p| *p != 0).ok_or_else(|| format!("must be a port between 1 and 65535, got {n}"))
 }
 
 /// `host:port` (an IPv6 address in brackets: `[2001:db8::1]:53`).
@@ -97,10 +97,16 @@ pub fn host_port(text: &str) -> Result<(), String> {
 /// A strictly positive duration in humantime's syntax (`"90s"`, `"5m"`, `"1h30m"`, `"2days"`);
 /// the error says what is wrong and shows the syntax.
 pub fn duration(text: &str) -> Result<Duration, String> {
+    use humantime::DurationError as Why;
+    let example = "use e.g. \"90s\", \"5m\" or \"1h30m\"";
     match humantime::parse_duration(text) {
         Ok(d) if d.is_zero() => Err(format!("`{text}` is zero")),
         Ok(d) => Ok(d),
-        Err(e) => Err(format!("`{text}` is not a duration ({e}); use e.g. \"90s\", \"5m\" or \"1h30m\"")),
+        // The parser's other reasons are byte offsets ("expected number at 0"): the example says more.
+        Err(Why::UnknownUnit { unit, .. }) => Err(format!("`{text}`: `{unit}` is not a unit of time; {example}")),
+        Err(Why::NumberOverflow) => Err(format!("`{text}` is too long a time")),
+        Err(Why::Empty) => Err(format!("the duration is empty; {example}")),
+        Err(_) => Err(format!("`{text}` is not a duration; {example}")),
     }
 }
 
@@ -216,7 +222,9 @@ mod tests {
         assert_eq!(duration("90s").unwrap(), Duration::from_secs(90));
         assert_eq!(duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert!(duration("0s").unwrap_err().contains("is zero"));
-        assert!(duration("4 parsecs").unwrap_err().contains("`4 parsecs` is not a duration"));
+        assert_eq!(duration("soon").unwrap_err(), r#"`soon` is not a duration; use e.g. "90s", "5m" or "1h30m""#);
+        assert!(duration("4 parsecs").unwrap_err().starts_with("`4 parsecs`: `parsecs` is not a unit of time;"));
+        assert!(duration("").unwrap_err().starts_with("the duration is empty"));
     }
 
     #[test]

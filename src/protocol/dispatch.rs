@@ -8,10 +8,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::diag::{AttrPath, Diagnostic, Diagnostics};
+use super::diag::{AttrPath, Diagnostic, Diagnostics, PathStep};
 use super::resource::{DataSource, OpContext, PlanRequest, Provider, Resource};
-use super::schema::Schema;
-use super::serde_bridge::{from_value, to_value};
+use super::schema::{Attribute, Block, Nesting, Schema};
+use super::serde_bridge::{BridgeError, ValueProblem, from_value, to_value};
 use super::value::{Type, Value};
 
 /// A plan as the protocol layer returns it to Terraform.
@@ -57,8 +57,107 @@ pub trait ErasedProvider: Send + Sync {
 
 // ---------------------------------------------------------------- conversions
 
-fn decode<S: DeserializeOwned>(what: &str, value: &Value) -> Result<S, Diagnostics> {
-    from_value(value).map_err(|e| Diagnostic::from_error(format!("Invalid {what}"), &e).into())
+fn decode<S: DeserializeOwned>(block: &Block, what: &str, value: &Value) -> Result<S, Diagnostics> {
+    from_value(value).map_err(|e| decode_error(block, what, &e).into())
+}
+
+/// A value that does not fit its typed field, as an error on its attribute in the user's words,
+/// with the attribute's unit from the schema: "memory_mb must be a whole number of MiB, got 512.5".
+fn decode_error(block: &Block, what: &str, err: &BridgeError) -> Diagnostic {
+    let BridgeError::FromValue { path, problem } = err else {
+        return Diagnostic::from_error(format!("Invalid {what}"), err);
+    };
+    if path.0.is_empty() {
+        return Diagnostic::from_error(format!("Invalid {what}"), err);
+    }
+    let unit = attribute_at(block, path).map(|a| a.unit.as_str()).filter(|u| !u.is_empty());
+    let counted = |n: &str| unit.map_or_else(|| n.to_string(), |u| format!("{n} {u}"));
+    let detail = match problem {
+        ValueProblem::NotWhole { number } => match unit {
+            Some(unit) => format!("{path} must be a whole number of {unit}, got {number}"),
+            None => format!("{path} must be a whole number, got {number}"),
+        },
+        ValueProblem::TooLarge { number, max } => {
+            format!("{path} is too large: {} (at most {})", counted(number), counted(max))
+        }
+        ValueProblem::TooSmall { number, min } => {
+            format!("{path} is too small: {} (at least {})", counted(number), counted(min))
+        }
+        ValueProblem::Other(why) => format!("{path}: {why}"),
+    };
+    // In a configuration the user is at fault and the path says where; elsewhere (state) it is
+    // the provider, and the summary says which value it could not read.
+    let summary = if what.ends_with("configuration") { format!("Invalid {path}") } else { format!("Invalid {what}") };
+    Diagnostic::attr_error(path.clone(), summary, detail)
+}
+
+/// The attribute `path` leads to, through nested blocks, nested attributes and their elements.
+fn attribute_at<'a>(block: &'a Block, path: &AttrPath) -> Option<&'a Attribute> {
+    let (mut attributes, mut blocks) = (block.attributes.as_slice(), block.blocks.as_slice());
+    let mut found = None;
+    for step in &path.0 {
+        // `[0]` / `["key"]` select an element: the schema is the same for all of them.
+        let PathStep::Attr(name) = step else { continue };
+        if let Some(attribute) = attributes.iter().find(|a| &a.name == name) {
+            found = Some(attribute);
+            let nested = attribute.nested.as_ref().map_or(&[][..], |n| n.attributes.as_slice());
+            (attributes, blocks) = (nested, &[]);
+        } else if let Some(nested) = blocks.iter().find(|b| &b.type_name == name) {
+            found = None;
+            (attributes, blocks) = (nested.block.attributes.as_slice(), nested.block.blocks.as_slice());
+        } else {
+            return None;
+        }
+    }
+    found
+}
+
+/// The path of a diagnostic as Terraform can find it in the configuration. Terraform follows
+/// a path through blocks, then to an attribute, then at most one index step into its value
+/// (`ElaborateFromConfigBody` in its `tfdiags`); a step into an object (`publish.host_port` of
+/// `publish = { host_port = 70000 }`) makes it underline the whole resource instead. So the
+/// step after the attribute travels as a key (`publish["host_port"]`, which Terraform finds in
+/// the object's text), and deeper steps are left out: summary and detail name the whole path.
+pub fn path_for_terraform(block: &Block, path: AttrPath) -> AttrPath {
+    let mut fitted = Vec::with_capacity(path.0.len());
+    let mut steps = path.0.into_iter();
+    let mut current = block;
+    while let Some(step) = steps.next() {
+        let PathStep::Attr(name) = &step else {
+            fitted.push(step);
+            fitted.extend(steps);
+            break;
+        };
+        if let Some(nested) = current.blocks.iter().find(|b| &b.type_name == name) {
+            fitted.push(step);
+            if !matches!(nested.nesting, Nesting::Single | Nesting::Group)
+                && let Some(element) = steps.next()
+            {
+                fitted.push(element);
+            }
+            current = &nested.block;
+            continue;
+        }
+        fitted.push(step);
+        if let Some(next) = steps.next() {
+            fitted.push(match next {
+                PathStep::Attr(name) => PathStep::Key(name),
+                element => element,
+            });
+        }
+        break;
+    }
+    AttrPath(fitted)
+}
+
+/// `path_for_terraform` on every diagnostic.
+fn for_terraform(block: &Block, mut diags: Diagnostics) -> Diagnostics {
+    for d in &mut diags.0 {
+        if let Some(path) = d.attribute.take() {
+            d.attribute = Some(path_for_terraform(block, path));
+        }
+    }
+    diags
 }
 
 fn encode<S: Serialize>(what: &str, state: &S, ty: &Type) -> Result<Value, Diagnostics> {
@@ -179,24 +278,12 @@ struct ResourceAdapter<R> {
     ty: Type,
 }
 
-#[async_trait]
-impl<R: Resource> ErasedResource for ResourceAdapter<R> {
-    fn type_name(&self) -> &'static str {
-        self.inner.type_name()
+impl<R: Resource> ResourceAdapter<R> {
+    fn block(&self) -> &Block {
+        &self.schema.block
     }
 
-    fn schema(&self) -> Schema {
-        self.schema.clone()
-    }
-
-    async fn validate(&self, config: &Value) -> Diagnostics {
-        match decode::<R::State>("configuration", config) {
-            Ok(config) => self.inner.validate(&config).await,
-            Err(diags) => diags,
-        }
-    }
-
-    async fn plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<PlanOutcome, Diagnostics> {
+    async fn typed_plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<PlanOutcome, Diagnostics> {
         if is_null(proposed) {
             return Ok(PlanOutcome {
                 planned: Value::Null,
@@ -204,11 +291,12 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
                 diagnostics: Diagnostics::new(),
             });
         }
+        let block = self.block();
         let (planned, mut requires_replace) = generic_plan(&self.schema, prior, proposed, config);
         let request = PlanRequest {
-            prior: if is_null(prior) { None } else { Some(decode::<R::State>("prior state", prior)?) },
-            config: decode::<R::State>("configuration", config)?,
-            planned: decode::<R::State>("planned state", &planned)?,
+            prior: if is_null(prior) { None } else { Some(decode::<R::State>(block, "prior state", prior)?) },
+            config: decode::<R::State>(block, "configuration", config)?,
+            planned: decode::<R::State>(block, "planned state", &planned)?,
         };
         let typed = self.inner.plan(request).await?;
         requires_replace.retain(|path| !typed.adopt_without_replace.contains(path));
@@ -222,41 +310,75 @@ impl<R: Resource> ErasedResource for ResourceAdapter<R> {
         Ok(PlanOutcome { planned, requires_replace, diagnostics: typed.diagnostics })
     }
 
-    async fn apply(&self, prior: &Value, planned: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
+    async fn typed_apply(&self, prior: &Value, planned: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
+        let block = self.block();
         match (is_null(prior), is_null(planned)) {
             (_, true) => {
                 if !is_null(prior) {
-                    self.inner.delete(decode("prior state", prior)?, ctx).await?;
+                    self.inner.delete(decode(block, "prior state", prior)?, ctx).await?;
                 }
                 Ok(Value::Null)
             }
             (true, false) => {
-                let created = self.inner.create(decode("planned state", planned)?, ctx).await?;
+                let created = self.inner.create(decode(block, "planned state", planned)?, ctx).await?;
                 Ok(strip_write_only(&self.schema, encode("new state", &created, &self.ty)?))
             }
             (false, false) => {
-                let updated =
-                    self.inner.update(decode("prior state", prior)?, decode("planned state", planned)?, ctx).await?;
+                let (prior, planned) = (decode(block, "prior state", prior)?, decode(block, "planned state", planned)?);
+                let updated = self.inner.update(prior, planned, ctx).await?;
                 Ok(strip_write_only(&self.schema, encode("new state", &updated, &self.ty)?))
             }
         }
     }
 
-    async fn read(&self, current: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
+    async fn typed_read(&self, current: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
         if is_null(current) {
             return Ok(Value::Null);
         }
-        match self.inner.read(decode("current state", current)?, ctx).await? {
+        match self.inner.read(decode(self.block(), "current state", current)?, ctx).await? {
             Some(state) => encode("refreshed state", &state, &self.ty),
             None => Ok(Value::Null),
         }
     }
+}
+
+/// Every diagnostic leaves through here with its path fitted for Terraform (`for_terraform`).
+#[async_trait]
+impl<R: Resource> ErasedResource for ResourceAdapter<R> {
+    fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+
+    fn schema(&self) -> Schema {
+        self.schema.clone()
+    }
+
+    async fn validate(&self, config: &Value) -> Diagnostics {
+        let diags = match decode::<R::State>(self.block(), "configuration", config) {
+            Ok(config) => self.inner.validate(&config).await,
+            Err(diags) => diags,
+        };
+        for_terraform(self.block(), diags)
+    }
+
+    async fn plan(&self, prior: &Value, proposed: &Value, config: &Value) -> Result<PlanOutcome, Diagnostics> {
+        match self.typed_plan(prior, proposed, config).await {
+            Ok(outcome) => Ok(PlanOutcome { diagnostics: for_terraform(self.block(), outcome.diagnostics), ..outcome }),
+            Err(diags) => Err(for_terraform(self.block(), diags)),
+        }
+    }
+
+    async fn apply(&self, prior: &Value, planned: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
+        self.typed_apply(prior, planned, ctx).await.map_err(|d| for_terraform(self.block(), d))
+    }
+
+    async fn read(&self, current: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
+        self.typed_read(current, ctx).await.map_err(|d| for_terraform(self.block(), d))
+    }
 
     async fn import(&self, id: &str, ctx: &OpContext) -> Result<Option<Value>, Diagnostics> {
-        match self.inner.import(id, ctx).await? {
-            Some(state) => Ok(Some(encode("imported state", &state, &self.ty)?)),
-            None => Ok(None),
-        }
+        let imported = self.inner.import(id, ctx).await.map_err(|d| for_terraform(self.block(), d))?;
+        imported.map(|state| encode("imported state", &state, &self.ty)).transpose()
     }
 }
 
@@ -277,14 +399,18 @@ impl<D: DataSource> ErasedDataSource for DataSourceAdapter<D> {
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
-        match decode::<D::State>("configuration", config) {
+        let block = &self.schema.block;
+        let diags = match decode::<D::State>(block, "configuration", config) {
             Ok(config) => self.inner.validate(&config).await,
             Err(diags) => diags,
-        }
+        };
+        for_terraform(block, diags)
     }
 
     async fn read(&self, config: &Value, ctx: &OpContext) -> Result<Value, Diagnostics> {
-        let state = self.inner.read(decode("configuration", config)?, ctx).await?;
+        let block = &self.schema.block;
+        let config = decode(block, "configuration", config).map_err(|d| for_terraform(block, d))?;
+        let state = self.inner.read(config, ctx).await.map_err(|d| for_terraform(block, d))?;
         encode("data source state", &state, &self.ty)
     }
 }
@@ -298,14 +424,18 @@ impl<P: Provider> ErasedProvider for ProviderAdapter<P> {
     }
 
     async fn validate(&self, config: &Value) -> Diagnostics {
-        match decode::<P::Config>("provider configuration", config) {
+        let block = self.0.schema().block;
+        let diags = match decode::<P::Config>(&block, "provider configuration", config) {
             Ok(config) => self.0.validate(&config).await,
             Err(diags) => diags,
-        }
+        };
+        for_terraform(&block, diags)
     }
 
     async fn configure(&self, config: &Value) -> Result<(), Diagnostics> {
-        self.0.configure(decode("provider configuration", config)?).await
+        let block = self.0.schema().block;
+        let config = decode(&block, "provider configuration", config).map_err(|d| for_terraform(&block, d))?;
+        self.0.configure(config).await.map_err(|d| for_terraform(&block, d))
     }
 
     fn resources(&self) -> Vec<Arc<dyn ErasedResource>> {
@@ -535,5 +665,135 @@ mod tests {
         assert_eq!(back.get_attr("size"), Some(&Value::Number(Number::Float(1.5))));
         assert_eq!(back.get_attr("big"), Some(&Value::Number(Number::parse("100000000000000000000").unwrap())));
         assert_eq!(back.get_attr("image"), Some(&Value::Unknown));
+    }
+
+    /// A block like `lab_vm`'s and `lab_terminal`'s: numbers with units, a nested attribute,
+    /// a list of strings, a timeouts block and a list block.
+    fn diag_block() -> Block {
+        use crate::protocol::schema::{NestedBlock, Nesting};
+        let timeouts = Block { attributes: vec![Attribute::string("create").optional()], ..Default::default() };
+        Block {
+            attributes: vec![
+                Attribute::number("memory_mb").optional().unit("MiB"),
+                Attribute::number("vcpus").optional(),
+                Attribute::nested("publish", Nesting::Single, vec![Attribute::number("host_port").optional()]),
+                Attribute::of_type("keys", Type::List(Box::new(Type::String))).optional(),
+            ],
+            blocks: vec![
+                NestedBlock {
+                    type_name: "timeouts".into(),
+                    block: timeouts.clone(),
+                    nesting: Nesting::Single,
+                    min_items: 0,
+                    max_items: 0,
+                },
+                NestedBlock {
+                    type_name: "disk".into(),
+                    block: timeouts,
+                    nesting: Nesting::List,
+                    min_items: 0,
+                    max_items: 0,
+                },
+            ],
+            ..Default::default()
+        }
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)] // read only for its errors
+    struct Sized {
+        memory_mb: Attr<i64>,
+        vcpus: Attr<u32>,
+        publish: Attr<Port>,
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Port {
+        host_port: Attr<u16>,
+    }
+
+    fn decode_detail(attr: &str, value: Value) -> (String, String, Option<AttrPath>) {
+        let config = Value::Object(BTreeMap::from([(attr.to_string(), value)]));
+        let d = decode::<Sized>(&diag_block(), "configuration", &config).unwrap_err().0.remove(0);
+        (d.summary, d.detail, d.attribute)
+    }
+
+    #[test]
+    fn decode_errors_sit_on_the_attribute_in_the_users_words() {
+        let (summary, detail, path) = decode_detail("memory_mb", Value::Number(Number::parse("512.5").unwrap()));
+        assert_eq!(summary, "Invalid memory_mb");
+        assert_eq!(detail, "memory_mb must be a whole number of MiB, got 512.5");
+        assert_eq!(path, Some(AttrPath::root("memory_mb")));
+
+        let (_, detail, _) = decode_detail("memory_mb", Value::Number(Number::parse("1e20").unwrap()));
+        assert_eq!(detail, "memory_mb is too large: 1e20 MiB (at most 9223372036854775807 MiB)");
+
+        // No unit in the schema: the number alone.
+        let (_, detail, _) = decode_detail("vcpus", Value::int(-1));
+        assert_eq!(detail, "vcpus is too small: -1 (at least 0)");
+
+        let publish = Value::Object(BTreeMap::from([("host_port".to_string(), Value::int(70000))]));
+        let (summary, detail, path) = decode_detail("publish", publish);
+        assert_eq!(summary, "Invalid publish.host_port");
+        assert_eq!(detail, "publish.host_port is too large: 70000 (at most 65535)");
+        assert_eq!(path, Some(AttrPath::root("publish").attr("host_port")));
+
+        for d in [decode_detail("memory_mb", Value::Number(Number::Float(1.5))).1, detail] {
+            for word in ["i64", "u16", "u32", "out of range"] {
+                assert!(!d.contains(word), "{d:?} uses {word:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn paths_are_fitted_to_what_terraform_can_find_in_the_configuration() {
+        let block = diag_block();
+        let fit = |p: AttrPath| path_for_terraform(&block, p).to_string();
+        assert_eq!(fit(AttrPath::root("memory_mb")), "memory_mb");
+        // Into a nested attribute's object: one key step, which Terraform finds in `{ .. }`.
+        assert_eq!(fit(AttrPath::root("publish").attr("host_port")), r#"publish["host_port"]"#);
+        assert_eq!(fit(AttrPath::root("keys").index(1)), "keys[1]");
+        assert_eq!(fit(AttrPath::root("keys").index(1).attr("deeper")), "keys[1]");
+        // Blocks are followed, with the element of a list block.
+        assert_eq!(fit(AttrPath::root("timeouts").attr("create")), "timeouts.create");
+        assert_eq!(fit(AttrPath::root("disk").index(0).attr("create")), "disk[0].create");
+    }
+
+    #[tokio::test]
+    async fn validate_returns_paths_fitted_for_terraform() {
+        struct Publishing;
+        #[async_trait]
+        impl Resource for Publishing {
+            type State = Thing;
+            fn type_name(&self) -> &'static str {
+                "test_publishing"
+            }
+            fn schema(&self) -> Schema {
+                Schema { version: 0, block: diag_block() }
+            }
+            async fn validate(&self, _config: &Thing) -> Diagnostics {
+                Diagnostic::attr_error(AttrPath::root("publish").attr("host_port"), "Invalid publish.host_port", "no")
+                    .into()
+            }
+            async fn create(&self, planned: Thing, _ctx: &OpContext) -> Result<Thing, Diagnostics> {
+                Ok(planned)
+            }
+            async fn read(&self, current: Thing, _ctx: &OpContext) -> Result<Option<Thing>, Diagnostics> {
+                Ok(Some(current))
+            }
+            async fn update(&self, _prior: Thing, planned: Thing, _ctx: &OpContext) -> Result<Thing, Diagnostics> {
+                Ok(planned)
+            }
+            async fn delete(&self, _current: Thing, _ctx: &OpContext) -> Result<(), Diagnostics> {
+                Ok(())
+            }
+            async fn import(&self, _id: &str, _ctx: &OpContext) -> Result<Option<Thing>, Diagnostics> {
+                Ok(None)
+            }
+        }
+        let diags = erase_resource(Publishing).validate(&Value::Object(BTreeMap::new())).await;
+        assert_eq!(diags.0[0].attribute, Some(AttrPath::root("publish").key("host_port")));
+        assert_eq!(diags.0[0].summary, "Invalid publish.host_port");
     }
 }

@@ -99,6 +99,9 @@ pub struct Attribute {
     pub sensitive: bool,
     pub write_only: bool,
     pub deprecated: bool,
+    /// What a number counts (`MiB`, `GiB`, `virtual CPUs`): the words diagnostics about the
+    /// value use ("must be a whole number of MiB"). Empty for none.
+    pub unit: String,
     // --- plan modifiers, applied by the protocol layer; never sent to Terraform ---
     /// Value planned when the config leaves the attribute null (attribute must be optional+computed).
     pub default: Option<Value>,
@@ -161,6 +164,11 @@ impl Attribute {
     }
     pub fn description(mut self, text: &str) -> Self {
         self.description = text.to_string();
+        self
+    }
+    /// See `unit`.
+    pub fn unit(mut self, unit: &str) -> Self {
+        self.unit = unit.to_string();
         self
     }
     /// Optional + computed with a default planned when unset.

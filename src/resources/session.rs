@@ -412,7 +412,7 @@ mod tests {
         assert_eq!(parse_ttl("90m").unwrap(), Duration::from_secs(90 * 60));
         assert_eq!(parse_ttl("1h30m").unwrap(), Duration::from_secs(90 * 60));
         let err = parse_ttl("4 parsecs").unwrap_err();
-        assert!(err.contains("`4 parsecs` is not a duration"), "{err}");
+        assert!(err.contains("`parsecs` is not a unit of time"), "{err}");
         assert!(parse_ttl("0s").is_err());
     }
 

@@ -111,54 +111,20 @@ fn handle(conn: &OnceLock<Connect>, request: Request) -> Result<serde_json::Valu
         },
         Request::HostInfo => {
             let node = conn.node_info().map_err(text)?;
-            let free = match available_memory_kib(conn) {
-                Ok(Some(kib)) => kib * 1024,
-                // Drivers without node memory stats (the test driver, some remote ones): free pages.
-                Ok(None) => conn.free_memory().map_err(text)?,
-                Err(e) if e.code() == Enum::Known(ErrorNumber::NoSupport) => conn.free_memory().map_err(text)?,
-                Err(e) => return Err(text(e)),
-            };
-            json(HostInfo { free_memory_bytes: free, total_memory_kib: node.memory, cpus: node.cpus })
+            let free = conn.free_memory().map_err(text)?;
+            let available = available_memory_bytes(conn)?.unwrap_or(free);
+            json(HostInfo {
+                free_memory_bytes: free,
+                available_memory_bytes: available,
+                total_memory_kib: node.memory,
+                cpus: node.cpus,
+            })
         }
         Request::DomainNames => {
             let doms = conn.list_all_domains(0).map_err(text)?;
             json(doms.iter().map(|d| d.name().map_err(text)).collect::<Result<Vec<_>>>()?)
         }
     }
-}
-
-/// Memory a new guest can take, in KiB: free plus the kernel's buffers and page cache, which it gives
-/// back on demand (what `free` calls "available"). `virNodeGetFreeMemory` counts only pages nobody
-/// uses, a few hundred MiB on any host that has read files for a while, so a capacity check based on
-/// it warns on every plan. `virt` has no wrapper for `virNodeGetMemoryStats`: one call through `sys`.
-fn available_memory_kib(conn: &Connect) -> std::result::Result<Option<u64>, virt::error::Error> {
-    let stats = |params: *mut sys::virNodeMemoryStats, count: &mut std::os::raw::c_int| {
-        // SAFETY: `params` is null with `count` 0 (libvirt then only reports how many fields it
-        // has) or holds `count` entries, of which libvirt fills at most `count`; the connection
-        // pointer is valid for as long as `conn` lives.
-        unsafe { sys::virNodeGetMemoryStats(conn.as_ptr(), sys::VIR_NODE_MEMORY_STATS_ALL_CELLS, params, count, 0) }
-    };
-    let mut count = 0;
-    if stats(std::ptr::null_mut(), &mut count) < 0 {
-        return Err(virt::error::Error::last_error());
-    }
-    let mut params = vec![sys::virNodeMemoryStats { field: [0; 80], value: 0 }; usize::try_from(count).unwrap_or(0)];
-    let rc = stats(params.as_mut_ptr(), &mut count);
-    if rc < 0 {
-        return Err(virt::error::Error::last_error());
-    }
-    let returned = params.get(..usize::try_from(count).unwrap_or(0)).unwrap_or(&[]);
-    let field = |name: &std::ffi::CStr| {
-        returned
-            .iter()
-            // SAFETY: libvirt writes NUL-terminated field names into the 80-byte array.
-            .find(|p| unsafe { std::ffi::CStr::from_ptr(p.field.as_ptr()) } == name)
-            .map(|p| p.value)
-    };
-    Ok(field(sys::VIR_NODE_MEMORY_STATS_FREE).map(|free| {
-        free + field(sys::VIR_NODE_MEMORY_STATS_BUFFERS).unwrap_or(0)
-            + field(sys::VIR_NODE_MEMORY_STATS_CACHED).unwrap_or(0)
-    }))
 }
 
 fn json(value: impl serde::Serialize) -> Result<serde_json::Value> {
@@ -196,6 +162,40 @@ fn vm_info(dom: &Domain) -> Result<RawVmInfo> {
         autostart: dom.autostart().map_err(text)?,
         xml: dom.xml_desc(0).map_err(text)?,
     })
+}
+
+/// Memory a new guest can have: free memory plus buffers and page cache, which the kernel hands
+/// over on demand. `virNodeGetFreeMemory` (all the `virt` crate wraps) is `MemFree` alone: a few
+/// hundred MiB on a machine with 20 GiB of cache after a build. `None` when the driver keeps no
+/// such statistics (libvirt's test driver).
+fn available_memory_bytes(conn: &Connect) -> Result<Option<u64>> {
+    let stats = |params: *mut sys::virNodeMemoryStats, n: &mut std::os::raw::c_int| {
+        // SAFETY: the connection is open for the helper's life; `params` is null (libvirt only
+        // writes the count) or points to `*n` writable entries.
+        unsafe { sys::virNodeGetMemoryStats(conn.as_ptr(), sys::VIR_NODE_MEMORY_STATS_ALL_CELLS, params, n, 0) }
+    };
+    let mut n = 0;
+    if stats(std::ptr::null_mut(), &mut n) < 0 {
+        let e = virt::error::Error::last_error();
+        return if e.code() == Enum::Known(ErrorNumber::NoSupport) { Ok(None) } else { Err(text(e)) };
+    }
+    let mut params = vec![sys::virNodeMemoryStats { field: [0; 80], value: 0 }; usize::try_from(n).unwrap_or(0)];
+    if stats(params.as_mut_ptr(), &mut n) < 0 {
+        return Err(text(virt::error::Error::last_error()));
+    }
+    let reclaimable =
+        [sys::VIR_NODE_MEMORY_STATS_FREE, sys::VIR_NODE_MEMORY_STATS_BUFFERS, sys::VIR_NODE_MEMORY_STATS_CACHED];
+    let kib: u64 = params
+        .iter()
+        .take(usize::try_from(n).unwrap_or(0))
+        .filter(|p| {
+            // SAFETY: libvirt NUL-terminates each field name within its 80 bytes.
+            let name = unsafe { std::ffi::CStr::from_ptr(p.field.as_ptr()) };
+            reclaimable.contains(&name)
+        })
+        .map(|p| p.value)
+        .sum();
+    Ok(Some(kib * 1024))
 }
 
 fn vm_state(s: Enum<DomainState, sys::virDomainState>) -> VmState {

@@ -124,7 +124,10 @@ pub struct GuestAddress {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostInfo {
+    /// `MemFree`: memory no one uses, not even the page cache.
     pub free_memory_bytes: u64,
+    /// What a new guest can have: free plus buffers and page cache (reclaimed on demand).
+    pub available_memory_bytes: u64,
     pub total_memory_kib: u64,
     pub cpus: u32,
 }

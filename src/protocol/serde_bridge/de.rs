@@ -1,12 +1,13 @@
 //! Deserializing: reads a `Value` directly into a serde type, naming the path on every error.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Deserializer;
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, DeserializeSeed, Visitor};
 
-use super::{ATTR_TOKEN, BridgeFailure, JSON_NUMBER_TOKEN, NOT_KNOWN_YET, Path, Res};
+use super::{ATTR_TOKEN, BridgeFailure, JSON_NUMBER_TOKEN, NOT_KNOWN_YET, Path, Res, ValueProblem};
 use crate::protocol::value::{Number, Value};
 
 // ---------------------------------------------------------------- deserializing
@@ -54,21 +55,33 @@ impl<'de, 'p> ValueDeserializer<'de, 'p> {
         }
     }
 
-    /// The number as an integer of type `I`, or an error naming the number and the type.
-    fn integer<I: TryFrom<i128>>(&self, type_name: &str) -> Res<I> {
-        let n = self.number(&format!("a whole number ({type_name})"))?;
-        let Some(i) = n.as_i128() else {
-            let why = if n.is_integer() { "is out of range for" } else { "is not a whole number, as needed for" };
-            return Err(self.fail(format!("{n} {why} {type_name}")));
+    /// The number as an integer of type `I` (`min..=max`), or an error saying what is wrong
+    /// with the number in the user's terms: a fraction, or beyond the limit (never the type).
+    fn integer<I: TryFrom<i128> + fmt::Display>(&self, min: I, max: I) -> Res<I> {
+        let n = self.number("a whole number")?;
+        let out_of_range = || {
+            let number = n.to_string();
+            let problem = if n.canonical_text().starts_with('-') {
+                ValueProblem::TooSmall { number, min: min.to_string() }
+            } else {
+                ValueProblem::TooLarge { number, max: max.to_string() }
+            };
+            BridgeFailure::problem(problem).at(self.path)
         };
-        I::try_from(i).map_err(|_| self.fail(format!("{n} is out of range for {type_name}")))
+        let Some(i) = n.as_i128() else {
+            if n.is_integer() {
+                return Err(out_of_range());
+            }
+            return Err(BridgeFailure::problem(ValueProblem::NotWhole { number: n.to_string() }).at(self.path));
+        };
+        I::try_from(i).map_err(|_| out_of_range())
     }
 }
 
 macro_rules! deserialize_integer {
     ($method:ident, $ty:ty, $visit:ident) => {
         fn $method<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
-            let n: $ty = self.integer(stringify!($ty))?;
+            let n: $ty = self.integer(<$ty>::MIN, <$ty>::MAX)?;
             visitor.$visit(n).map_err(|e: BridgeFailure| e.at(self.path))
         }
     };
@@ -128,7 +141,15 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'de, '_> {
     }
     fn deserialize_f64<V: Visitor<'de>>(self, visitor: V) -> Res<V::Value> {
         let n = self.number("a number")?;
-        let f = n.as_f64().ok_or_else(|| self.fail(format!("{n} is out of range for f64")))?;
+        let f = n.as_f64().ok_or_else(|| {
+            let number = n.to_string();
+            let problem = if n.canonical_text().starts_with('-') {
+                ValueProblem::TooSmall { number, min: format!("{:e}", f64::MIN) }
+            } else {
+                ValueProblem::TooLarge { number, max: format!("{:e}", f64::MAX) }
+            };
+            BridgeFailure::problem(problem).at(self.path)
+        })?;
         visitor.visit_f64(f).map_err(|e: BridgeFailure| e.at(self.path))
     }
 

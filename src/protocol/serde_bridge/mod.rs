@@ -31,6 +31,7 @@ mod ser;
 use de::ValueDeserializer;
 use ser::{RawSerializer, conform};
 
+use super::diag::AttrPath;
 use super::resource::Attr;
 use super::value::{Type, Value};
 
@@ -38,8 +39,25 @@ use super::value::{Type, Value};
 pub enum BridgeError {
     #[error("converting state to a value: {0}")]
     ToValue(String),
-    #[error("reading {path}: {reason}")]
-    FromValue { path: String, reason: String },
+    /// `path` is where in the value it happened (empty: the value as a whole).
+    #[error("reading {}{problem}", if path.0.is_empty() { String::new() } else { format!("{path}: ") })]
+    FromValue { path: AttrPath, problem: ValueProblem },
+}
+
+/// What was wrong with a value read into a typed field. The number variants carry the user's
+/// number and the field's limit as text, never the Rust type: the protocol layer words them for
+/// the attribute (with its unit from the schema).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValueProblem {
+    #[error("{number} is not a whole number")]
+    NotWhole { number: String },
+    #[error("{number} is too large (at most {max})")]
+    TooLarge { number: String, max: String },
+    #[error("{number} is too small (at least {min})")]
+    TooSmall { number: String, min: String },
+    /// A value of the wrong shape for the struct (a provider bug, or state from another version).
+    #[error("{0}")]
+    Other(String),
 }
 
 /// Serialise a state struct into a Value conforming to `ty` (the schema block's object type):
@@ -54,7 +72,7 @@ pub fn to_value<T: Serialize>(state: &T, ty: &Type) -> Result<Value, BridgeError
 /// Attributes without a struct field are ignored; struct fields without an attribute read null.
 pub fn from_value<T: DeserializeOwned>(value: &Value) -> Result<T, BridgeError> {
     T::deserialize(ValueDeserializer::new(value, &Path::Root))
-        .map_err(|e| BridgeError::FromValue { path: e.path.unwrap_or_default(), reason: e.reason })
+        .map_err(|e| BridgeError::FromValue { path: e.path.unwrap_or_default(), problem: e.reason })
 }
 
 // ---------------------------------------------------------------- Attr<T>
@@ -119,20 +137,24 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for AttrVisitor<T> {
 
 #[derive(Debug)]
 struct BridgeFailure {
-    /// Rendered attribute path; None until the failure passes the deserializer that raised it.
-    path: Option<String>,
+    /// Deserializer side: the attribute path; None until the failure passes the deserializer
+    /// that raised it.
+    path: Option<AttrPath>,
     /// Serializer side: path steps, innermost first.
     steps: Vec<String>,
-    reason: String,
+    reason: ValueProblem,
 }
 
 impl BridgeFailure {
     fn new(reason: impl Into<String>) -> Self {
-        BridgeFailure { path: None, steps: Vec::new(), reason: reason.into() }
+        Self::problem(ValueProblem::Other(reason.into()))
+    }
+    fn problem(reason: ValueProblem) -> Self {
+        BridgeFailure { path: None, steps: Vec::new(), reason }
     }
     fn at(mut self, path: &Path) -> Self {
         if self.path.is_none() {
-            self.path = Some(path.to_string());
+            self.path = Some(path.to_attr_path());
         }
         self
     }
@@ -143,13 +165,13 @@ impl BridgeFailure {
     fn render(self) -> String {
         let path: String = self.steps.iter().rev().map(String::as_str).collect();
         let path = path.trim_start_matches('.');
-        if path.is_empty() { self.reason } else { format!("{path}: {}", self.reason) }
+        if path.is_empty() { self.reason.to_string() } else { format!("{path}: {}", self.reason) }
     }
 }
 
 impl Display for BridgeFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.reason)
+        self.reason.fmt(f)
     }
 }
 
@@ -175,6 +197,17 @@ enum Path<'a> {
     Attr(&'a Path<'a>, &'a str),
     Key(&'a Path<'a>, &'a str),
     Index(&'a Path<'a>, usize),
+}
+
+impl Path<'_> {
+    fn to_attr_path(&self) -> AttrPath {
+        match self {
+            Path::Root => AttrPath::default(),
+            Path::Attr(parent, name) => parent.to_attr_path().attr(name),
+            Path::Key(parent, key) => parent.to_attr_path().key(key),
+            Path::Index(parent, i) => parent.to_attr_path().index(i64::try_from(*i).unwrap_or(i64::MAX)),
+        }
+    }
 }
 
 impl Display for Path<'_> {
@@ -381,7 +414,22 @@ mod tests {
         let mut bad = attrs.clone();
         bad.insert("port".into(), Value::int(70000));
         let err = from_value::<VmState>(&Value::Object(bad)).unwrap_err().to_string();
-        assert!(err.contains("reading port:") && err.contains("out of range for u16"), "{err}");
+        assert_eq!(err, "reading port: 70000 is too large (at most 65535)");
+
+        let mut bad = attrs.clone();
+        bad.insert("memory_mb".into(), Value::Number(Number::parse("1e20").unwrap()));
+        let err = from_value::<VmState>(&Value::Object(bad)).unwrap_err();
+        let BridgeError::FromValue { path, problem } = &err else { panic!("{err}") };
+        assert_eq!(path, &AttrPath::root("memory_mb"));
+        assert_eq!(problem, &ValueProblem::TooLarge { number: "1e20".into(), max: i64::MAX.to_string() });
+
+        let mut bad = attrs.clone();
+        bad.insert("vcpus".into(), Value::int(-1));
+        let err = from_value::<VmState>(&Value::Object(bad)).unwrap_err().to_string();
+        assert_eq!(err, "reading vcpus: -1 is too small (at least 0)");
+
+        let err = from_value::<f64>(&Value::Number(Number::parse("-1e400").unwrap())).unwrap_err().to_string();
+        assert!(err.starts_with("reading -1e400 is too small (at least -1.7976931348623157e308)"), "{err}");
 
         let mut bad = attrs.clone();
         bad.insert("console".into(), Value::Object(BTreeMap::from([("create".into(), Value::Bool(true))])));

@@ -389,9 +389,7 @@ fn schema_block() -> Block {
 fn validate_config(config: &GatewayState) -> Diagnostics {
     let mut diags = Diagnostics::new();
     let mut check = |path: AttrPath, result: Result<(), String>| {
-        if let Err(why) = result {
-            diags.push(Diagnostic::attr_error(path.clone(), format!("Invalid {path}"), why));
-        }
+        crate::validate::check(&mut diags, path, result);
     };
     if let Some(v) = config.name.known() {
         check(AttrPath::root("name"), crate::validate::name(v));

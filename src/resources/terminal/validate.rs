@@ -45,7 +45,7 @@ pub(super) fn validate_config(config: &TerminalState) -> Diagnostics {
     if let Some(v) = config.max_clients.known()
         && !(1..=10_000).contains(v)
     {
-        diags.push(invalid(root("max_clients"), format!("{v}: must be between 1 and 10000")));
+        diags.push(invalid(root("max_clients"), format!("must be between 1 and 10000, got {v}")));
     }
     if let Some(labels) = config.labels.known() {
         let traefik = config.traefik.known() != Some(&false);

@@ -99,12 +99,13 @@ fn vm_block() -> Block {
                 .default_str(DEFAULT_OVERLAY_DIR)
                 .requires_replace()
                 .description("Directory for the VM's overlay (`<name>.qcow2`) and seed (`<name>-seed.img`)."),
-            Attribute::number("memory_mb").default_int(DEFAULT_MEMORY_MB).description(
+            Attribute::number("memory_mb").default_int(DEFAULT_MEMORY_MB).unit("MiB").description(
                 "Memory in MiB (at least 128). Changed in place with a clean shutdown and restart. Planned \
                      totals are checked against the host's free memory.",
             ),
             Attribute::number("vcpus")
                 .default_int(DEFAULT_VCPUS)
+                .unit("virtual CPUs")
                 .description("Virtual CPUs. Changed in place with a clean shutdown and restart."),
             s("network")
                 .default_str("default")
@@ -116,6 +117,7 @@ fn vm_block() -> Block {
                 .description("`kvm` (hardware virtualisation) or `qemu` (TCG emulation: slow, but needs no KVM)."),
             Attribute::number("disk_size_gb")
                 .optional()
+                .unit("GiB")
                 .requires_replace()
                 .description("Grow the overlay's virtual disk to this size (GiB); unset keeps the base image's size."),
             Attribute::of_type("ssh_authorized_keys", Type::List(Box::new(Type::String))).optional().description(
@@ -503,12 +505,13 @@ impl VmResource {
         };
         let lv = self.libvirt().await?;
         let host = lv.host_info().await.or_diag("Reading host capacity")?;
-        let free_mb = (host.free_memory_bytes / (1024 * 1024)) as i64;
+        // Page cache counts as free: the kernel gives it to a guest that needs it.
+        let free_mb = i64::try_from(host.available_memory_bytes / (1024 * 1024)).unwrap_or(i64::MAX);
         if total_mb > free_mb {
             let summary = "Not enough free memory for the planned VMs";
             let detail = format!(
                 "The VMs planned so far need {total_mb} MiB; the libvirt host has {free_mb} MiB free \
-                 ({} MiB total, {} CPUs). Lower `memory_mb` or plan fewer VMs.",
+                 (unused memory and page cache; {} MiB total, {} CPUs). Lower `memory_mb` or plan fewer VMs.",
                 host.total_memory_kib / 1024,
                 host.cpus
             );

@@ -23,13 +23,15 @@ pub(super) fn validate_config(c: &LabVmState) -> Diagnostics {
         }
     }
     if let Some(m) = c.memory_mb.known() {
-        check("memory_mb", if *m >= 128 { Ok(()) } else { Err(format!("{m} MiB: at least 128")) });
+        check("memory_mb", if *m >= 128 { Ok(()) } else { Err(format!("must be at least 128 MiB, got {m}")) });
     }
     if let Some(v) = c.vcpus.known() {
-        check("vcpus", if (1..=256).contains(v) { Ok(()) } else { Err(format!("{v}: 1 to 256")) });
+        let why = || format!("must be between 1 and 256 virtual CPUs, got {v}");
+        check("vcpus", if (1..=256).contains(v) { Ok(()) } else { Err(why()) });
     }
     if let Some(g) = c.disk_size_gb.known() {
-        check("disk_size_gb", if (1..=65536).contains(g) { Ok(()) } else { Err(format!("{g} GiB: 1 to 65536")) });
+        let why = || format!("must be between 1 and 65536 GiB, got {g}");
+        check("disk_size_gb", if (1..=65536).contains(g) { Ok(()) } else { Err(why()) });
     }
     if let Some(w) = c.wait_for.known() {
         check(
