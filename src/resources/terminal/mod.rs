@@ -340,6 +340,20 @@ impl Resource for TerminalResource {
             .into());
         }
         let Some(prior) = req.prior else { return Ok(planned) };
+        // Created but never started (a create cut short): its key may be missing, so starting
+        // it in place would not do.
+        if prior.running.known() == Some(&false)
+            && planned.state.running.known() == Some(&true)
+            && let Some(id) = prior.id.known()
+            && self
+                .docker()?
+                .inspect_container(id)
+                .await
+                .or_diag("Reading the terminal")?
+                .is_some_and(|i| i.never_started())
+        {
+            planned.requires_replace.push(AttrPath::root("running"));
+        }
         // Docker may bind a different free port when a container without a fixed host port
         // starts again: its URL is then only known after the start.
         let floating_port = planned.state.publish.known().is_some_and(|p| p.host_port.is_null());
@@ -377,25 +391,33 @@ impl Resource for TerminalResource {
         let spec = settings.container_spec(&key_digest(&key));
         let mut rollback = Rollback::new();
         let result = async {
-            let id = docker.create_container(&spec).await.or_diag("Creating the terminal container")?;
+            let kind = (LABEL_TERMINAL, settings.name.as_str());
+            let adopted = docker_client::claim_name(docker, &spec, &image.labels, kind, TYPE_NAME).await?;
+            let id = match &adopted {
+                Some(found) => found.id.clone(),
+                None => docker.create_container(&spec).await.or_diag("Creating the terminal container")?,
+            };
             let (undo_client, undo_id) = (docker.clone(), id.clone());
             rollback.push_with_manual(
                 format!("container {}", spec.name),
                 shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
                 async move { undo_client.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
             );
-            let key_file = UploadFile {
-                path: KEY_PATH.into(),
-                contents: normalized_key(&key).into_bytes(),
-                mode: 0o600,
-                uid: 0,
-                gid: 0,
-            };
-            docker
-                .upload_files(&id, &[key_file], image.user.is_some())
-                .await
-                .or_diag("Uploading the SSH key into the terminal container")?;
-            docker.start_container(&id).await.or_diag("Starting the terminal container")?;
+            // An adopted container runs, so its key (same digest label) was uploaded before its start.
+            if adopted.is_none() {
+                let key_file = UploadFile {
+                    path: KEY_PATH.into(),
+                    contents: normalized_key(&key).into_bytes(),
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                };
+                docker
+                    .upload_files(&id, &[key_file], image.user.is_some())
+                    .await
+                    .or_diag("Uploading the SSH key into the terminal container")?;
+                docker.start_container(&id).await.or_diag("Starting the terminal container")?;
+            }
             let started = std::time::Instant::now();
             let timeout = planned.create_timeout()?;
             let info = wait_ready(docker, &id, &settings, timeout, ctx).await?;
