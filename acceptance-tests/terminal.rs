@@ -478,3 +478,71 @@ fn thirty_terminals_at_parallelism_30() {
     assert!(left.is_empty(), "destroy left {left:?}");
     println!("{TERMINALS} terminals + gateway at -parallelism=30: apply {apply_s:.1} s, destroy {destroy_s:.1} s");
 }
+
+/// A terminal whose container under its state's id was created but never started (as a create
+/// cut short leaves it: the key may be missing) is planned as a replacement, not started in
+/// place; the apply converges.
+#[test]
+fn never_started_terminal_is_replaced_not_started() {
+    let name = format!("dockertest-created-{:x}", std::process::id());
+    let port = 30000 + (std::process::id() % 1000) as u16;
+    let _listener = Listener::start(port);
+    let ws = terminal_only(&name, port);
+    let guard = DestroyOnDrop(&ws);
+    let _orphans = RemoveByLabel(format!("dockertest.run={name}"));
+    ws.apply(&[]);
+
+    // The same name and ownership labels, never started; the state points at it.
+    docker_ok(&["rm", "-f", &name]);
+    let labels = ["lab.managed=true", &format!("lab.terminal={name}"), &format!("dockertest.run={name}")];
+    let mut create = vec!["create", "--name", &name];
+    labels.iter().for_each(|l| create.extend(["--label", l]));
+    let image = rig_var("LAB_TERMINAL_IMAGE");
+    create.extend([image.as_str(), "/bin/sh"]);
+    let created = docker_ok(&create).trim().to_string();
+    let pulled = ws.terraform(&["state", "pull"]).ok("state pull");
+    let mut state: serde_json::Value = serde_json::from_str(&pulled.stdout).expect("state is JSON");
+    state["serial"] = (state["serial"].as_i64().expect("serial") + 1).into();
+    state["resources"][0]["instances"][0]["attributes"]["id"] = created.clone().into();
+    ws.write("edited.tfstate", &state.to_string());
+    ws.terraform(&["state", "push", "edited.tfstate"]).ok("state push");
+
+    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan");
+    assert!(plan.stdout.contains("lab_terminal.one must be replaced"), "{}", plan.stdout);
+    assert_eq!(plan_counts(&plan.stdout), (1, 0, 1), "{}", plan.stdout);
+    ws.apply(&[]);
+    let now = ws.output_json()["terminal"]["value"].clone();
+    assert_eq!(now["ready"], true, "{now}");
+    assert_ne!(now["id"], created.as_str(), "{now}");
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "re-plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
+    std::mem::forget(guard);
+    ws.destroy();
+    assert!(containers_labelled(&format!("dockertest.run={name}")).is_empty(), "containers left after destroy");
+}
+
+/// A gateway whose network was removed out of band (its container stopped first, as Docker
+/// requires) is planned as a replacement, and the apply converges.
+#[test]
+fn gateway_missing_its_network_is_replaced() {
+    let pid = std::process::id();
+    let name = format!("dockertest-nonet-{pid:x}");
+    let ws = terminals_gateway(&name, 0, 1, 0, 31000 + (pid % 1000) as u16);
+    let _gateway = RemoveGateway(name.clone());
+    let guard = DestroyOnDrop(&ws);
+    ws.apply(&[]);
+    docker_ok(&["stop", "-t", "2", &name]);
+    docker_ok(&["network", "rm", &name]);
+
+    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan");
+    assert!(plan.stdout.contains("lab_gateway.edge must be replaced"), "{}", plan.stdout);
+    assert_eq!(plan_counts(&plan.stdout), (1, 0, 1), "{}", plan.stdout);
+    ws.apply(&[]);
+    assert_eq!(ws.output_json()["ready"]["value"], true);
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "re-plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
+    std::mem::forget(guard);
+    ws.destroy();
+    let left = leftovers(&name);
+    assert!(left.is_empty(), "destroy left {left:?}");
+}
