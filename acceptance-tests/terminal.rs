@@ -3,7 +3,10 @@
 //! `hostname` and finds the VM's own name in the xterm buffer (screenshots under the output dir).
 //! Also: wrong credential -> 401, the key is 0600 and absent from `docker inspect`, empty re-plan,
 //! a container stopped out of band shows as a change, destroy leaves no container behind, and an
-//! apply interrupted with Ctrl-C leaves no container either.
+//! apply interrupted with Ctrl-C leaves no container either. Without VMs (a stand-in SSH port):
+//! terraform SIGKILLed right after creates complete converges by adoption, an unowned container
+//! under a terminal's name is never touched, a never-started terminal and a gateway missing its
+//! network are replaced, and 30 terminals apply and destroy at `-parallelism=30`.
 //!
 //! `cargo test --test acc_terminal -- --nocapture` (rig up). Screenshots: $LAB_TEST_OUT or
 //! target/acc-terminal/.

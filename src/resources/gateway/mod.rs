@@ -424,7 +424,7 @@ fn schema_block() -> Block {
                 .description("The Docker network the gateway owns; its terminals join it (the gateway's `name`)."),
             Attribute::bool("running").default_bool(true).description(
                 "Whether the container runs. A gateway stopped out of band shows as a change back to true and is \
-                 started in place.",
+                 started in place; one never started, or missing its container or its network, is replaced.",
             ),
             Attribute::bool("ready").computed().description("Whether Traefik answered on its entrypoint."),
         ],

@@ -274,7 +274,7 @@ fn schema_block() -> Block {
             )),
             Attribute::bool("running").default_bool(true).description(
                 "Whether the container runs. A container stopped out of band shows as a change \
-                 back to true and is started in place.",
+                 back to true and is started in place; one that was created but never started is replaced.",
             ),
             Attribute::string("url").computed().keep_prior().description(
                 "Where students open the terminal: `https://<hostname>` when routed, else `http://<host_ip>:<port>` \
