@@ -549,3 +549,62 @@ fn gateway_missing_its_network_is_replaced() {
     let left = leftovers(&name);
     assert!(left.is_empty(), "destroy left {left:?}");
 }
+
+/// Orphans of our own that do not fit the plan are not adopted: forgotten by Terraform, then
+/// configured differently (another label) or stopped, the container found under the name is
+/// removed and created again; one that fits is adopted.
+#[test]
+fn orphan_terminal_is_adopted_only_when_it_fits_the_plan() {
+    let name = format!("dockertest-orphan-{:x}", std::process::id());
+    let port = 32000 + (std::process::id() % 1000) as u16;
+    let _listener = Listener::start(port);
+    let ws = terminal_only(&name, port);
+    let guard = DestroyOnDrop(&ws);
+    let _orphans = RemoveByLabel(format!("dockertest.run={name}"));
+    let id = || ws.output_json()["terminal"]["value"]["id"].as_str().expect("id").to_string();
+    let forget = || drop(ws.terraform(&["state", "rm", "lab_terminal.one"]).ok("state rm"));
+
+    ws.apply(&[]);
+    let first = id();
+    forget();
+    ws.apply(&[]);
+    assert_eq!(id(), first, "a fitting orphan was not adopted");
+
+    forget();
+    ws.apply(&["-var=course=os102"]);
+    let relabelled = id();
+    assert_ne!(relabelled, first, "an orphan with other labels was adopted");
+    assert!(docker(&["inspect", &first]).status.code() == Some(1), "the unfitting orphan {first} is still there");
+
+    forget();
+    docker_ok(&["stop", "-t", "2", &name]);
+    ws.apply(&["-var=course=os102"]);
+    assert_ne!(id(), relabelled, "a stopped orphan was adopted");
+    assert_eq!(ws.output_json()["terminal"]["value"]["ready"], true);
+    let plan = ws.terraform(&["plan", "-detailed-exitcode", "-no-color", "-var=course=os102"]);
+    assert_eq!(plan.code, 0, "plan after convergence not empty:\n{}\n{}", plan.stdout, plan.stderr);
+    std::mem::forget(guard);
+    ws.terraform(&["destroy", "-auto-approve", "-no-color", "-var=course=os102"]).ok("destroy");
+    assert!(containers_labelled(&format!("dockertest.run={name}")).is_empty(), "containers left after destroy");
+}
+
+/// A container that lab_gateway did not make, under a gateway's name: the apply fails on `name`
+/// with an import block, and the container is exactly as it was.
+#[test]
+fn unowned_container_under_a_gateways_name_is_never_touched() {
+    let pid = std::process::id();
+    let name = format!("dockertest-gwunowned-{pid:x}");
+    let ws = terminals_gateway(&name, 0, 1, 0, 33000 + (pid % 1000) as u16);
+    let _gateway = RemoveGateway(name.clone());
+    docker_ok(&["create", "--name", &name, "--label", "lab.managed=true", &rig_var("LAB_TERMINAL_IMAGE"), "/bin/sh"]);
+    let before = docker_ok(&["inspect", &name]);
+
+    let run = ws.terraform(&["apply", "-auto-approve", "-no-color"]);
+    let all = format!("{}\n{}", run.stdout, run.stderr);
+    assert_ne!(run.code, 0, "the apply adopted an unowned container:\n{all}");
+    assert!(all.contains("to = lab_gateway.ADDRESS") && all.contains(&format!("id = \"{name}\"")), "{all}");
+    assert_eq!(docker_ok(&["inspect", &name]), before, "the unowned container was changed");
+    assert!(ws.state_list().is_empty(), "state after the failed apply");
+    let network = docker_ok(&["network", "ls", "-q", "--filter", &format!("name=^{name}$")]);
+    assert!(network.trim().is_empty(), "the failed create left its network {network}");
+}
