@@ -1,10 +1,9 @@
 //! The Docker client the Docker-backed resources (`lab_terminal`, `lab_gateway`) share: made from
 //! the provider's `docker_host` on first use and cached.
 
+use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::Duration;
-
-use std::collections::BTreeMap;
 
 use crate::backends::docker::{ContainerInfo, ContainerSpec, DockerClient, DockerError, DockerHost, TlsFiles};
 use crate::lifecycle::{MANAGED_LABEL, WaitError, exists_unowned, wait_until};

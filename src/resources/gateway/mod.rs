@@ -17,10 +17,10 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
-use self::container::{GatewaySettings, LABEL_TLS_SHA256, Listen, TlsListen, read_back, tls_digest};
-use self::route::{GatewayRoute, LABEL_GATEWAY, LABEL_ROLE, ROLE_GATEWAY, probe_address};
+use self::container::{GatewaySettings, LABEL_TLS_SHA256, Listen, TlsListen, network_labels, read_back, tls_digest};
+use self::route::{GatewayRoute, LABEL_ROLE, ROLE_GATEWAY, probe_address};
 use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, shell_command};
+use crate::lifecycle::{Rollback, Timeouts, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
@@ -99,9 +99,7 @@ impl GatewayResource {
     async fn own_network(&self, state: &GatewayState) -> Result<bool, Diagnostics> {
         let Some(name) = state.name.known() else { return Ok(false) };
         let network = self.docker()?.inspect_network(name).await.or_diag("Reading the gateway network")?;
-        Ok(network.is_some_and(|n| {
-            n.labels.get(MANAGED_LABEL).map(String::as_str) == Some("true") && n.labels.get(LABEL_GATEWAY) == Some(name)
-        }))
+        Ok(network.is_some_and(|n| n.labels == network_labels(name)))
     }
 
     /// Only part of the gateway is left: its container is gone or was never started (the TLS
