@@ -610,10 +610,11 @@ pub(super) mod tests {
         let mut prior = config();
         prior.id = Attr::Known("c0ffee".into());
         prior.url = Attr::Known("http://127.0.0.1:32768".into());
-        prior.running = Attr::Known(false);
+        // Stopping (a start of a stopped one also asks Docker whether it was ever started).
+        prior.running = Attr::Known(true);
         prior.publish = Attr::Known(Publish { host_ip: Attr::Known("127.0.0.1".into()), host_port: Attr::Null });
         let mut next = prior.clone();
-        next.running = Attr::Known(true);
+        next.running = Attr::Known(false);
         let req = PlanRequest { prior: Some(prior.clone()), config: next.clone(), planned: next.clone() };
         let planned = res.plan(req).await.unwrap();
         assert!(planned.requires_replace.is_empty());
