@@ -4,7 +4,7 @@
 //! headless Chromium finds each student's own VM hostname and never the other's; an unknown
 //! `lab-xxxxxxxx` host gets 404; the HTTPS entrypoint serves a session with a test CA's
 //! certificate (curl checks it against that CA); a stopped gateway is planned back, a removed one
-//! re-created with its terminals, and an imported one adopted; a destroyed terminal's URL stops serving; destroy leaves no container or network.
+//! (its network left) replaced with its terminals, and an imported one adopted; a destroyed terminal's URL stops serving; destroy leaves no container or network.
 //!
 //! `cargo test --test acc_gateway -- --nocapture` (rig up). Screenshots: $LAB_TEST_OUT or
 //! target/tmp/acc-gateway/.
@@ -151,11 +151,12 @@ fn session_urls_open_each_students_terminal_through_the_gateway() {
     ws.apply(&[]);
     assert_eq!(ws.output_json()["gateway"]["value"]["ready"], true);
 
-    // Removed out of band: re-created, and its terminals with it (they follow its id). Its
-    // network, still holding the terminals, is the gateway's own: reused, not an error.
+    // Removed out of band: its network, still holding the terminals, keeps it in state (so a
+    // destroy would remove that too); replaced, and its terminals with it (they follow its id).
     docker_ok(&["rm", "-f", &gateway]);
     let plan = ws.terraform(&["plan", "-no-color"]).ok("plan after removal");
-    assert_eq!(plan_counts(&plan.stdout), (3, 0, 2), "{}", plan.stdout);
+    assert!(plan.stdout.contains("lab_gateway.edge must be replaced"), "{}", plan.stdout);
+    assert_eq!(plan_counts(&plan.stdout), (3, 0, 3), "{}", plan.stdout);
     ws.apply(&[]);
     let gw = ws.output_json()["gateway"]["value"].clone();
     assert_eq!(gw["ready"], true, "{gw}");

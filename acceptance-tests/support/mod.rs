@@ -208,6 +208,63 @@ impl Workspace {
         (Run::from(child.wait_with_output().expect("terraform apply ends")), providers)
     }
 
+    /// `terraform apply <extra>` killed with SIGKILL the moment its output so far satisfies
+    /// `seen` (e.g. "these creates are complete"), while terraform still runs. Like
+    /// `apply_killed`, only terraform dies. Returns the run and the pids of its providers.
+    pub fn apply_killed_on(&self, extra: &[&str], seen: impl Fn(&str) -> bool) -> (Run, Vec<i32>) {
+        use std::io::Read;
+        use std::sync::{Arc, Mutex};
+        use std::time::{Duration, Instant};
+
+        let mut args = vec!["apply", "-auto-approve", "-no-color"];
+        args.extend_from_slice(extra);
+        let mut cmd = self.command(&args);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("terraform apply starts");
+        let terraform = child.id() as i32;
+        let output = Arc::new(Mutex::new(String::new()));
+        let mut stdout = child.stdout.take().expect("terraform's stdout");
+        let sink = output.clone();
+        let reader = std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().expect("output lock").push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            if seen(&output.lock().expect("output lock")) {
+                break;
+            }
+            let exited = child.try_wait().expect("terraform's status").is_some();
+            if exited || Instant::now() > deadline {
+                unsafe { libc::kill(terraform, libc::SIGKILL) };
+                let _ = reader.join();
+                panic!(
+                    "terraform {} before the awaited output:\n{}",
+                    if exited { "exited" } else { "ran 300 s" },
+                    output.lock().expect("output lock")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let providers = children_named(terraform, "terraform-provi");
+        assert!(!providers.is_empty(), "terraform {terraform} has no provider child to watch");
+        assert_eq!(unsafe { libc::kill(terraform, libc::SIGKILL) }, 0, "SIGKILL to terraform");
+        let rest = child.wait_with_output().expect("terraform apply ends");
+        let _ = reader.join();
+        let stdout = output.lock().expect("output lock").clone();
+        let run = Run {
+            code: rest.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&rest.stderr).into(),
+        };
+        (run, providers)
+    }
+
     /// Forgets `address` and takes it back with an `import` block for `id`: the plan must import
     /// and not replace, and after the apply the plan must be empty.
     pub fn reimport_adopts(&self, address: &str, id: &str) {

@@ -152,6 +152,47 @@ pub struct ContainerSpec {
     pub mounts: Vec<BindMount>,
 }
 
+impl ContainerSpec {
+    /// How `info` (a container found under this spec's name) differs from what creating this
+    /// spec would give: the names of the parts that differ, empty when it is this spec's
+    /// container. `image_labels` are the labels the container inherits from its image.
+    pub fn mismatches(&self, info: &ContainerInfo, image_labels: &BTreeMap<String, String>) -> Vec<&'static str> {
+        let mut differ = Vec::new();
+        let mut check = |same: bool, part: &'static str| {
+            if !same {
+                differ.push(part);
+            }
+        };
+        check(info.image == self.image, "image");
+        check(self.entrypoint.as_ref().is_none_or(|e| *e == info.entrypoint), "entrypoint");
+        check(info.cmd == self.cmd, "command");
+        let mut expected_labels = image_labels.clone();
+        expected_labels.extend(self.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        check(info.labels == expected_labels, "labels");
+        check(self.hostname.as_ref().is_none_or(|h| info.hostname.as_ref() == Some(h)), "hostname");
+        let network = self.network.as_deref().unwrap_or(DEFAULT_NETWORK);
+        check(info.networks.len() == 1 && info.networks.contains_key(network), "network");
+        let sorted_ports = |ports: &[PortPublish]| {
+            let mut ports = ports.to_vec();
+            ports.sort_by(|a, b| {
+                (a.container_port, &a.host_ip, a.host_port).cmp(&(b.container_port, &b.host_ip, b.host_port))
+            });
+            ports
+        };
+        check(sorted_ports(&info.requested_publish) == sorted_ports(&self.publish), "published ports");
+        let sorted_mounts = |mounts: &[BindMount]| {
+            let mut mounts = mounts.to_vec();
+            mounts.sort_by(|a, b| a.container_path.cmp(&b.container_path));
+            mounts
+        };
+        check(sorted_mounts(&info.mounts) == sorted_mounts(&self.mounts), "mounts");
+        differ
+    }
+}
+
+/// The network a container without `ContainerSpec::network` joins.
+const DEFAULT_NETWORK: &str = "bridge";
+
 /// A path of the Docker host, bind-mounted into a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BindMount {
@@ -228,6 +269,13 @@ pub struct ContainerInfo {
     pub env: Vec<String>,
     /// Bind mounts, as the daemon reports them.
     pub mounts: Vec<BindMount>,
+}
+
+impl ContainerInfo {
+    /// Created but never started: files meant to be uploaded before the start may be missing.
+    pub fn never_started(&self) -> bool {
+        self.status == "created"
+    }
 }
 
 /// A connection to one Docker daemon. Cheap to clone (bollard shares the HTTP client).
@@ -730,6 +778,47 @@ mod tests {
         assert_eq!(binding.host_port.as_deref(), Some("8001"));
         assert!(body.networking_config.unwrap().endpoints_config.unwrap().contains_key("labnet"));
         assert_eq!(body.labels.unwrap()["lab.managed"], "true");
+    }
+
+    #[test]
+    fn a_found_container_matches_its_spec_only_when_every_part_is_the_same() {
+        let spec = ContainerSpec {
+            name: "t1".into(),
+            image: "lab/ttyd-ssh:1".into(),
+            entrypoint: Some(vec!["ttyd".into()]),
+            cmd: vec!["--port".into(), "7681".into()],
+            labels: BTreeMap::from([("lab.managed".into(), "true".into())]),
+            hostname: Some("t1".into()),
+            publish: vec![PortPublish { container_port: 7681, host_ip: "127.0.0.1".into(), host_port: None }],
+            mounts: vec![BindMount { host_path: "/s".into(), container_path: "/d".into(), read_only: true }],
+            ..Default::default()
+        };
+        let image_labels = BTreeMap::from([("from.image".to_string(), "1".to_string())]);
+        let mut labels = spec.labels.clone();
+        labels.extend(image_labels.clone());
+        let found = ContainerInfo {
+            name: "t1".into(),
+            image: spec.image.clone(),
+            entrypoint: vec!["ttyd".into()],
+            cmd: spec.cmd.clone(),
+            labels,
+            hostname: Some("t1".into()),
+            networks: BTreeMap::from([("bridge".into(), None)]),
+            requested_publish: spec.publish.clone(),
+            mounts: spec.mounts.clone(),
+            ..Default::default()
+        };
+        assert_eq!(spec.mismatches(&found, &image_labels), Vec::<&str>::new());
+        let mut other = found.clone();
+        other.labels.insert("lab.ssh_key_sha256".into(), "00".into());
+        other.cmd.push("--writable".into());
+        other.networks = BTreeMap::from([("labgw".into(), None)]);
+        assert_eq!(spec.mismatches(&other, &image_labels), ["command", "labels", "network"]);
+        let mut other = found.clone();
+        other.image = "lab/ttyd-ssh:2".into();
+        other.requested_publish[0].host_port = Some(8001);
+        other.mounts[0].read_only = false;
+        assert_eq!(spec.mismatches(&other, &image_labels), ["image", "published ports", "mounts"]);
     }
 
     #[test]

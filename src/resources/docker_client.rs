@@ -1,12 +1,13 @@
 //! The Docker client the Docker-backed resources (`lab_terminal`, `lab_gateway`) share: made from
 //! the provider's `docker_host` on first use and cached.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
-use crate::lifecycle::{WaitError, wait_until};
+use crate::backends::docker::{ContainerInfo, ContainerSpec, DockerClient, DockerError};
+use crate::lifecycle::{MANAGED_LABEL, WaitError, exists_unowned, wait_until};
 use crate::protocol::diag::error_chain;
-use crate::protocol::{Diagnostic, Diagnostics, OpContext};
+use crate::protocol::{AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext, log};
 use crate::settings::ProviderHandle;
 
 /// The provider's Docker client as a Docker-backed resource reaches it (the client itself is
@@ -30,6 +31,45 @@ impl DockerConnection {
     pub fn host(&self) -> Result<Option<String>, Diagnostics> {
         Ok(self.provider.settings()?.docker_host.clone())
     }
+}
+
+/// The container a create found under `spec.name`, by the adoption rule in `lifecycle.rs`:
+/// `Some` when it carries `lab.managed=true` and the resource's `kind` label, is exactly what
+/// `spec` would make (`ContainerSpec::mismatches`) and runs: the create adopts it. One of ours that
+/// differs or does not run is removed (`None`: the name is free again). One without those
+/// labels is never touched: the error says how to import it (`type_name`, by its name).
+pub async fn claim_name(
+    docker: &DockerClient,
+    spec: &ContainerSpec,
+    image_labels: &BTreeMap<String, String>,
+    kind: (&str, &str),
+    type_name: &str,
+) -> Result<Option<ContainerInfo>, Diagnostics> {
+    let Some(found) = docker.inspect_container(&spec.name).await.or_diag("Looking for a container of that name")?
+    else {
+        return Ok(None);
+    };
+    let label = |k: &str| found.labels.get(k).map(String::as_str);
+    if label(MANAGED_LABEL) != Some("true") || label(kind.0) != Some(kind.1) {
+        let what = format!("A Docker container named `{}` on {}", spec.name, docker.host());
+        return Err(exists_unowned(AttrPath::root("name"), type_name, &what, &spec.name).into());
+    }
+    let mut differ = spec.mismatches(&found, image_labels);
+    if !found.running {
+        differ.push("not running");
+    }
+    if differ.is_empty() {
+        log::info(&format!("{}: adopting container {} left by an earlier create", spec.name, found.id));
+        return Ok(Some(found));
+    }
+    log::info(&format!(
+        "{}: removing container {} left by an earlier create ({}) to create it again",
+        spec.name,
+        found.id,
+        differ.join(", ")
+    ));
+    docker.remove_container(&found.id).await.or_diag("Removing the container left by an earlier create")?;
+    Ok(None)
 }
 
 /// How long and how often `wait_ready` polls.

@@ -126,12 +126,9 @@ impl GatewaySettings {
         labels
     }
 
-    /// The labels its network carries: ownership only.
+    /// The labels its network carries.
     pub fn network_labels(&self) -> BTreeMap<String, String> {
-        BTreeMap::from([
-            (MANAGED_LABEL.to_string(), "true".to_string()),
-            (LABEL_GATEWAY.to_string(), self.name.clone()),
-        ])
+        network_labels(&self.name)
     }
 
     pub fn container_spec(&self) -> ContainerSpec {
@@ -191,6 +188,12 @@ impl GatewaySettings {
             file(DYNAMIC_CONFIG, format!("{dynamic}\n")),
         ]
     }
+}
+
+/// The labels of gateway `name`'s network: ownership only. A network under that name with
+/// exactly these is the gateway's own.
+pub fn network_labels(name: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([(MANAGED_LABEL.to_string(), "true".to_string()), (LABEL_GATEWAY.to_string(), name.to_string())])
 }
 
 /// What import can read back from a gateway container: everything but the TLS material (its

@@ -17,8 +17,8 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
-use self::container::{GatewaySettings, LABEL_TLS_SHA256, Listen, TlsListen, read_back, tls_digest};
-use self::route::{GatewayRoute, LABEL_GATEWAY, probe_address};
+use self::container::{GatewaySettings, LABEL_TLS_SHA256, Listen, TlsListen, network_labels, read_back, tls_digest};
+use self::route::{GatewayRoute, LABEL_ROLE, ROLE_GATEWAY, probe_address};
 use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
 use crate::lifecycle::{Rollback, Timeouts, shell_command};
 use crate::protocol::diag::error_chain;
@@ -94,6 +94,21 @@ impl GatewayResource {
     fn docker(&self) -> Result<&DockerClient, Diagnostics> {
         self.docker.get(TYPE_NAME)
     }
+
+    /// Whether the network named after the gateway exists with this gateway's labels.
+    async fn own_network(&self, state: &GatewayState) -> Result<bool, Diagnostics> {
+        let Some(name) = state.name.known() else { return Ok(false) };
+        let network = self.docker()?.inspect_network(name).await.or_diag("Reading the gateway network")?;
+        Ok(network.is_some_and(|n| n.labels == network_labels(name)))
+    }
+
+    /// Only part of the gateway is left: its container is gone or was never started (the TLS
+    /// files go in before the start), or its network is gone.
+    async fn remains_only(&self, state: &GatewayState) -> Result<bool, Diagnostics> {
+        let Some(id) = state.id.known().or(state.name.known()) else { return Ok(false) };
+        let container = self.docker()?.inspect_container(id).await.or_diag("Reading the gateway")?;
+        Ok(container.is_none_or(|c| c.never_started()) || !self.own_network(state).await?)
+    }
 }
 
 #[async_trait]
@@ -139,6 +154,14 @@ impl Resource for GatewayResource {
         }
         state.network = state.name.clone();
         let Some(prior) = req.prior else { return Ok(planned) };
+        // What a create cut short or an out-of-band removal left (see `read`) is replaced, not
+        // started in place.
+        if prior.running.known() == Some(&false)
+            && planned.state.running.known() == Some(&true)
+            && self.remains_only(&prior).await?
+        {
+            planned.requires_replace.push(AttrPath::root("running"));
+        }
 
         // Where the entrypoints listen is container config (replace); the certificate is a file
         // Traefik watches (update in place).
@@ -174,6 +197,8 @@ impl Resource for GatewayResource {
             .await
             .or_diag("Preparing the gateway image")?;
 
+        let image = docker.image_config(&settings.image).await.or_diag("Preparing the gateway image")?;
+
         let mut rollback = Rollback::new();
         let result = async {
             let network = settings.network().to_string();
@@ -190,8 +215,8 @@ impl Resource for GatewayResource {
                         async move { undo.remove_network(&name).await.map(|_| ()).map_err(|e| error_chain(&e)) },
                     );
                 }
-                // Left by an earlier gateway of the same name whose delete did not finish: ours to reuse.
-                Some(existing) if existing.labels.get(LABEL_GATEWAY) == Some(&settings.name) => {}
+                // Left by an earlier gateway of the same name (a delete or create cut short): ours to reuse.
+                Some(existing) if existing.labels == settings.network_labels() => {}
                 Some(_) => {
                     return Err(Diagnostic::attr_error(
                         AttrPath::root("name"),
@@ -206,18 +231,29 @@ impl Resource for GatewayResource {
                 }
             }
             let spec = settings.container_spec();
-            let id = docker.create_container(&spec).await.or_diag("Creating the gateway container")?;
+            let adopted =
+                docker_client::claim_name(docker, &spec, &image.labels, (LABEL_ROLE, ROLE_GATEWAY), TYPE_NAME).await?;
+            let id = match &adopted {
+                Some(found) => found.id.clone(),
+                None => docker.create_container(&spec).await.or_diag("Creating the gateway container")?,
+            };
             let (undo, undo_id) = (docker.clone(), id.clone());
             rollback.push_with_manual(
                 format!("container {}", spec.name),
                 shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
                 async move { undo.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
             );
-            let files = settings.tls_files();
-            if !files.is_empty() {
-                docker.upload_files(&id, &files, false).await.or_diag("Uploading the certificate into the gateway")?;
+            // An adopted gateway runs, so its TLS files (same digest label) went in before its start.
+            if adopted.is_none() {
+                let files = settings.tls_files();
+                if !files.is_empty() {
+                    docker
+                        .upload_files(&id, &files, false)
+                        .await
+                        .or_diag("Uploading the certificate into the gateway")?;
+                }
+                docker.start_container(&id).await.or_diag("Starting the gateway")?;
             }
-            docker.start_container(&id).await.or_diag("Starting the gateway")?;
             let started = std::time::Instant::now();
             let info = wait_ready(docker, &id, &settings.name, create_timeout, ctx).await?;
             log::debug(&format!(
@@ -232,16 +268,30 @@ impl Resource for GatewayResource {
         Ok(state_from_info(planned, &info, true))
     }
 
+    /// The gateway is its container and its network. While either is left it stays in state,
+    /// so destroy removes the rest; one without the other reads as not running, and the plan
+    /// replaces it (`remains_only`).
     async fn read(&self, current: GatewayState, _ctx: &OpContext) -> Result<Option<GatewayState>, Diagnostics> {
         let docker = self.docker()?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(None) };
-        let Some(info) = docker.inspect_container(&id).await.or_diag("Reading the gateway")? else {
-            return Ok(None);
-        };
-        let ready = info.running && gateway_answers(&info).await.is_ok();
-        let mut state = state_from_info(current, &info, ready);
-        state.image = Attr::Known(info.image.clone());
-        Ok(Some(state))
+        let container = docker.inspect_container(&id).await.or_diag("Reading the gateway")?;
+        let network = self.own_network(&current).await?;
+        match (container, network) {
+            (None, false) => Ok(None),
+            (None, true) => {
+                let mut state = current;
+                state.running = Attr::Known(false);
+                state.ready = Attr::Known(false);
+                Ok(Some(state))
+            }
+            (Some(info), network) => {
+                let ready = info.running && network && gateway_answers(&info).await.is_ok();
+                let mut state = state_from_info(current, &info, ready);
+                state.running = Attr::Known(info.running && network);
+                state.image = Attr::Known(info.image.clone());
+                Ok(Some(state))
+            }
+        }
     }
 
     async fn update(
@@ -372,7 +422,7 @@ fn schema_block() -> Block {
                 .description("The Docker network the gateway owns; its terminals join it (the gateway's `name`)."),
             Attribute::bool("running").default_bool(true).description(
                 "Whether the container runs. A gateway stopped out of band shows as a change back to true and is \
-                 started in place.",
+                 started in place; one never started, or missing its container or its network, is replaced.",
             ),
             Attribute::bool("ready").computed().description("Whether Traefik answered on its entrypoint."),
         ],

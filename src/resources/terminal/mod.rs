@@ -274,7 +274,7 @@ fn schema_block() -> Block {
             )),
             Attribute::bool("running").default_bool(true).description(
                 "Whether the container runs. A container stopped out of band shows as a change \
-                 back to true and is started in place.",
+                 back to true and is started in place; one that was created but never started is replaced.",
             ),
             Attribute::string("url").computed().keep_prior().description(
                 "Where students open the terminal: `https://<hostname>` when routed, else `http://<host_ip>:<port>` \
@@ -340,6 +340,20 @@ impl Resource for TerminalResource {
             .into());
         }
         let Some(prior) = req.prior else { return Ok(planned) };
+        // Created but never started (a create cut short): its key may be missing, so starting
+        // it in place would not do.
+        if prior.running.known() == Some(&false)
+            && planned.state.running.known() == Some(&true)
+            && let Some(id) = prior.id.known()
+            && self
+                .docker()?
+                .inspect_container(id)
+                .await
+                .or_diag("Reading the terminal")?
+                .is_some_and(|i| i.never_started())
+        {
+            planned.requires_replace.push(AttrPath::root("running"));
+        }
         // Docker may bind a different free port when a container without a fixed host port
         // starts again: its URL is then only known after the start.
         let floating_port = planned.state.publish.known().is_some_and(|p| p.host_port.is_null());
@@ -377,25 +391,33 @@ impl Resource for TerminalResource {
         let spec = settings.container_spec(&key_digest(&key));
         let mut rollback = Rollback::new();
         let result = async {
-            let id = docker.create_container(&spec).await.or_diag("Creating the terminal container")?;
+            let kind = (LABEL_TERMINAL, settings.name.as_str());
+            let adopted = docker_client::claim_name(docker, &spec, &image.labels, kind, TYPE_NAME).await?;
+            let id = match &adopted {
+                Some(found) => found.id.clone(),
+                None => docker.create_container(&spec).await.or_diag("Creating the terminal container")?,
+            };
             let (undo_client, undo_id) = (docker.clone(), id.clone());
             rollback.push_with_manual(
                 format!("container {}", spec.name),
                 shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
                 async move { undo_client.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
             );
-            let key_file = UploadFile {
-                path: KEY_PATH.into(),
-                contents: normalized_key(&key).into_bytes(),
-                mode: 0o600,
-                uid: 0,
-                gid: 0,
-            };
-            docker
-                .upload_files(&id, &[key_file], image.user.is_some())
-                .await
-                .or_diag("Uploading the SSH key into the terminal container")?;
-            docker.start_container(&id).await.or_diag("Starting the terminal container")?;
+            // An adopted container runs, so its key (same digest label) was uploaded before its start.
+            if adopted.is_none() {
+                let key_file = UploadFile {
+                    path: KEY_PATH.into(),
+                    contents: normalized_key(&key).into_bytes(),
+                    mode: 0o600,
+                    uid: 0,
+                    gid: 0,
+                };
+                docker
+                    .upload_files(&id, &[key_file], image.user.is_some())
+                    .await
+                    .or_diag("Uploading the SSH key into the terminal container")?;
+                docker.start_container(&id).await.or_diag("Starting the terminal container")?;
+            }
             let started = std::time::Instant::now();
             let timeout = planned.create_timeout()?;
             let info = wait_ready(docker, &id, &settings, timeout, ctx).await?;
@@ -588,10 +610,11 @@ pub(super) mod tests {
         let mut prior = config();
         prior.id = Attr::Known("c0ffee".into());
         prior.url = Attr::Known("http://127.0.0.1:32768".into());
-        prior.running = Attr::Known(false);
+        // Stopping (a start of a stopped one also asks Docker whether it was ever started).
+        prior.running = Attr::Known(true);
         prior.publish = Attr::Known(Publish { host_ip: Attr::Known("127.0.0.1".into()), host_port: Attr::Null });
         let mut next = prior.clone();
-        next.running = Attr::Known(true);
+        next.running = Attr::Known(false);
         let req = PlanRequest { prior: Some(prior.clone()), config: next.clone(), planned: next.clone() };
         let planned = res.plan(req).await.unwrap();
         assert!(planned.requires_replace.is_empty());
