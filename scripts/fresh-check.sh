@@ -14,7 +14,8 @@
 # archive, pip's and npm's caches, CARGO_HOME (crates.io downloads), the cargo target dir.
 # Isolation: everything runs in a private mount namespace and PID namespace of its own (unshare), so every
 # mount (overlay, /proc, /dev, the read-only toolchain) and every process (a postinst daemon, a stuck test)
-# ends with it, on every exit path; the EXIT trap then removes the run's upper layer.
+# ends with it, on every exit path (on Ctrl-C or SIGTERM the script kills unshare; --kill-child then kills the
+# namespace's init, and the kernel every other process in it); the EXIT trap then removes the run's upper layer.
 # Network: the host's own network namespace, for the package registries only (apt, pip, npm, crates.io).
 #
 # Env: LAB_FRESH_CACHE (default /var/tmp/lab-fresh), LAB_FRESH_KEEP=1 (keep the run's upper layer to inspect).
@@ -127,9 +128,8 @@ LOG=$CACHE/last-run.log
 log "running scripts/deps.sh all and the unit + protocol tests in the fresh machine (full log: $LOG)"
 passed=()
 for v in "${PASSED_ENV[@]}"; do [ -z "${!v:-}" ] || passed+=("$v=${!v}"); done
-set +e
 # shellcheck disable=SC2016 # expanded by the inner bash
-unshare --mount --propagation private --pid --fork bash -euo pipefail -c '
+unshare --mount --propagation private --pid --fork --kill-child bash -euo pipefail -c '
   BASE=$1 RUN=$2 CACHE=$3 TOOLCHAIN=$4
   shift 4 # the rest: NAME=value of the machine environment passed on
   R=$RUN/root
@@ -172,9 +172,22 @@ unshare --mount --propagation private --pid --fork bash -euo pipefail -c '
       cargo test --locked --test protocol
       step \"done\"
     "
-' bash "$BASE" "$RUN" "$CACHE" "$TOOLCHAIN" "${passed[@]}" 2>&1 | tee "$LOG" | grep --line-buffered -E '^\[(fresh|deps)\]|^test result:|FAILED|panicked|^error'
-rc=${PIPESTATUS[0]}
-set -e
+' bash "$BASE" "$RUN" "$CACHE" "$TOOLCHAIN" "${passed[@]}" >"$LOG" 2>&1 &
+NS_PID=$!
+# progress: the steps, deps.sh's lines and the test results
+tail --pid="$NS_PID" -n +1 -f "$LOG" | grep --line-buffered -E '^\[(fresh|deps)\]|^test result:|FAILED|panicked|^error' &
+# unshare ignores SIGINT and SIGTERM while its child runs (and apt blocks them during dpkg): killing unshare
+# makes the kernel kill the namespace's init (--kill-child), and with it every process of the namespace.
+interrupted() {
+  kill -KILL "$NS_PID" 2>/dev/null || true
+  { wait "$NS_PID"; } 2>/dev/null || true # (bash would print the whole killed command line)
+  log "interrupted: the fresh machine's processes are killed, its mounts gone"
+  exit 130
+}
+trap interrupted INT TERM
+rc=0
+wait "$NS_PID" || rc=$?
+wait || true # the progress filter, which ends with unshare
 [ "$rc" = 0 ] || die "the fresh machine failed (exit $rc); tail of the log:
 $(tail -n 30 "$LOG")"
 log "ok: deps.sh all + unit and protocol tests passed on a fresh $SUITE in $(seconds_since "$T0") s"
