@@ -194,6 +194,64 @@ impl Workspace {
         (Run::from(child.wait_with_output().expect("terraform apply ends")), providers)
     }
 
+    /// `terraform apply <extra>` killed with SIGKILL the moment `kill_now(stdout so far)` says so
+    /// (polled every 50 ms; terraform's output is read as it comes). Returns the run, the pids of
+    /// the providers terraform had started and of the processes those had started (the libvirt
+    /// helper), all taken just before the kill.
+    pub fn apply_killed_when(
+        &self,
+        extra: &[&str],
+        mut kill_now: impl FnMut(&str) -> bool,
+    ) -> (Run, Vec<i32>, Vec<i32>) {
+        use std::io::Read;
+        use std::sync::{Arc, Mutex};
+        use std::time::{Duration, Instant};
+
+        let mut args = vec!["apply", "-auto-approve", "-no-color"];
+        args.extend_from_slice(extra);
+        let mut cmd = self.command(&args);
+        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        let mut child = cmd.spawn().expect("terraform apply starts");
+        let terraform = child.id() as i32;
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let reader = {
+            let (mut pipe, stdout) = (child.stdout.take().expect("piped stdout"), stdout.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    stdout.lock().unwrap_or_else(|p| p.into_inner()).push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let so_far = stdout.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if kill_now(&so_far) {
+                break;
+            }
+            if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                unsafe { libc::kill(terraform, libc::SIGKILL) };
+                panic!("the moment to kill terraform did not come within 300 s (or it ended):\n{so_far}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let providers = children_named(terraform, "terraform-provi");
+        let helpers: Vec<i32> = providers.iter().flat_map(|p| children_named(*p, "terraform-provi")).collect();
+        assert_eq!(unsafe { libc::kill(terraform, libc::SIGKILL) }, 0, "SIGKILL to terraform");
+        let out = child.wait_with_output().expect("terraform apply ends");
+        reader.join().expect("stdout reader");
+        let stdout = stdout.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        (run, providers, helpers)
+    }
+
     /// Forgets `address` and takes it back with an `import` block for `id`: the plan must import
     /// and not replace, and after the apply the plan must be empty.
     pub fn reimport_adopts(&self, address: &str, id: &str) {
