@@ -620,7 +620,7 @@ fn killed_while_vms_boot_converges() {
     let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
     let class = Class::new("kboot", 2, "");
     let mut both_defined: Option<std::time::Instant> = None;
-    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], |_| {
+    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], false, |_| {
         if both_defined.is_none() && class.names.iter().all(|n| domain_exists(n)) {
             both_defined = Some(std::time::Instant::now());
         }
@@ -646,9 +646,9 @@ fn killed_while_vms_boot_converges() {
 fn killed_after_creates_complete_converges() {
     let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
     let class = Class::new("kdone", 2, "");
-    let (run, providers, helpers) = class
-        .ws
-        .apply_killed_when(&[&support::parallelism(2)], |stdout| stdout.matches("Creation complete").count() >= 2);
+    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], false, |stdout| {
+        stdout.matches("Creation complete").count() >= 2
+    });
     assert_ne!(run.code, 0, "a killed apply succeeded");
     let all: Vec<i32> = providers.iter().chain(&helpers).copied().collect();
     let took = all_gone_within_30s(&all);
@@ -680,4 +680,28 @@ fn converges_then_destroys_checking(class: &Class, uuids: &[String], adopted: bo
     assert!(class.ws.state_list().is_empty(), "destroy left resources in state");
     let left = class.leftovers();
     assert!(left.is_empty(), "destroy left {left:?}");
+}
+
+/// SIGKILL of terraform together with its provider and helper (a CI runner killing the whole
+/// process tree) while two VMs boot: nothing can roll back, so both domains stay, unrecorded.
+/// The next apply adopts them (same UUIDs, waiting for them as create would) instead of failing.
+#[test]
+fn killed_with_the_provider_while_vms_boot_adopts() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let class = Class::new("ktree", 2, "");
+    let mut both_defined: Option<std::time::Instant> = None;
+    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], true, |_| {
+        if both_defined.is_none() && class.names.iter().all(|n| domain_exists(n)) {
+            both_defined = Some(std::time::Instant::now());
+        }
+        both_defined.is_some_and(|t| t.elapsed() >= std::time::Duration::from_secs(3))
+    });
+    assert_ne!(run.code, 0, "a killed apply succeeded");
+    assert!(!helpers.is_empty(), "no libvirt helper was running to kill");
+    let all: Vec<i32> = providers.iter().chain(&helpers).copied().collect();
+    all_gone_within_30s(&all);
+    let recorded = class.ws.state_list();
+    assert!(recorded.is_empty(), "terraform recorded {recorded:?} before the kill: nothing to adopt");
+    let uuids: Vec<String> = class.names.iter().map(|n| Class::uuid(n)).collect();
+    converges_then_destroys_checking(&class, &uuids, true);
 }
