@@ -705,3 +705,27 @@ fn killed_with_the_provider_while_vms_boot_adopts() {
     let uuids: Vec<String> = class.names.iter().map(|n| Class::uuid(n)).collect();
     converges_then_destroys_checking(&class, &uuids, true);
 }
+
+/// Four VMs at once (`-parallelism=4`, 512 MiB each): every create succeeds (no race between
+/// them), each guest is running with an address, and destroy leaves nothing.
+#[test]
+fn four_vms_at_once() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let class = Class::new("four", 4, "");
+    let t = std::time::Instant::now();
+    let apply = class.ws.terraform(&["apply", "-auto-approve", "-no-color", "-parallelism=4"]);
+    assert_eq!(apply.code, 0, "apply of 4 VMs failed:\n{}\n{}", apply.stdout, apply.stderr);
+    println!("4 VMs at -parallelism=4: ready in {:.1} s", t.elapsed().as_secs_f64());
+    assert!(apply.stdout.contains("4 added"), "{}", apply.stdout);
+    let vms = class.ids();
+    for name in &class.names {
+        assert_eq!(vms[name]["state"], "running", "{name}: {vms}");
+        assert!(vms[name]["ip"].as_str().is_some_and(|ip| !ip.is_empty()), "{name} has no address: {vms}");
+    }
+    let plan = class.ws.plan();
+    assert_eq!(plan.code, 0, "plan after 4 creates not empty:\n{}\n{}", plan.stdout, plan.stderr);
+    class.ws.destroy();
+    assert!(class.ws.state_list().is_empty(), "destroy left resources in state");
+    let left = class.leftovers();
+    assert!(left.is_empty(), "destroy left {left:?}");
+}
