@@ -378,7 +378,7 @@ fn killed_terraform_after_creates_complete_converges_by_adoption() {
     let _gateway = RemoveGateway(name.clone());
     let _orphans = RemoveByLabel(format!("dockertest.run={name}"));
 
-    let (run, providers) = ws.apply_killed_on(&[], |out| out.matches("Creation complete").count() >= 3);
+    let (run, providers, _) = ws.apply_killed_when(&[], false, |out| out.matches("Creation complete").count() >= 3);
     assert_ne!(run.code, 0, "a killed apply succeeded");
     assert!(!run.stdout.contains("lab_terminal.stalled[0]: Creation complete"), "{}", run.stdout);
     let killed = Instant::now();

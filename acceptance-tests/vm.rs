@@ -235,11 +235,11 @@ fn two_vms_lifecycle() {
         let plan = ws.plan();
         assert_eq!(plan.code, 0, "plan after restart not empty:\n{}", plan.stdout);
 
-        // Out-of-band removal: refresh drops it, the plan re-creates exactly one.
+        // Out-of-band removal: its overlay and seed remain, so the plan replaces exactly one.
         assert!(virsh(&["destroy", &names[0]]).status.success());
         assert!(virsh(&["undefine", "--nvram", &names[0]]).status.success());
         let plan = ws.terraform(&["plan", "-no-color"]).ok("plan after out-of-band undefine");
-        assert_eq!(plan_counts(&plan.stdout), (1, 0, 0), "{}", plan.stdout);
+        assert_eq!(plan_counts(&plan.stdout), (1, 0, 1), "{}", plan.stdout);
         ws.apply(&[]);
         assert!(domain_exists(&names[0]));
         let plan = ws.plan();
@@ -418,4 +418,314 @@ fn interrupted_create_leaves_nothing() {
     assert!(!exists, "interrupted create left domain {}:\n{all}", vm.name);
     assert!(!overlay_left, "interrupted create left overlay {}", vm.overlay.display());
     assert!(state.is_empty(), "interrupted create left state: {state:?}");
+}
+
+/// VMs of the `vm` case made by one test (`names[0]` gets a cloud-init seed), and a cleanup that
+/// runs however the test ends. The checks are `leftovers`, not the cleanup.
+struct Class {
+    ws: Workspace,
+    names: Vec<String>,
+    base_vars: String,
+    started: std::time::Instant,
+}
+
+impl Class {
+    fn new(tag: &str, count: usize, extra: &str) -> Self {
+        let n = suffix();
+        let names: Vec<String> = (0..count).map(|i| format!("vmtest-{tag}{n}-{}", (b'a' + i as u8) as char)).collect();
+        let ws = Workspace::in_rig("vm");
+        let mut vars = rig_tfvars();
+        let pubkey = format!("{}.pub", rig_var("LAB_SSH_KEY"));
+        vars.push(("ssh_key", std::fs::read_to_string(&pubkey).expect("rig public key").trim().to_string()));
+        let base_vars = tfvars(&vars)
+            + &format!(
+                "students = {}\ncloud_init = {{ {} = {} }}\n",
+                serde_json::to_string(&names).unwrap(),
+                serde_json::to_string(&names[0]).unwrap(),
+                serde_json::to_string(USER_DATA).unwrap()
+            );
+        let class = Class { ws, names, base_vars, started: std::time::Instant::now() };
+        class.write_vars(extra);
+        class
+    }
+
+    fn write_vars(&self, extra: &str) {
+        self.ws.write("terraform.tfvars", &format!("{}{extra}", self.base_vars));
+    }
+
+    fn overlay(&self, name: &str) -> PathBuf {
+        PathBuf::from(format!("{}/vms/{name}.qcow2", rig_var("LAB_CACHE")))
+    }
+
+    fn address(name: &str) -> String {
+        format!("lab_vm.student[\"{name}\"]")
+    }
+
+    /// Domains, overlays and seeds of this class that exist (an empty list: nothing is left).
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        for name in &self.names {
+            if domain_exists(name) {
+                left.push(format!("domain {name}"));
+            }
+            for file in [self.overlay(name), seed_of(&self.overlay(name))] {
+                if file.exists() {
+                    left.push(file.display().to_string());
+                }
+            }
+        }
+        left
+    }
+
+    /// The domain's UUID as libvirt has it.
+    fn uuid(name: &str) -> String {
+        let out = virsh(&["domuuid", name]);
+        assert!(out.status.success(), "virsh domuuid {name}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    fn ids(&self) -> serde_json::Value {
+        self.ws.output_json()["vms"]["value"].clone()
+    }
+}
+
+impl Drop for Class {
+    fn drop(&mut self) {
+        eprintln!("test took {:.1} s", self.started.elapsed().as_secs_f64());
+        if self.leftovers().is_empty() {
+            return;
+        }
+        let _ = self.ws.terraform(&["destroy", "-auto-approve", "-no-color"]);
+        for name in &self.names {
+            let _ = virsh(&["destroy", name]);
+            let _ = virsh(&["undefine", "--nvram", name]);
+            let _ = std::fs::remove_file(self.overlay(name));
+            let _ = std::fs::remove_file(seed_of(&self.overlay(name)));
+        }
+    }
+}
+
+/// A domain removed out of band (`virsh destroy`, `virsh undefine`) while its overlay and seed
+/// stay: the VM reads as present but broken, the plan replaces it, and `terraform destroy` removes
+/// the files. The guest starts but nothing waits for it (`wait_for = "none"`).
+#[test]
+fn out_of_band_removal_is_replaced_and_destroy_removes_the_files() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let class = Class::new("oob", 1, "wait_for = \"none\"\n");
+    let (ws, name) = (&class.ws, &class.names[0]);
+    ws.apply(&[]);
+    assert!(class.overlay(name).exists() && seed_of(&class.overlay(name)).exists(), "apply made no overlay or seed");
+    let destroyed = virsh(&["destroy", name]);
+    assert!(destroyed.status.success(), "virsh destroy: {}", String::from_utf8_lossy(&destroyed.stderr));
+    let undefined = virsh(&["undefine", "--nvram", name]);
+    assert!(undefined.status.success(), "virsh undefine: {}", String::from_utf8_lossy(&undefined.stderr));
+
+    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan after out-of-band removal");
+    assert!(plan.stdout.contains("must be replaced"), "{}", plan.stdout);
+    assert_eq!(plan_counts(&plan.stdout), (1, 0, 1), "{}", plan.stdout);
+    assert_eq!(ws.state_list(), [Class::address(name)], "the half-deleted VM left the state");
+
+    ws.destroy();
+    assert!(ws.state_list().is_empty(), "destroy left resources in state");
+    let left = class.leftovers();
+    assert!(left.is_empty(), "destroy of a half-deleted VM left {left:?}");
+}
+
+/// The state of an apply is lost after its creates (`terraform state rm` stands in for the
+/// killed apply): the next apply adopts a domain of ours that matches the plan (same UUID),
+/// replaces one that does not (new UUID, new memory), and never touches a domain without the
+/// marker (an error with an import block). Nothing boots (`running = false`).
+#[test]
+fn orphan_domains_are_adopted_replaced_or_refused() {
+    let class = Class::new("orph", 1, "running = false\n");
+    let (ws, name) = (&class.ws, &class.names[0]);
+    let address = Class::address(name);
+    ws.apply(&[]);
+    let id0 = class.ids()[name]["id"].clone();
+
+    ws.terraform(&["state", "rm", &address]).ok("state rm");
+    let adopt = ws.apply(&[]);
+    assert!(adopt.stdout.contains("1 added"), "{}", adopt.stdout);
+    assert_eq!(class.ids()[name]["id"], id0, "a matching domain of ours was not adopted");
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "plan after adoption not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    ws.terraform(&["state", "rm", &address]).ok("state rm");
+    class.write_vars("running = false\nmemory_mb = 640\n");
+    ws.apply(&[]);
+    let id1 = class.ids()[name]["id"].clone();
+    assert_ne!(id1, id0, "a domain that differs from the plan was adopted");
+    let info = String::from_utf8_lossy(&virsh(&["dominfo", name]).stdout).to_string();
+    assert!(info.contains("655360 KiB"), "the new domain does not have the planned memory: {info}");
+    assert_eq!(ws.plan().code, 0, "plan after replacing the orphan not empty");
+
+    // Someone else's domain under the name: the same definition without our <metadata>.
+    ws.terraform(&["state", "rm", &address]).ok("state rm");
+    let xml = String::from_utf8_lossy(&virsh(&["dumpxml", "--inactive", name]).stdout).into_owned();
+    let (start, end) = (xml.find("<metadata>").expect("our metadata"), xml.find("</metadata>").expect("its end"));
+    let foreign = format!("{}{}", &xml[..start], &xml[end + "</metadata>".len()..]);
+    let file = ws.path().join("foreign.xml");
+    std::fs::write(&file, &foreign).expect("write foreign.xml");
+    assert!(virsh(&["undefine", "--nvram", name]).status.success());
+    let defined = virsh(&["define", &file.to_string_lossy()]);
+    assert!(defined.status.success(), "virsh define: {}", String::from_utf8_lossy(&defined.stderr));
+    let refused = ws.terraform(&["apply", "-auto-approve", "-no-color"]);
+    let all = format!("{}\n{}", refused.stdout, refused.stderr);
+    assert_ne!(refused.code, 0, "a domain without the marker was taken over:\n{all}");
+    assert!(all.contains("exists already") && all.contains("import {"), "{all}");
+    assert!(all.contains(&format!("id = \"{name}\"")), "{all}");
+    let after = String::from_utf8_lossy(&virsh(&["dumpxml", "--inactive", name]).stdout).into_owned();
+    assert!(!after.contains("classroom.lab/xmlns"), "the foreign domain was changed:\n{after}");
+
+    // Its owner removes it; our overlay and seed left under the name do not block the create.
+    assert!(virsh(&["undefine", "--nvram", name]).status.success());
+    assert!(class.overlay(name).exists(), "the test needs the leftover overlay");
+    ws.apply(&[]);
+    assert_eq!(ws.plan().code, 0, "plan after the create over leftover files not empty");
+
+    ws.destroy();
+    assert!(ws.state_list().is_empty(), "destroy left resources in state");
+    let left = class.leftovers();
+    assert!(left.is_empty(), "destroy left {left:?}");
+}
+
+/// Waits (30 s at most) until none of `pids` runs; how long that took.
+fn all_gone_within_30s(pids: &[i32]) -> std::time::Duration {
+    let t = std::time::Instant::now();
+    while pids.iter().any(|p| support::process_alive(*p)) && t.elapsed() < std::time::Duration::from_secs(30) {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let alive: Vec<i32> = pids.iter().copied().filter(|p| support::process_alive(*p)).collect();
+    assert!(alive.is_empty(), "processes {alive:?} still running 30 s after terraform was killed");
+    t.elapsed()
+}
+
+/// After terraform was killed: the next apply converges with no manual step, then destroy
+/// leaves nothing.
+fn converges_then_destroys(class: &Class) {
+    let apply = class.ws.terraform(&["apply", "-auto-approve", "-no-color", &support::parallelism(2)]);
+    assert_eq!(apply.code, 0, "the apply after the kill failed:\n{}\n{}", apply.stdout, apply.stderr);
+    let plan = class.ws.plan();
+    assert_eq!(plan.code, 0, "plan after the converging apply not empty:\n{}\n{}", plan.stdout, plan.stderr);
+    class.ws.destroy();
+    assert!(class.ws.state_list().is_empty(), "destroy left resources in state");
+    let left = class.leftovers();
+    assert!(left.is_empty(), "destroy left {left:?}");
+}
+
+/// SIGKILL of terraform while two VMs boot (3 s after both domains are defined): the provider
+/// and its libvirt helper notice, roll the creates back and exit; the next apply converges.
+#[test]
+fn killed_while_vms_boot_converges() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let class = Class::new("kboot", 2, "");
+    let mut both_defined: Option<std::time::Instant> = None;
+    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], false, |_| {
+        if both_defined.is_none() && class.names.iter().all(|n| domain_exists(n)) {
+            both_defined = Some(std::time::Instant::now());
+        }
+        both_defined.is_some_and(|t| t.elapsed() >= std::time::Duration::from_secs(3))
+    });
+    assert_ne!(run.code, 0, "a killed apply succeeded");
+    assert!(!run.stdout.contains("Creation complete"), "a VM was ready before the kill:\n{}", run.stdout);
+    assert!(!helpers.is_empty(), "no libvirt helper was running to watch");
+    let all: Vec<i32> = providers.iter().chain(&helpers).copied().collect();
+    let took = all_gone_within_30s(&all);
+    println!(
+        "SIGKILL while booting: providers {providers:?} and helpers {helpers:?} gone in {:.1} s",
+        took.as_secs_f64()
+    );
+    let left = class.leftovers();
+    assert!(left.is_empty(), "the creates were not rolled back: {left:?}");
+    converges_then_destroys(&class);
+}
+
+/// SIGKILL of terraform right after both creates report complete, before it records them: the
+/// domains stay (they are done), and the next apply adopts them (same UUIDs) instead of failing.
+#[test]
+fn killed_after_creates_complete_converges() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let class = Class::new("kdone", 2, "");
+    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], false, |stdout| {
+        stdout.matches("Creation complete").count() >= 2
+    });
+    assert_ne!(run.code, 0, "a killed apply succeeded");
+    let all: Vec<i32> = providers.iter().chain(&helpers).copied().collect();
+    let took = all_gone_within_30s(&all);
+    println!(
+        "SIGKILL after the creates: providers {providers:?} and helpers {helpers:?} gone in {:.1} s",
+        took.as_secs_f64()
+    );
+    let recorded = class.ws.state_list();
+    println!("state after the kill: {recorded:?}");
+    let uuids: Vec<String> = class.names.iter().map(|n| Class::uuid(n)).collect();
+    converges_then_destroys_checking(&class, &uuids, recorded.is_empty());
+}
+
+/// `converges_then_destroys`, checking first that the apply kept the domains of the killed
+/// apply (`uuids`): adopted when terraform had not recorded them.
+fn converges_then_destroys_checking(class: &Class, uuids: &[String], adopted: bool) {
+    let apply = class.ws.terraform(&["apply", "-auto-approve", "-no-color", &support::parallelism(2)]);
+    assert_eq!(apply.code, 0, "the apply after the kill failed:\n{}\n{}", apply.stdout, apply.stderr);
+    if adopted {
+        assert!(apply.stdout.contains("2 added"), "{}", apply.stdout);
+    }
+    let ids = class.ids();
+    for (name, uuid) in class.names.iter().zip(uuids) {
+        assert_eq!(ids[name]["id"].as_str(), Some(uuid.as_str()), "{name} was re-created, not kept");
+    }
+    let plan = class.ws.plan();
+    assert_eq!(plan.code, 0, "plan after the converging apply not empty:\n{}\n{}", plan.stdout, plan.stderr);
+    class.ws.destroy();
+    assert!(class.ws.state_list().is_empty(), "destroy left resources in state");
+    let left = class.leftovers();
+    assert!(left.is_empty(), "destroy left {left:?}");
+}
+
+/// SIGKILL of terraform together with its provider and helper (a CI runner killing the whole
+/// process tree) while two VMs boot: nothing can roll back, so both domains stay, unrecorded.
+/// The next apply adopts them (same UUIDs, waiting for them as create would) instead of failing.
+#[test]
+fn killed_with_the_provider_while_vms_boot_adopts() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let class = Class::new("ktree", 2, "");
+    let mut both_defined: Option<std::time::Instant> = None;
+    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], true, |_| {
+        if both_defined.is_none() && class.names.iter().all(|n| domain_exists(n)) {
+            both_defined = Some(std::time::Instant::now());
+        }
+        both_defined.is_some_and(|t| t.elapsed() >= std::time::Duration::from_secs(3))
+    });
+    assert_ne!(run.code, 0, "a killed apply succeeded");
+    assert!(!helpers.is_empty(), "no libvirt helper was running to kill");
+    let all: Vec<i32> = providers.iter().chain(&helpers).copied().collect();
+    all_gone_within_30s(&all);
+    let recorded = class.ws.state_list();
+    assert!(recorded.is_empty(), "terraform recorded {recorded:?} before the kill: nothing to adopt");
+    let uuids: Vec<String> = class.names.iter().map(|n| Class::uuid(n)).collect();
+    converges_then_destroys_checking(&class, &uuids, true);
+}
+
+/// Four VMs at once (`-parallelism=4`, 512 MiB each): every create succeeds (no race between
+/// them), each guest is running with an address, and destroy leaves nothing.
+#[test]
+fn four_vms_at_once() {
+    let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
+    let class = Class::new("four", 4, "");
+    let t = std::time::Instant::now();
+    let apply = class.ws.terraform(&["apply", "-auto-approve", "-no-color", "-parallelism=4"]);
+    assert_eq!(apply.code, 0, "apply of 4 VMs failed:\n{}\n{}", apply.stdout, apply.stderr);
+    println!("4 VMs at -parallelism=4: ready in {:.1} s", t.elapsed().as_secs_f64());
+    assert!(apply.stdout.contains("4 added"), "{}", apply.stdout);
+    let vms = class.ids();
+    for name in &class.names {
+        assert_eq!(vms[name]["state"], "running", "{name}: {vms}");
+        assert!(vms[name]["ip"].as_str().is_some_and(|ip| !ip.is_empty()), "{name} has no address: {vms}");
+    }
+    let plan = class.ws.plan();
+    assert_eq!(plan.code, 0, "plan after 4 creates not empty:\n{}\n{}", plan.stdout, plan.stderr);
+    class.ws.destroy();
+    assert!(class.ws.state_list().is_empty(), "destroy left resources in state");
+    let left = class.leftovers();
+    assert!(left.is_empty(), "destroy left {left:?}");
 }

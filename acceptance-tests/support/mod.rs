@@ -208,12 +208,21 @@ impl Workspace {
         (Run::from(child.wait_with_output().expect("terraform apply ends")), providers)
     }
 
-    /// `terraform apply <extra>` killed with SIGKILL the moment its output so far satisfies
-    /// `seen` (e.g. "these creates are complete"), while terraform still runs. Like
-    /// `apply_killed`, only terraform dies. Returns the run and the pids of its providers.
-    pub fn apply_killed_on(&self, extra: &[&str], seen: impl Fn(&str) -> bool) -> (Run, Vec<i32>) {
+    /// `terraform apply <extra>` killed with SIGKILL the moment `kill_now(stdout so far)` says so:
+    /// asked on each piece of output as it arrives (so a kill on a line lands before terraform can
+    /// go on) and every 50 ms. Terraform is stopped (SIGSTOP) first, so it cannot exit while the
+    /// pids are taken. With `with_providers`, the providers and their helpers get SIGKILL in the
+    /// same moment (as a CI runner that kills the whole process tree), so nothing rolls back.
+    /// Returns the run, the pids of the providers terraform had started and of the processes
+    /// those had started (the libvirt helper).
+    pub fn apply_killed_when(
+        &self,
+        extra: &[&str],
+        with_providers: bool,
+        kill_now: impl FnMut(&str) -> bool + Send,
+    ) -> (Run, Vec<i32>, Vec<i32>) {
         use std::io::Read;
-        use std::sync::{Arc, Mutex};
+        use std::sync::Mutex;
         use std::time::{Duration, Instant};
 
         let mut args = vec!["apply", "-auto-approve", "-no-color"];
@@ -222,47 +231,57 @@ impl Workspace {
         cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().expect("terraform apply starts");
         let terraform = child.id() as i32;
-        let output = Arc::new(Mutex::new(String::new()));
-        let mut stdout = child.stdout.take().expect("terraform's stdout");
-        let sink = output.clone();
-        let reader = std::thread::spawn(move || {
-            let mut chunk = [0u8; 4096];
-            while let Ok(n) = stdout.read(&mut chunk) {
-                if n == 0 {
+        let mut pipe = child.stdout.take().expect("piped stdout");
+        // (stdout so far, the trigger, the pids once killed)
+        let shared = Mutex::new((String::new(), kill_now, None::<(Vec<i32>, Vec<i32>)>));
+        let check = |chunk: &str| -> bool {
+            let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
+            let (stdout, kill_now, killed) = &mut *guard;
+            stdout.push_str(chunk);
+            if killed.is_none() && kill_now(stdout) {
+                assert_eq!(unsafe { libc::kill(terraform, libc::SIGSTOP) }, 0, "SIGSTOP to terraform");
+                let providers = children_named(terraform, "terraform-provi");
+                let helpers: Vec<i32> = providers.iter().flat_map(|p| children_named(*p, "terraform-provi")).collect();
+                if with_providers {
+                    for pid in helpers.iter().chain(&providers) {
+                        assert_eq!(unsafe { libc::kill(*pid, libc::SIGKILL) }, 0, "SIGKILL to {pid}");
+                    }
+                }
+                assert_eq!(unsafe { libc::kill(terraform, libc::SIGKILL) }, 0, "SIGKILL to terraform");
+                *killed = Some((providers, helpers));
+            }
+            killed.is_some()
+        };
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    check(&String::from_utf8_lossy(&buf[..n]));
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(300);
+            while !check("") {
+                if Instant::now() > deadline || child.try_wait().ok().flatten().is_some() {
+                    unsafe { libc::kill(terraform, libc::SIGKILL) };
                     break;
                 }
-                sink.lock().expect("output lock").push_str(&String::from_utf8_lossy(&chunk[..n]));
+                std::thread::sleep(Duration::from_millis(50));
             }
         });
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            if seen(&output.lock().expect("output lock")) {
-                break;
-            }
-            let exited = child.try_wait().expect("terraform's status").is_some();
-            if exited || Instant::now() > deadline {
-                unsafe { libc::kill(terraform, libc::SIGKILL) };
-                let _ = reader.join();
-                panic!(
-                    "terraform {} before the awaited output:\n{}",
-                    if exited { "exited" } else { "ran 300 s" },
-                    output.lock().expect("output lock")
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let providers = children_named(terraform, "terraform-provi");
-        assert!(!providers.is_empty(), "terraform {terraform} has no provider child to watch");
-        assert_eq!(unsafe { libc::kill(terraform, libc::SIGKILL) }, 0, "SIGKILL to terraform");
-        let rest = child.wait_with_output().expect("terraform apply ends");
-        let _ = reader.join();
-        let stdout = output.lock().expect("output lock").clone();
-        let run = Run {
-            code: rest.status.code().unwrap_or(-1),
-            stdout,
-            stderr: String::from_utf8_lossy(&rest.stderr).into(),
+        let out = child.wait_with_output().expect("terraform apply ends");
+        let (stdout, _, killed) = shared.into_inner().unwrap_or_else(|p| p.into_inner());
+        let Some((providers, helpers)) = killed else {
+            panic!("the moment to kill terraform did not come within 300 s, or it ended first:\n{stdout}");
         };
-        (run, providers)
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        (run, providers, helpers)
     }
 
     /// Forgets `address` and takes it back with an `import` block for `id`: the plan must import

@@ -60,6 +60,8 @@ pub struct LabMetadata {
     pub hostname: Option<String>,
     /// The user's kernel command line, before the provider appends `lab.hostname=`/`lab.authkey=`.
     pub cmdline: Option<String>,
+    /// The NoCloud seed's instance id (it follows the seed's content), when the domain has a seed.
+    pub seed_id: Option<String>,
 }
 
 /// Everything `lab_vm` puts into a domain definition.
@@ -106,6 +108,27 @@ impl DomainSpec {
         let mut w = Writer::new_with_indent(Cursor::new(Vec::new()), b' ', 2);
         self.write(&mut w).map_err(|source| DomainXmlError::Write { name: self.name.clone(), source })?;
         String::from_utf8(w.into_inner().into_inner()).map_err(|e| DomainXmlError::Parse(e.to_string()))
+    }
+
+    /// What a defined domain holds differently from this spec, by field name (empty: it is
+    /// this definition). The UUID and MAC are not compared: libvirt and the create choose them.
+    pub fn differences(&self, found: &DomainSummary) -> Vec<&'static str> {
+        let boot = self.boot.as_ref();
+        let checks = [
+            ("domain_type", found.domain_type == self.domain_type.as_str()),
+            ("memory", found.memory_kib == self.memory_mib * 1024),
+            ("vcpus", found.vcpus == self.vcpus),
+            ("disk", found.disk.as_ref() == Some(&self.disk)),
+            ("seed", found.seed == self.seed),
+            ("kernel", found.kernel.as_ref() == boot.map(|b| &b.kernel)),
+            ("initrd", found.initrd.as_ref() == boot.and_then(|b| b.initrd.as_ref())),
+            ("cmdline", found.cmdline.as_ref() == boot.and_then(|b| b.cmdline.as_ref())),
+            ("network", found.network.as_ref() == Some(&self.network)),
+            ("isolated", found.isolated == self.isolated),
+            ("graphics", found.graphics.is_some() == self.graphics),
+            ("metadata", found.metadata == self.metadata),
+        ];
+        checks.into_iter().filter(|(_, same)| !same).map(|(field, _)| field).collect()
     }
 
     fn write(&self, w: &mut Writer<Cursor<Vec<u8>>>) -> std::io::Result<()> {
@@ -160,6 +183,7 @@ impl DomainSpec {
                     ("lab:user", &m.user),
                     ("lab:hostname", &m.hostname),
                     ("lab:cmdline", &m.cmdline),
+                    ("lab:seed_id", &m.seed_id),
                 ] {
                     if let Some(v) = value {
                         text(w, tag, v)?;
@@ -257,6 +281,9 @@ pub struct DomainSummary {
     pub graphics: Option<(String, Option<String>)>,
     /// pty path of the serial console while the domain runs.
     pub console_pty: Option<String>,
+    /// The domain carries this provider's ownership marker: a `<metadata>` child `<lab:vm>` that
+    /// declares `xmlns:lab` as [`LAB_XMLNS`] (what `DomainSpec::to_xml` writes).
+    pub lab_marker: bool,
     pub metadata: LabMetadata,
 }
 
@@ -288,6 +315,9 @@ impl DomainSummary {
                     let parent = path.iter().map(String::as_str).collect::<Vec<_>>();
                     match (parent.as_slice(), tag.as_str()) {
                         ([], "domain") => s.domain_type = attrs.remove("type").unwrap_or_default(),
+                        (["domain", "metadata"], "lab:vm") => {
+                            s.lab_marker = attrs.get("xmlns:lab").is_some_and(|ns| ns == LAB_XMLNS);
+                        }
                         (["domain"], "memory") => {
                             memory_unit = attrs.remove("unit").unwrap_or_else(|| "KiB".into());
                         }
@@ -361,6 +391,7 @@ impl DomainSummary {
                         ["domain", "metadata", "lab:vm", "lab:user"] => s.metadata.user = Some(value),
                         ["domain", "metadata", "lab:vm", "lab:hostname"] => s.metadata.hostname = Some(value),
                         ["domain", "metadata", "lab:vm", "lab:cmdline"] => s.metadata.cmdline = Some(value),
+                        ["domain", "metadata", "lab:vm", "lab:seed_id"] => s.metadata.seed_id = Some(value),
                         _ => {}
                     }
                     path.pop();
@@ -398,6 +429,7 @@ mod tests {
             user: Some("student".into()),
             hostname: Some("vm-1".into()),
             cmdline: Some("console=ttyS0".into()),
+            seed_id: Some("vm-1-0123456789ab".into()),
         };
         s
     }
@@ -425,6 +457,34 @@ mod tests {
         assert!(back.isolated);
         assert_eq!(back.metadata, s.metadata);
         assert_eq!(back.graphics, None);
+    }
+
+    #[test]
+    fn the_ownership_marker_is_the_lab_element_in_our_namespace() {
+        let xml = spec().to_xml().unwrap();
+        assert!(DomainSummary::parse(&xml).unwrap().lab_marker, "{xml}");
+        // Someone else's domain: no metadata, or a `lab:vm` element of another namespace.
+        let plain = "<domain type='kvm'><name>vm-1</name><metadata><lab:vm xmlns:lab='https://example.org/x'/></metadata></domain>";
+        assert!(!DomainSummary::parse(plain).unwrap().lab_marker);
+        assert!(!DomainSummary::parse("<domain type='kvm'><name>vm-1</name></domain>").unwrap().lab_marker);
+        let other = "<domain><name>a</name><metadata><other:vm xmlns:other='https://classroom.lab/xmlns/vm/1'/></metadata></domain>";
+        assert!(!DomainSummary::parse(other).unwrap().lab_marker, "only the element the provider writes counts");
+    }
+
+    #[test]
+    fn differences_name_each_field_a_domain_holds_otherwise() {
+        let s = spec();
+        let mut back = DomainSummary::parse(&s.to_xml().unwrap()).unwrap();
+        assert_eq!(s.differences(&back), Vec::<&str>::new());
+        // Chosen at create, not part of the definition the plan describes.
+        back.uuid = "another".into();
+        back.mac = Some("52:54:00:00:00:02".into());
+        assert_eq!(s.differences(&back), Vec::<&str>::new());
+        back.memory_kib = 1024 * 1024;
+        back.seed = None;
+        back.cmdline = Some("root=/dev/vda".into());
+        back.metadata.seed_id = Some("vm-1-ffffffffffff".into());
+        assert_eq!(s.differences(&back), ["memory", "seed", "cmdline", "metadata"]);
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum SeedError {
     Build { path: PathBuf, source: std::io::Error },
     #[error("writing seed file {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    #[error("reading seed file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
 }
 
 /// The volume label cloud-init looks for (FAT labels are upper case by convention).
@@ -92,6 +94,24 @@ impl NoCloudSeed {
     }
 }
 
+/// The instance id in the `meta-data` of the seed image at `path`; `None` when the file is not a
+/// FAT volume labelled [`LABEL`] holding a `meta-data` with one (so not a seed this module wrote).
+pub async fn read_instance_id(path: &Path) -> Result<Option<String>, SeedError> {
+    use std::io::Read;
+    let bytes = tokio::fs::read(path).await.map_err(|source| SeedError::Read { path: path.to_path_buf(), source })?;
+    let Ok(fs) = fatfs::FileSystem::new(Cursor::new(bytes), fatfs::FsOptions::new()) else { return Ok(None) };
+    if fs.volume_label() != LABEL {
+        return Ok(None);
+    }
+    let mut meta_data = String::new();
+    let Ok(mut file) = fs.root_dir().open_file("meta-data") else { return Ok(None) };
+    if file.read_to_string(&mut meta_data).is_err() {
+        return Ok(None);
+    }
+    let meta: Option<serde_json::Value> = serde_json::from_str(&meta_data).ok();
+    Ok(meta.and_then(|m| m["instance-id"].as_str().map(str::to_string)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,6 +149,10 @@ mod tests {
         std::fs::write(&path, b"an older seed").unwrap();
         seed.write_image(&path).await.unwrap();
         assert!(!dir.path().join("seed.img.tmp").exists(), "temporary file left behind");
+        assert_eq!(read_instance_id(&path).await.unwrap().as_deref(), Some("vm-1-abc"));
+        let other = dir.path().join("other.img");
+        std::fs::write(&other, b"not a seed").unwrap();
+        assert_eq!(read_instance_id(&other).await.unwrap(), None);
 
         let (label, root_label, names, user_data, meta_data) = read_back(std::fs::read(&path).unwrap());
         assert_eq!(label, "CIDATA");

@@ -25,6 +25,11 @@ variable "running" {
   type    = bool
   default = true
 }
+# What create waits for: "ssh", "ip" or "none" (tests that need no guest use "none").
+variable "wait_for" {
+  type    = string
+  default = "ssh"
+}
 # cloud-init user data per student (a NoCloud seed is attached to those listed).
 variable "cloud_init" {
   type    = map(string)
@@ -46,6 +51,7 @@ resource "lab_vm" "student" {
   cmdline             = var.cmdline
   ssh_authorized_keys = [var.ssh_key]
   running             = var.running
+  wait_for            = var.wait_for
   cloud_init          = lookup(var.cloud_init, each.key, null)
 
   timeouts {

@@ -148,6 +148,7 @@ impl VmConfig {
             user: Some(self.user.clone()),
             hostname: Some(self.hostname.clone()),
             cmdline: self.cmdline.clone(),
+            seed_id: self.cloud_init.as_ref().filter(|_| spec.seed.is_some()).map(|u| self.seed(u).instance_id),
         };
         spec
     }

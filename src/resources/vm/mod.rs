@@ -10,6 +10,7 @@
 
 mod config;
 mod guest;
+mod orphan;
 mod validate;
 
 use std::collections::BTreeMap;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::libvirt::{Libvirt, VmInfo};
 use crate::backends::qcow2;
-use crate::lifecycle::{Rollback, Timeouts, shell_command};
+use crate::lifecycle::{Rollback, Timeouts, exists_unowned, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::log;
 use crate::protocol::{
@@ -32,6 +33,7 @@ use crate::settings::ProviderHandle;
 
 use config::{VmConfig, keys_from_cmdline, overlay_path, parse_timeouts, random_mac, seed_path, uri_is_local};
 use guest::{find_ip, is_active, shutdown_grace, stop_gracefully, wait_ready};
+use orphan::FoundDomain;
 use validate::validate_config;
 
 const TYPE_NAME: &str = "lab_vm";
@@ -44,6 +46,8 @@ const DEFAULT_DELETE_TIMEOUT: Duration = Duration::from_secs(300);
 const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(60);
 /// Readiness is polled this often: a guest's lease or banner is seen within this of appearing.
 const POLL: Duration = Duration::from_millis(200);
+/// `state` of a VM whose domain is gone while its overlay or seed remains: the plan replaces it.
+const MISSING: &str = "missing";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LabVmState {
@@ -159,7 +163,11 @@ fn vm_block() -> Block {
             computed("ip", "IPv4 address from the network's DHCP lease (or the guest agent); null when stopped."),
             computed("mac", "MAC address, chosen at create and stable for the VM's life.").keep_prior(),
             computed("overlay_path", "Path of the VM's qcow2 overlay.").keep_prior(),
-            computed("state", "libvirt state: `running`, `shutoff`, `paused`, `shutdown`, `crashed`."),
+            computed(
+                "state",
+                "libvirt state: `running`, `shutoff`, `paused`, `shutdown`, `crashed`; `missing` when the domain \
+                 is gone but its overlay or seed remains (the plan replaces the VM, destroy removes the files).",
+            ),
             computed("console", "How to reach the serial console (and VNC display when `graphics`)."),
         ],
         blocks: vec![Timeouts::block(
@@ -249,6 +257,9 @@ impl Resource for VmResource {
             diags.extend(self.check_capacity(name, memory - prior_memory, settings.strict_capacity).await?);
         }
         let mut out = Planned::new(planned);
+        if req.prior.as_ref().is_some_and(|p| p.state.known().is_some_and(|s| s == MISSING)) {
+            out.requires_replace.push(AttrPath::root("state"));
+        }
         out.diagnostics = diags;
         Ok(out)
     }
@@ -256,22 +267,32 @@ impl Resource for VmResource {
     async fn create(&self, planned: LabVmState, ctx: &OpContext) -> Result<LabVmState, Diagnostics> {
         let lv = self.libvirt().await?;
         let cfg = VmConfig::from_state(&planned)?;
-        if lv.lookup(&cfg.name).await.or_diag("Looking up the domain")?.is_some() {
-            return Err(Diagnostic::attr_error(
-                AttrPath::root("name"),
-                "Domain already exists",
-                format!(
-                    "A libvirt domain named `{}` exists already. Import it (`terraform import` with id `{}`) or \
-                     choose another name.",
-                    cfg.name, cfg.name
-                ),
-            )
-            .into());
-        }
         let timeout = cfg.create_timeout;
         let started = Instant::now();
         let mut rollback = Rollback::new();
-        let created = self.create_steps(&lv, &cfg, &mut rollback, timeout, ctx).await;
+        // A domain under the planned name that Terraform never recorded (lifecycle.rs has the rule).
+        let created = match lv.lookup(&cfg.name).await.or_diag("Looking up the domain")? {
+            None => self.create_steps(&lv, &cfg, &mut rollback, timeout, ctx).await,
+            Some(found) => match orphan::judge_domain(&cfg, &found.summary).await {
+                FoundDomain::Unowned => {
+                    let what = format!("A libvirt domain named `{}`", cfg.name);
+                    return Err(exists_unowned(AttrPath::root("name"), TYPE_NAME, &what, &cfg.name).into());
+                }
+                FoundDomain::Matches => {
+                    log::info(&format!("{}: adopting the domain of an apply that never recorded it", cfg.name));
+                    self.adopt_steps(&lv, &cfg, &found, &mut rollback, ctx).await
+                }
+                FoundDomain::Differs(fields) => {
+                    log::info(&format!(
+                        "{}: removing a domain of ours that differs from the plan ({}), then creating anew",
+                        cfg.name,
+                        fields.join(", ")
+                    ));
+                    orphan::remove_domain(&lv, &found).await?;
+                    self.create_steps(&lv, &cfg, &mut rollback, timeout, ctx).await
+                }
+            },
+        };
         rollback.finish(created).await?;
         log::debug(&format!("{}: create done in {:.2}s", cfg.name, started.elapsed().as_secs_f64()));
         let info = lv.lookup(&cfg.name).await.or_diag("Reading the new domain")?.ok_or_else(|| {
@@ -293,7 +314,7 @@ impl Resource for VmResource {
         }
         .or_diag("Reading the domain")?;
         let Some(info) = found else {
-            return Ok(None);
+            return Ok(half_deleted(current));
         };
         let mut state = current;
         refresh_state(&mut state, &info, &lv, false).await;
@@ -363,6 +384,8 @@ impl Resource for VmResource {
         };
         let (_, delete_timeout) = parse_timeouts(&current)?;
         let info = lv.lookup(&name).await.or_diag("Looking up the domain")?;
+        // Files a domain that is not ours uses.
+        let mut in_use = Vec::new();
         if let Some(info) = info {
             // A domain re-created out of band under the same name is not ours to remove.
             let ours = current.id.known().is_none_or(|id| *id == info.summary.uuid);
@@ -376,13 +399,16 @@ impl Resource for VmResource {
                     "{name}: domain UUID {} is not ours ({:?}); left alone",
                     info.summary.uuid, current.id
                 ));
+                in_use.extend(info.summary.disk.iter().chain(&info.summary.seed).cloned());
             }
         }
         let overlay_dir = current.overlay_dir.known().cloned().unwrap_or_else(|| DEFAULT_OVERLAY_DIR.into());
         let overlay =
             current.overlay_path.known().map(PathBuf::from).unwrap_or_else(|| overlay_path(&overlay_dir, &name));
         for path in [overlay, seed_path(&overlay_dir, &name)] {
-            qcow2::delete(&path).await.or_diag("Removing the VM's disk files")?;
+            if !in_use.contains(&path) {
+                qcow2::delete(&path).await.or_diag("Removing the VM's disk files")?;
+            }
         }
         Ok(())
     }
@@ -438,35 +464,19 @@ impl VmResource {
         ctx: &OpContext,
     ) -> Result<(), Diagnostics> {
         let name = &cfg.name;
-        // No domain has this name (checked by the caller), so files under its name in the
-        // overlay dir are what an out-of-band `virsh undefine` left behind: replace them.
-        for stale in [&cfg.overlay_path, &cfg.seed_path] {
-            if stale.exists() {
-                log::debug(&format!("{name}: removing stale {} left by a vanished domain", stale.display()));
-                qcow2::delete(stale).await.or_diag("Removing a stale overlay")?;
-            }
-        }
+        // No domain has this name (checked by the caller).
+        orphan::clear_stale_files(cfg).await?;
         let t = Instant::now();
         qcow2::create_overlay(&cfg.base_image, &cfg.overlay_path, cfg.disk_size_bytes)
             .await
             .or_diag("Creating the overlay disk")?;
-        let overlay = cfg.overlay_path.clone();
-        rollback.push_with_manual(
-            format!("overlay {}", overlay.display()),
-            shell_command(["rm", "-f", &overlay.to_string_lossy()]),
-            async move { qcow2::delete(&overlay).await.map_err(|e| error_chain(&e)) },
-        );
+        undo_file(rollback, "overlay", &cfg.overlay_path);
         log::debug(&format!("{name}: overlay_create_s={:.3}", t.elapsed().as_secs_f64()));
 
         let seed = match &cfg.cloud_init {
             Some(user_data) => {
                 cfg.seed(user_data).write_image(&cfg.seed_path).await.or_diag("Creating the NoCloud seed")?;
-                let seed = cfg.seed_path.clone();
-                rollback.push_with_manual(
-                    format!("seed {}", seed.display()),
-                    shell_command(["rm", "-f", &seed.to_string_lossy()]),
-                    async move { qcow2::delete(&seed).await.map_err(|e| error_chain(&e)) },
-                );
+                undo_file(rollback, "seed", &cfg.seed_path);
                 Some(cfg.seed_path.clone())
             }
             None => None,
@@ -476,13 +486,7 @@ impl VmResource {
         let mac = random_mac();
         let xml = cfg.domain_spec(None, mac.clone(), seed).to_xml().or_diag("Building domain XML")?;
         lv.define(xml).await.or_diag("Defining the domain")?;
-        let (lv2, n2) = (lv.clone(), name.clone());
-        let virsh = |verb: &str| shell_command(["virsh", "-c", lv.uri(), verb, name]);
-        let by_hand = format!("{}; {}", virsh("destroy"), virsh("undefine"));
-        rollback.push_with_manual(format!("domain {name}"), by_hand, async move {
-            lv2.destroy(&n2).await.map_err(|e| error_chain(&e))?;
-            lv2.undefine(&n2).await.map_err(|e| error_chain(&e))
-        });
+        undo_domain(rollback, lv, name);
         if cfg.autostart {
             lv.set_autostart(name, true).await.or_diag("Setting autostart")?;
         }
@@ -492,6 +496,40 @@ impl VmResource {
         lv.start(name).await.or_diag("Starting the domain")?;
         log::debug(&format!("{name}: define_start_s={:.3}", t0.elapsed().as_secs_f64()));
         wait_ready(lv, cfg, Some(&mac), t0, timeout.saturating_sub(t.elapsed()), ctx).await
+    }
+
+    /// Take over a domain of ours that matches the plan (a killed apply made it and never recorded
+    /// it) and finish what create would have: autostart, power state, readiness. It is undone on
+    /// failure like a fresh create, since Terraform still does not track it.
+    async fn adopt_steps(
+        &self,
+        lv: &Libvirt,
+        cfg: &VmConfig,
+        found: &VmInfo,
+        rollback: &mut Rollback,
+        ctx: &OpContext,
+    ) -> Result<(), Diagnostics> {
+        let name = &cfg.name;
+        undo_file(rollback, "overlay", &cfg.overlay_path);
+        if cfg.cloud_init.is_some() {
+            undo_file(rollback, "seed", &cfg.seed_path);
+        }
+        undo_domain(rollback, lv, name);
+        if found.autostart != cfg.autostart {
+            lv.set_autostart(name, cfg.autostart).await.or_diag("Setting autostart")?;
+        }
+        let mac = found.summary.mac.as_deref();
+        match (cfg.running, is_active(found.state)) {
+            (true, active) => {
+                let t0 = Instant::now();
+                if !active {
+                    lv.start(name).await.or_diag("Starting the domain")?;
+                }
+                wait_ready(lv, cfg, mac, t0, cfg.create_timeout, ctx).await
+            }
+            (false, true) => stop_gracefully(lv, name, shutdown_grace(cfg.delete_timeout), ctx).await,
+            (false, false) => Ok(()),
+        }
     }
 
     /// Warn (or fail with `strict_capacity`) when the VMs planned so far need more memory than
@@ -527,6 +565,43 @@ impl VmResource {
 
 fn lock_poisoned() -> Diagnostic {
     Diagnostic::error("Internal error", "the capacity tally lock was poisoned by an earlier panic")
+}
+
+/// Undo step of a create: remove the `what` file at `path`.
+fn undo_file(rollback: &mut Rollback, what: &str, path: &Path) {
+    let path = path.to_path_buf();
+    rollback.push_with_manual(
+        format!("{what} {}", path.display()),
+        shell_command(["rm", "-f", &path.to_string_lossy()]),
+        async move { qcow2::delete(&path).await.map_err(|e| error_chain(&e)) },
+    );
+}
+
+/// Undo step of a create: power off and undefine the domain `name`.
+fn undo_domain(rollback: &mut Rollback, lv: &Libvirt, name: &str) {
+    let (lv2, n2) = (lv.clone(), name.to_string());
+    let virsh = |verb: &str| shell_command(["virsh", "-c", lv.uri(), verb, name]);
+    let by_hand = format!("{}; {}", virsh("destroy"), virsh("undefine"));
+    rollback.push_with_manual(format!("domain {name}"), by_hand, async move {
+        lv2.destroy(&n2).await.map_err(|e| error_chain(&e))?;
+        lv2.undefine(&n2).await.map_err(|e| error_chain(&e))
+    });
+}
+
+/// Read of a VM whose domain is gone: while its overlay or seed remains it is present but broken
+/// (`state = "missing"`), so the plan replaces it and destroy removes the files; only when nothing
+/// is left is it gone.
+fn half_deleted(mut state: LabVmState) -> Option<LabVmState> {
+    let name = state.name.known()?.clone();
+    let overlay_dir = state.overlay_dir.known().cloned().unwrap_or_else(|| DEFAULT_OVERLAY_DIR.into());
+    let overlay = state.overlay_path.known().map(PathBuf::from).unwrap_or_else(|| overlay_path(&overlay_dir, &name));
+    if !overlay.exists() && !seed_path(&overlay_dir, &name).exists() {
+        return None;
+    }
+    state.state = Attr::Known(MISSING.into());
+    state.running = Attr::Known(false);
+    state.ip = Attr::Null;
+    Some(state)
 }
 
 /// Fill the computed attributes (and those that can drift out of band) from libvirt.
