@@ -1,13 +1,22 @@
 //! lab_session through the real terraform: for_each over 200 students, empty re-plan, update in
 //! place, replacement, `import {}` blocks, plan-time diagnostics naming the attribute, destroy; and
 //! `examples/roster` itself with a roster of 200.
-//! Needs no rig: sessions without a `dns` block touch nothing outside the provider.
+//! Needs no rig: sessions without a `dns` block touch nothing outside the provider, and those
+//! with one use a real Knot server on 127.0.0.1 (RFC 2136, TSIG key per run): an apply whose state
+//! is lost (`terraform state rm`, or terraform killed with SIGKILL once the records exist) leaves
+//! records that the next apply adopts, and destroy leaves none.
 
+#[path = "../tests/support/knot.rs"]
+mod knot;
 mod support;
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::Duration;
 
+use knot::{KEY_NAME, Knot, TUNNEL_TARGET, ZONE};
 use support::{Workspace, plan_counts};
+
+const ADOPTED: &str = "Adopted the DNS record of an unfinished apply";
 
 fn sessions(ws: &Workspace) -> serde_json::Map<String, serde_json::Value> {
     ws.output_json()["sessions"]["value"].as_object().expect("sessions output").clone()
@@ -122,4 +131,238 @@ fn roster_example_with_200_students_applies_replans_empty_and_destroys() {
 
     ws.destroy();
     assert_eq!(ws.state_list(), Vec::<String>::new(), "destroy leaves an empty state");
+}
+
+/// The `session-dns` case with its provider block pointed at `knot`.
+fn dns_workspace(knot: &Knot) -> Workspace {
+    dns_workspace_at(knot, knot.port)
+}
+
+/// The same, with the provider talking to `knot` through `port` (e.g. a slow forwarder).
+fn dns_workspace_at(knot: &Knot, port: u16) -> Workspace {
+    let ws = Workspace::new("session-dns");
+    ws.write(
+        "provider.tf",
+        &format!(
+            "provider \"lab\" {{\n  domain = \"{ZONE}\"\n  dns {{\n    rfc2136 {{\n      server     = \"127.0.0.1:{}\"\n      \
+             zone       = \"{ZONE}\"\n      key_name   = \"{KEY_NAME}\"\n      key_secret = \"{}\"\n      \
+             target     = \"{TUNNEL_TARGET}\"\n    }}\n  }}\n}}\n",
+            port, knot.secret
+        ),
+    );
+    ws
+}
+
+/// student -> (id, hostname), from the outputs.
+fn dns_sessions(ws: &Workspace) -> BTreeMap<String, (String, String)> {
+    sessions(ws)
+        .into_iter()
+        .map(|(student, s)| {
+            let field = |name: &str| s[name].as_str().unwrap_or_else(|| panic!("{name} of {student}: {s}")).to_string();
+            (student.clone(), (field("id"), field("hostname")))
+        })
+        .collect()
+}
+
+/// `terraform apply -json`: the summary and detail of each warning (Terraform's human output folds
+/// similar warnings into "and 2 more similar warnings").
+fn apply_warnings(ws: &Workspace) -> Vec<(String, String)> {
+    let run = ws.terraform(&["apply", "-auto-approve", "-json"]).ok("terraform apply -json");
+    run.stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|msg| msg["type"] == "diagnostic" && msg["diagnostic"]["severity"] == "warning")
+        .map(|msg| {
+            let text = |k: &str| msg["diagnostic"][k].as_str().unwrap_or_default().to_string();
+            (text("summary"), text("detail"))
+        })
+        .collect()
+}
+
+fn adoptions(warnings: &[(String, String)]) -> Vec<&str> {
+    warnings.iter().filter(|(summary, _)| summary == ADOPTED).map(|(_, detail)| detail.as_str()).collect()
+}
+
+/// The session hostnames that have an ownership record in the zone, by a signed AXFR (which fails
+/// the test when the transfer fails).
+async fn owned_hostnames(knot: &Knot) -> BTreeSet<String> {
+    let owned = knot.backend().list_owned().await.expect("zone transfer of the test zone");
+    owned.into_iter().map(|r| r.hostname).collect()
+}
+
+/// Both records of a session, as an independent client (kdig) sees them; kdig failing fails the test.
+fn records_of(knot: &Knot, hostname: &str) -> (Vec<String>, Vec<String>) {
+    (knot.dig(hostname, "CNAME"), knot.dig(&format!("_lab-owner.{hostname}"), "TXT"))
+}
+
+fn assert_no_records(knot: &Knot, hostnames: impl IntoIterator<Item = String>) {
+    for hostname in hostnames {
+        assert_eq!(records_of(knot, &hostname), (vec![], vec![]), "destroy left a record of {hostname}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lost_state_leaves_records_that_the_next_apply_adopts() {
+    let knot = Knot::start().await;
+    let ws = dns_workspace(&knot);
+    ws.apply(&[]);
+    let first = dns_sessions(&ws);
+    assert_eq!(first.len(), 3);
+    let hostnames: BTreeSet<String> = first.values().map(|(_, h)| h.clone()).collect();
+    assert_eq!(owned_hostnames(&knot).await, hostnames);
+    for (_, hostname) in first.values() {
+        let (cname, txt) = records_of(&knot, hostname);
+        assert_eq!(cname, vec![format!("{TUNNEL_TARGET}.")]);
+        assert!(txt.len() == 1 && txt[0].contains(" pending"), "not saved yet as far as DNS knows: {txt:?}");
+    }
+
+    // What a killed apply leaves: the records, and no state.
+    ws.terraform(&["state", "rm", "lab_session.s"]).ok("state rm");
+    assert!(ws.state_list().is_empty());
+    let warnings = apply_warnings(&ws);
+    let adopted = adoptions(&warnings);
+    assert_eq!(adopted.len(), 3, "one visible adoption per session: {warnings:#?}");
+    for (id, hostname) in first.values() {
+        assert!(
+            adopted.iter().any(|d| d.contains(hostname) && d.contains(id)),
+            "a warning names {hostname}: {adopted:#?}"
+        );
+    }
+    assert_eq!(dns_sessions(&ws), first, "the sessions keep their ids");
+    assert_eq!(owned_hostnames(&knot).await, hostnames, "no new records");
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "plan after adoption not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // That refresh saw the sessions in state: their records are no orphans any more, so a new
+    // session for the same student is a new one and never takes a live session's record.
+    for (_, hostname) in first.values() {
+        let (_, txt) = records_of(&knot, hostname);
+        assert!(txt.len() == 1 && !txt[0].contains(" pending"), "confirmed by the refresh: {txt:?}");
+    }
+    ws.write(
+        "twin.tf",
+        "resource \"lab_session\" \"twin\" {\n  student = \"ada@example.edu\"\n  ttl     = \"4h\"\n}\n",
+    );
+    let warnings = apply_warnings(&ws);
+    assert!(adoptions(&warnings).is_empty(), "{warnings:#?}");
+    let twin = ws
+        .state_resources()
+        .into_iter()
+        .find(|r| r["name"] == "twin")
+        .and_then(|r| r["values"]["hostname"].as_str().map(str::to_string))
+        .expect("twin in state");
+    assert!(!hostnames.contains(&twin), "{twin}");
+    assert_eq!(owned_hostnames(&knot).await.len(), 4);
+
+    ws.destroy();
+    assert!(ws.state_list().is_empty());
+    assert!(owned_hostnames(&knot).await.is_empty(), "destroy left ownership records");
+    assert_no_records(&knot, hostnames.into_iter().chain([twin]));
+}
+
+/// How many ownership records the zone holds, by a TSIG-signed AXFR with kdig (sync, for
+/// `apply_killed`'s trigger); kdig failing fails the test.
+fn owner_records(knot: &Knot) -> usize {
+    let out = std::process::Command::new(knot::find_tool("kdig", "knot-dnsutils"))
+        .args(["@127.0.0.1", "-p", &knot.port.to_string(), "+noall", "+answer", "-y"])
+        .arg(format!("hmac-sha256:{KEY_NAME}:{}", knot.secret))
+        .args([ZONE, "AXFR"])
+        .output()
+        .expect("running kdig");
+    assert!(out.status.success(), "kdig AXFR failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.starts_with("_lab-owner.")).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_killed_after_the_records_exist_converges_on_the_next_apply() {
+    let knot = Knot::start().await;
+    let ws = dns_workspace(&knot);
+    // Terraform goes on after the sessions (a wait of 15 s, then one more session, so the
+    // provider stays up) and is killed once every first session's record is in the zone, i.e.
+    // as their creates report complete.
+    ws.write(
+        "after.tf",
+        "resource \"terraform_data\" \"wait\" {\n  depends_on = [lab_session.s]\n  provisioner \"local-exec\" {\n    \
+         command = \"sleep 15\"\n  }\n}\n\nresource \"lab_session\" \"late\" {\n  student    = \"late@example.edu\"\n  \
+         depends_on = [terraform_data.wait]\n}\n",
+    );
+    let (killed, providers) = ws.apply_killed(|| owner_records(&knot) == 3, Duration::ZERO);
+    assert_ne!(killed.code, 0, "terraform was killed:\n{}", killed.stdout);
+    assert!(killed.stdout.contains("Creation complete"), "{}", killed.stdout);
+    let left = owned_hostnames(&knot).await;
+    assert_eq!(left.len(), 3, "{left:?}");
+    let saved = ws.state_list().iter().filter(|a| a.starts_with("lab_session.s[")).count();
+    eprintln!("after SIGKILL: {} records, {saved} sessions in state, providers {providers:?}", left.len());
+
+    // The next apply converges with no manual step, onto the records the killed one made.
+    let warnings = apply_warnings(&ws);
+    assert_eq!(adoptions(&warnings).len(), 3 - saved, "{warnings:#?}");
+    let sessions = dns_sessions(&ws);
+    let hostnames: BTreeSet<String> = sessions.values().map(|(_, h)| h.clone()).collect();
+    assert_eq!(hostnames, left, "the sessions are the ones the killed apply made");
+    let late = ws
+        .state_resources()
+        .into_iter()
+        .find(|r| r["name"] == "late")
+        .and_then(|r| r["values"]["hostname"].as_str().map(str::to_string))
+        .expect("late in state");
+    let mut all = left.clone();
+    all.insert(late);
+    assert_eq!(owned_hostnames(&knot).await, all, "no record but the late session's is new");
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "plan after convergence not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    ws.destroy();
+    assert!(owned_hostnames(&knot).await.is_empty(), "destroy left ownership records");
+    assert_no_records(&knot, all);
+}
+
+/// SIGKILL while 30 creates are under way: records exist whose sessions Terraform never saved.
+/// The next apply adopts exactly those, so every record ends up in state and none is left over.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_apply_killed_amid_creates_leaves_orphans_that_the_next_apply_adopts() {
+    let knot = Knot::start().await;
+    // Every exchange with the server takes 300 ms more, so creates are under way for seconds.
+    let slow = knot::slow_forwarder(&knot, Duration::from_millis(300)).await;
+    let ws = dns_workspace_at(&knot, slow);
+    let students: Vec<String> = (0..30).map(|i| format!("\"student{i:02}@example.edu\"")).collect();
+    ws.write("students.auto.tfvars", &format!("students = [{}]\n", students.join(", ")));
+    let (killed, providers) = ws.apply_killed(|| owner_records(&knot) >= 1, Duration::ZERO);
+    assert_ne!(killed.code, 0, "terraform was killed:\n{}", killed.stdout);
+    // A provider that outlives terraform may still finish the creates it had begun: wait until the
+    // zone stops changing.
+    let mut records = owner_records(&knot);
+    let mut stable_since = std::time::Instant::now();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while stable_since.elapsed() < Duration::from_secs(3) {
+        assert!(std::time::Instant::now() < deadline, "the zone kept changing for 60 s");
+        std::thread::sleep(Duration::from_millis(500));
+        let now = owner_records(&knot);
+        if now != records {
+            (records, stable_since) = (now, std::time::Instant::now());
+        }
+    }
+    let left = owned_hostnames(&knot).await;
+    let in_state: BTreeSet<String> =
+        ws.state_resources().into_iter().filter_map(|r| r["values"]["hostname"].as_str().map(str::to_string)).collect();
+    assert!(in_state.is_subset(&left), "a saved session without its record: {in_state:?} vs {left:?}");
+    let orphans = left.difference(&in_state).count();
+    eprintln!(
+        "after SIGKILL: {} records, {} sessions in state, {orphans} orphans, providers {providers:?}",
+        left.len(),
+        in_state.len()
+    );
+
+    let warnings = apply_warnings(&ws);
+    assert_eq!(adoptions(&warnings).len(), orphans, "each orphan adopted once: {warnings:#?}");
+    let hostnames: BTreeSet<String> = dns_sessions(&ws).values().map(|(_, h)| h.clone()).collect();
+    assert_eq!(hostnames.len(), 30);
+    assert!(left.is_subset(&hostnames), "every record the killed apply left belongs to a session now");
+    assert_eq!(owned_hostnames(&knot).await, hostnames, "no record outside the state");
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "plan after convergence not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    ws.destroy();
+    assert!(owned_hostnames(&knot).await.is_empty(), "destroy left ownership records");
+    assert_no_records(&knot, hostnames);
 }

@@ -4,8 +4,11 @@
 //! runs a local HTTP server on 127.0.0.1 that implements the documented DNS records API
 //! contract (`/client/v4/zones/{zone_id}/dns_records`): Bearer authentication (401 with error
 //! code 10000 otherwise), the `{success, errors, messages, result, result_info}` envelope,
-//! `name`/`type`/`comment.startswith`/`page`/`per_page` list filters with pages forced to 2
-//! records so pagination is exercised, create (POST, 81053 on a duplicate CNAME host), read,
+//! the documented list filters (`type`, `name` and `name.{exact,contains,startswith,endswith}`,
+//! `comment` and `comment.{exact,contains,startswith,endswith,present,absent}`, case-insensitive,
+//! combined by `match=all|any`, `page`, `per_page`) with pages forced to 2 records so pagination is
+//! exercised; any other query parameter is refused (400), so the client cannot lean on a filter
+//! the API does not document, create (POST, 81053 on a duplicate CNAME host), read,
 //! update (PATCH) and delete by id (81044 for an unknown record id). Failures (429 with
 //! Retry-After, 5xx, a create whose response is lost) are injected per test. The server's state
 //! is the zone; assertions read it directly.
@@ -22,7 +25,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use terraform_provider_lab::backends::dns::cloudflare::{CloudflareConfig, CloudflareDns, RetryPolicy};
-use terraform_provider_lab::backends::dns::{DnsBackend, DnsError, RecordId, RecordSpec};
+use terraform_provider_lab::backends::dns::{
+    DnsBackend, DnsError, RecordId, RecordSpec, SessionIdentity, student_digest,
+};
 
 const TOKEN: &str = "test-token-Sn3lZJTBX6kkg7OdcBUAxOO963GE";
 const ZONE_ID: &str = "023e105f4ecef8ad9ca31a8372d0c353";
@@ -234,6 +239,14 @@ async fn list_records(
     if let Some(r) = zone_mismatch(&zone_id) {
         return r;
     }
+    if let Some(unknown) = query.keys().find(|k| !LIST_PARAMETERS.contains(&k.as_str())) {
+        return envelope_err(400, 1000, &format!("fake: {unknown:?} is not a documented list parameter"));
+    }
+    let any = match query.get("match").map(String::as_str) {
+        None | Some("all") => false,
+        Some("any") => true,
+        Some(other) => return envelope_err(400, 1000, &format!("fake: match={other:?}: use all or any")),
+    };
     let page: usize = query.get("page").and_then(|p| p.parse().ok()).unwrap_or(1).max(1);
     let asked: usize = query.get("per_page").and_then(|p| p.parse().ok()).unwrap_or(100);
     let per_page = asked.clamp(1, FORCED_PER_PAGE);
@@ -241,13 +254,9 @@ async fn list_records(
     let matching: Vec<&CfRecord> = z
         .records
         .iter()
-        .filter(|r| query.get("name").is_none_or(|n| r.name.eq_ignore_ascii_case(n)))
-        .filter(|r| query.get("type").is_none_or(|t| &r.record_type == t))
         .filter(|r| {
-            // Comment filters are case-insensitive in the real API.
-            query.get("comment.startswith").is_none_or(|prefix| {
-                r.comment.as_deref().is_some_and(|c| c.to_ascii_lowercase().starts_with(&prefix.to_ascii_lowercase()))
-            })
+            let tests: Vec<bool> = query.iter().filter_map(|(key, value)| filter_matches(r, key, value)).collect();
+            tests.is_empty() || if any { tests.iter().any(|t| *t) } else { tests.iter().all(|t| *t) }
         })
         .collect();
     let total_count = matching.len();
@@ -263,6 +272,49 @@ async fn list_records(
         },
     }))
     .into_response()
+}
+
+/// The query parameters the list endpoint documents (the fake refuses any other).
+const LIST_PARAMETERS: &[&str] = &[
+    "type",
+    "name",
+    "name.exact",
+    "name.contains",
+    "name.startswith",
+    "name.endswith",
+    "comment",
+    "comment.exact",
+    "comment.contains",
+    "comment.startswith",
+    "comment.endswith",
+    "comment.present",
+    "comment.absent",
+    "match",
+    "page",
+    "per_page",
+];
+
+/// Whether record `r` passes filter `key=value`; None for a parameter that is no filter. Name and
+/// comment filters are case-insensitive, as documented.
+fn filter_matches(r: &CfRecord, key: &str, value: &str) -> Option<bool> {
+    let value = value.to_ascii_lowercase();
+    let text = |field: &str| field.to_ascii_lowercase();
+    let comment = r.comment.as_deref().filter(|c| !c.is_empty()).map(text);
+    let on_comment = |test: &dyn Fn(&str) -> bool| comment.as_deref().is_some_and(test);
+    Some(match key {
+        "type" => r.record_type.eq_ignore_ascii_case(&value),
+        "name" | "name.exact" => text(&r.name) == value,
+        "name.contains" => text(&r.name).contains(&value),
+        "name.startswith" => text(&r.name).starts_with(&value),
+        "name.endswith" => text(&r.name).ends_with(&value),
+        "comment" | "comment.exact" => on_comment(&|c| c == value),
+        "comment.contains" => on_comment(&|c| c.contains(&value)),
+        "comment.startswith" => on_comment(&|c| c.starts_with(&value)),
+        "comment.endswith" => on_comment(&|c| c.ends_with(&value)),
+        "comment.present" => comment.is_some(),
+        "comment.absent" => comment.is_none(),
+        _ => return None,
+    })
 }
 
 async fn create_record(State(zone): State<Shared>, Path(zone_id): Path<String>, Json(body): Json<Value>) -> Response {
@@ -543,4 +595,97 @@ async fn an_adopted_record_follows_a_changed_tunnel() {
     cf.clear_log();
     dns.ensure_record(&spec("lab-ivy", "ivy")).await.unwrap();
     assert!(!cf.log().iter().any(|l| l.method == Method::PATCH), "{:?}", cf.log());
+}
+
+fn student_spec(host: &str, session: &str, student: &str, pending: bool) -> RecordSpec {
+    RecordSpec {
+        student: Some(student.to_string()),
+        expires_at: Some("2026-11-22T16:00:00Z".to_string()),
+        pending,
+        ..spec(host, session)
+    }
+}
+
+fn identity(prefix: &str, student: &str) -> SessionIdentity {
+    SessionIdentity { domain: ZONE_NAME.to_string(), hostname_prefix: prefix.to_string(), student: student.to_string() }
+}
+
+/// The orphan of an apply killed before it saved its state is found by the list API filtered on
+/// the marker's student digest; a refresh of a session in state confirms its record (one PATCH of
+/// the comment), which is then never taken for an orphan.
+#[tokio::test]
+async fn pending_records_are_found_by_a_filtered_listing_and_confirmed_by_a_refresh() {
+    let cf = FakeCloudflare::start().await;
+    let dns = cf.backend();
+    let ada = "ada.lovelace@example.edu";
+    let orphan = student_spec("lab-k3x9q2m7", "k3x9q2m7", ada, true);
+    let id = dns.ensure_record(&orphan).await.unwrap();
+    let comment = cf.records_named(&orphan.hostname)[0].comment.clone().expect("comment");
+    let who = student_digest(ada);
+    assert_eq!(
+        comment,
+        format!("managed-by=terraform-provider-lab session=k3x9q2m7 who={who} pending expires=2026-11-22T16:00:00Z"),
+        "a pending marker with its expiry fits the 100 characters of a free zone's comment"
+    );
+    // Not the same identity: another student, another prefix, a session in state, an older
+    // provider's record (no digest), and a foreign record whose comment mentions the digest.
+    dns.ensure_record(&student_spec("lab-aaaaaaaa", "aaaaaaaa", "alan@example.edu", true)).await.unwrap();
+    dns.ensure_record(&student_spec("class-b-bbbbbbbb", "bbbbbbbb", ada, true)).await.unwrap();
+    dns.ensure_record(&student_spec("lab-cccccccc", "cccccccc", ada, false)).await.unwrap();
+    cf.seed("lab-dddddddd.example.com", "CNAME", "t.cfargotunnel.com", Some(&marker("dddddddd")));
+    cf.seed("lab-eeeeeeee.example.com", "CNAME", "t.example.net", Some(&format!("copied who={who} pending")));
+
+    cf.clear_log();
+    let found = dns.find_pending(&identity("lab-", ada)).await.unwrap();
+    let names: Vec<(&str, &str)> = found.iter().map(|r| (r.hostname.as_str(), r.session_id.as_str())).collect();
+    assert_eq!(names, [(orphan.hostname.as_str(), "k3x9q2m7")]);
+    assert_eq!(found[0].id, id);
+    let queries: Vec<String> = cf.log().iter().map(|l| l.query.clone()).collect();
+    eprintln!("find_pending asked: {queries:?}");
+    assert!(queries.iter().all(|q| q.contains(&format!("comment.contains=+who%3D{who}"))), "{queries:?}");
+    assert_eq!(dns.find_pending(&identity("class-b-", ada)).await.unwrap().len(), 1);
+    assert!(dns.find_pending(&identity("lab-", "grace@example.edu")).await.unwrap().is_empty());
+
+    // The first refresh confirms: the comment loses `pending`, target and proxying stay.
+    cf.clear_log();
+    assert!(dns.confirm_record(&orphan.hostname, &id).await.unwrap());
+    let stored = cf.records_named(&orphan.hostname);
+    assert_eq!(stored[0].comment.as_deref(), Some(comment.replace(" pending", "").as_str()));
+    assert_eq!(stored[0].content, format!("{TUNNEL_ID}.cfargotunnel.com"));
+    assert!(stored[0].proxied);
+    assert_eq!(cf.log().iter().filter(|l| l.method == Method::PATCH).count(), 1, "{:?}", cf.log());
+    assert!(dns.find_pending(&identity("lab-", ada)).await.unwrap().is_empty());
+    // Confirming again sends no PATCH; a record deleted out of band reads as gone.
+    cf.clear_log();
+    assert!(dns.confirm_record(&orphan.hostname, &id).await.unwrap());
+    assert!(!cf.log().iter().any(|l| l.method == Method::PATCH), "{:?}", cf.log());
+    dns.delete_record(&orphan.hostname, &id).await.unwrap();
+    assert!(!dns.confirm_record(&orphan.hostname, &id).await.unwrap());
+}
+
+#[tokio::test]
+async fn the_fake_enforces_the_documented_list_filters() {
+    let cf = FakeCloudflare::start().await;
+    cf.seed("lab-a.example.com", "CNAME", "t.cfargotunnel.com", Some("Managed-By=terraform-provider-lab session=a"));
+    cf.seed("www.example.com", "A", "192.0.2.10", None);
+    let http = reqwest::Client::new();
+    let list = |query: &'static str| {
+        let (http, url) = (http.clone(), format!("{}/zones/{ZONE_ID}/dns_records?{query}", cf.url));
+        async move {
+            let response = http.get(url).bearer_auth(TOKEN).send().await.unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            let names: Vec<String> = body["result"]
+                .as_array()
+                .map(|r| r.iter().map(|r| r["name"].as_str().unwrap_or_default().to_string()).collect())
+                .unwrap_or_default();
+            (status, names)
+        }
+    };
+    assert_eq!(list("comment.contains=SESSION%3Da").await, (200, vec!["lab-a.example.com".to_string()]));
+    assert_eq!(list("comment.absent=").await, (200, vec!["www.example.com".to_string()]));
+    assert_eq!(list("name.endswith=.EXAMPLE.com&type=A").await, (200, vec!["www.example.com".to_string()]));
+    assert_eq!(list("type=A&comment.present=&match=any").await.1.len(), 2);
+    assert_eq!(list("type=A&comment.present=").await.1.len(), 0);
+    assert_eq!(list("comment.like=x").await.0, 400, "undocumented filters are refused");
 }

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use knot::*;
 use terraform_provider_lab::backends::dns::rfc2136::{KeyAlgorithm, Rfc2136Config, Rfc2136Dns, SessionRecordType};
-use terraform_provider_lab::backends::dns::{DnsBackend, DnsError, RecordId, RecordSpec};
+use terraform_provider_lab::backends::dns::{
+    DnsBackend, DnsError, RecordId, RecordSpec, SessionIdentity, student_digest,
+};
 
 fn spec(host: &str, session: &str) -> RecordSpec {
     RecordSpec { hostname: format!("{host}.{ZONE}"), session_id: session.to_string(), ..Default::default() }
@@ -168,4 +170,74 @@ async fn an_unreachable_server_is_reported_with_its_address() {
     assert!(text.contains(&format!("127.0.0.1:{port}")) && text.contains("lab-finn"), "{text}");
     assert!(text.contains("no response within 5 s, 3 attempts"), "{text}");
     assert!(started.elapsed() < Duration::from_secs(30), "bounded");
+}
+
+fn student_spec(host: &str, session: &str, student: &str, pending: bool) -> RecordSpec {
+    RecordSpec { student: Some(student.to_string()), pending, ..spec(host, session) }
+}
+
+fn identity(prefix: &str, student: &str) -> SessionIdentity {
+    SessionIdentity { domain: ZONE.to_string(), hostname_prefix: prefix.to_string(), student: student.to_string() }
+}
+
+/// The orphan of an apply killed before it saved its state is found by a signed zone transfer,
+/// by its identity only; a refresh of a session in state confirms its record, which is then
+/// never taken for an orphan.
+#[tokio::test]
+async fn pending_records_are_found_by_identity_and_confirmed_by_a_refresh() {
+    let knot = Knot::start().await;
+    let dns = knot.backend();
+    let ada = "ada@example.edu";
+    let orphan = student_spec("lab-k3x9q2m7", "k3x9q2m7", ada, true);
+    let id = dns.ensure_record(&orphan).await.unwrap();
+    // Not the same identity: another student, another prefix, a session in state, and a record
+    // of an older provider (no digest).
+    dns.ensure_record(&student_spec("lab-aaaaaaaa", "aaaaaaaa", "alan@example.edu", true)).await.unwrap();
+    dns.ensure_record(&student_spec("class-b-bbbbbbbb", "bbbbbbbb", ada, true)).await.unwrap();
+    dns.ensure_record(&student_spec("lab-cccccccc", "cccccccc", ada, false)).await.unwrap();
+    knot.nsupdate(&format!(
+        "update add lab-dddddddd.{ZONE}. 60 CNAME {TUNNEL_TARGET}.\n\
+         update add _lab-owner.lab-dddddddd.{ZONE}. 60 TXT \"managed-by=terraform-provider-lab session=dddddddd \
+         student=ada@example.edu\""
+    ));
+    let owner = format!("_lab-owner.{}", orphan.hostname);
+    let txt = knot.dig(&owner, "TXT");
+    assert_eq!(txt.len(), 1);
+    assert!(txt[0].contains(" pending") && txt[0].contains(&format!("who={}", student_digest(ada))), "{txt:?}");
+
+    let found = dns.find_pending(&identity("lab-", ada)).await.unwrap();
+    let names: Vec<(&str, &str)> = found.iter().map(|r| (r.hostname.as_str(), r.session_id.as_str())).collect();
+    assert_eq!(names, [(orphan.hostname.as_str(), "k3x9q2m7")]);
+    assert_eq!(found[0].id, id);
+    assert_eq!(dns.find_pending(&identity("class-b-", ada)).await.unwrap().len(), 1);
+    assert!(dns.find_pending(&identity("lab-", "grace@example.edu")).await.unwrap().is_empty());
+
+    // The first refresh of the session confirms it: the marker loses `pending`, nothing else.
+    assert!(dns.confirm_record(&orphan.hostname, &id).await.unwrap());
+    let confirmed = knot.dig(&owner, "TXT");
+    assert_eq!(confirmed, [txt[0].replace(" pending", "")]);
+    assert!(dns.find_pending(&identity("lab-", ada)).await.unwrap().is_empty());
+    assert_eq!(knot.dig(&orphan.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")]);
+    // Confirming again changes nothing; a record deleted out of band reads as gone.
+    assert!(dns.confirm_record(&orphan.hostname, &id).await.unwrap());
+    dns.delete_record(&orphan.hostname, &id).await.unwrap();
+    assert!(!dns.confirm_record(&orphan.hostname, &id).await.unwrap());
+    // `www` has no marker: it exists, and is left as it was.
+    let www = format!("www.{ZONE}");
+    assert!(dns.confirm_record(&www, &RecordId(format!("{www}/A"))).await.unwrap());
+    assert_eq!(knot.dig(&www, "A"), vec!["127.0.0.2".to_string()]);
+}
+
+#[tokio::test]
+async fn finding_orphans_without_transfer_rights_says_what_to_allow() {
+    let knot = Knot::start().await;
+    let mut config = knot.config(SessionRecordType::Cname, TUNNEL_TARGET);
+    config.key_name = KEY_512_NAME.to_string();
+    config.key_algorithm = KeyAlgorithm::HmacSha512;
+    config.key_secret = knot.secret_512.clone();
+    let dns = DnsBackend::Rfc2136(Rfc2136Dns::new(config).unwrap());
+    let err = dns.find_pending(&identity("lab-", "ada@example.edu")).await.unwrap_err();
+    eprintln!("no transfer: {err}");
+    let text = err.to_string();
+    assert!(text.contains("AXFR") && text.contains(KEY_512_NAME), "{text}");
 }

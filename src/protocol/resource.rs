@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use serde::{Serialize, de::DeserializeOwned};
 use tokio_util::sync::CancellationToken;
 
-use super::diag::{AttrPath, Diagnostics};
+use super::diag::{AttrPath, Diagnostic, Diagnostics};
 use super::schema::Schema;
 
 /// A state attribute: null, not yet known (plan time), or known.
@@ -55,6 +55,22 @@ impl<T> From<Option<T>> for Attr<T> {
 #[derive(Debug, Clone, Default)]
 pub struct OpContext {
     pub cancel: CancellationToken,
+    /// Warnings of an operation that succeeds (errors go in `Err`), e.g. an adopted orphan.
+    pub warnings: Warnings,
+}
+
+/// Warnings an operation collects on its way; the server sends them with its result.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings(Arc<std::sync::Mutex<Diagnostics>>);
+
+impl Warnings {
+    pub fn push(&self, warning: Diagnostic) {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(warning);
+    }
+
+    pub fn take(&self) -> Diagnostics {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
 }
 
 pub struct PlanRequest<S> {

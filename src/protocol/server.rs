@@ -86,7 +86,7 @@ impl ProviderService {
 
     fn op_context(&self) -> OpContext {
         let token = self.stop.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        OpContext { cancel: token.clone() }
+        OpContext { cancel: token.clone(), ..Default::default() }
     }
 
     fn resource(&self, type_name: &str) -> Result<&Registered<dyn ErasedResource>, Diagnostics> {
@@ -474,6 +474,7 @@ impl tf::provider_server::Provider for ProviderService {
     ) -> Result<Response<tf::apply_resource_change::Response>, Status> {
         let req = request.into_inner();
         let ctx = self.op_context();
+        let warnings = ctx.warnings.clone();
         let result = match self.resource(&req.type_name) {
             Err(diags) => Err(diags),
             Ok(res) => {
@@ -493,7 +494,8 @@ impl tf::provider_server::Provider for ProviderService {
                 })
             }
         };
-        let diagnostics = diags_of(&result);
+        let mut diagnostics = diagnostics_to_pb(&warnings.take());
+        diagnostics.extend(diags_of(&result));
         // A failed operation leaves the object as it was: the prior state (null for a failed
         // create, whose partial work the resource rolled back).
         let new_state = result.ok().or(req.prior_state);

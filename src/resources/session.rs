@@ -2,7 +2,8 @@
 //! from it, an optional expiry, and (with a provider `dns` block) the tunnel DNS record.
 //! The `lab_sessions` data source (`sessions.rs`) lists the sessions the DNS backend knows.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::backends::dns::{DnsBackend, RecordId, RecordSpec};
+use crate::backends::dns::{DnsBackend, OwnedRecord, RecordId, RecordSpec, SessionIdentity};
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
     Resource, Schema, Type,
@@ -43,11 +44,89 @@ pub struct SessionState {
 
 pub struct SessionResource {
     provider: ProviderHandle,
+    /// Session ids this process has created or adopted. All creates of one apply run in one
+    /// provider process, so two sessions of one identity never take the same record.
+    claimed: Mutex<HashSet<String>>,
 }
 
 impl SessionResource {
     pub fn new(provider: ProviderHandle) -> Self {
-        SessionResource { provider }
+        SessionResource { provider, claimed: Mutex::default() }
+    }
+
+    fn claimed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.claimed.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A fresh id, claimed before its record is written.
+    fn claim_new_id(&self) -> String {
+        let mut claimed = self.claimed();
+        loop {
+            let id = new_session_id();
+            if claimed.insert(id.clone()) {
+                return id;
+            }
+        }
+    }
+
+    /// The orphan this create takes over: the one pending record (written by an apply that
+    /// died before Terraform saved its session) of a session with the same domain, prefix and
+    /// student, not yet claimed in this process. Several: none is guessed, a warning names them.
+    async fn claim_orphan(
+        &self,
+        settings: &Settings,
+        identity: Option<SessionIdentity>,
+        ctx: &OpContext,
+    ) -> Result<Option<OwnedRecord>, Diagnostics> {
+        let (Some(dns), Some(identity)) = (&settings.dns, identity) else { return Ok(None) };
+        let student = &identity.student;
+        let found = dns
+            .find_pending(&identity)
+            .await
+            .or_diag(format!("Looking for the DNS record of an unfinished earlier apply for student {student:?}"))?;
+        let mut claimed = self.claimed();
+        let mut orphans: Vec<OwnedRecord> = found
+            .into_iter()
+            .filter(|r| validate_session_id(&r.session_id).is_ok() && !claimed.contains(&r.session_id))
+            .collect();
+        match orphans.len() {
+            0 => Ok(None),
+            1 => {
+                let orphan = orphans.remove(0);
+                claimed.insert(orphan.session_id.clone());
+                ctx.warnings.push(Diagnostic::attr_warning(
+                    AttrPath::root("id"),
+                    "Adopted the DNS record of an unfinished apply",
+                    format!(
+                        "The DNS record {} (record id {}) was written for student {student:?} by an earlier \
+                         apply that ended before Terraform saved the session in its state. This session \
+                         adopts it and keeps its id `{}`, so no second record is made and the student's URL \
+                         is the one that apply made.",
+                        orphan.hostname, orphan.id, orphan.session_id
+                    ),
+                ));
+                Ok(Some(orphan))
+            }
+            _ => {
+                let names: Vec<String> =
+                    orphans.iter().map(|r| format!("{} (record id {})", r.hostname, r.id)).collect();
+                ctx.warnings.push(Diagnostic::attr_warning(
+                    AttrPath::root("student"),
+                    "Several DNS records of unfinished applies match this session",
+                    format!(
+                        "{} records carry this provider's marker for student {student:?} with hostname prefix \
+                         {:?} in {}, and Terraform's state has none of them: {}. The provider does not guess \
+                         which one is this session's, so it makes a new session. Remove the others with your \
+                         DNS tool: the `lab_sessions` data source lists them with their ids.",
+                        orphans.len(),
+                        identity.hostname_prefix,
+                        identity.domain,
+                        names.join(", ")
+                    ),
+                ));
+                Ok(None)
+            }
+        }
     }
 }
 
@@ -194,11 +273,21 @@ impl Resource for SessionResource {
         Ok(result)
     }
 
-    async fn create(&self, planned: SessionState, _ctx: &OpContext) -> Result<SessionState, Diagnostics> {
+    async fn create(&self, planned: SessionState, ctx: &OpContext) -> Result<SessionState, Diagnostics> {
         let settings = self.provider.settings()?;
         let domain = settings.require_domain(TYPE_NAME)?;
         let prefix = planned.hostname_prefix.known().map_or(DEFAULT_PREFIX, String::as_str);
-        let id = new_session_id();
+        // A session's identity is its domain, prefix and student; its id is what the orphan of
+        // an apply killed before saving its state carries.
+        let identity = planned.student.known().map(|student| SessionIdentity {
+            domain: domain.to_string(),
+            hostname_prefix: prefix.to_string(),
+            student: student.clone(),
+        });
+        let id = match self.claim_orphan(settings, identity, ctx).await? {
+            Some(orphan) => orphan.session_id,
+            None => self.claim_new_id(),
+        };
         let hostname = format!("{prefix}{id}.{domain}");
         let mut state = SessionState {
             id: Attr::Known(id),
@@ -210,7 +299,8 @@ impl Resource for SessionResource {
         };
         state.expires_at = expires_at(&state)?;
         state.expired = Attr::Known(is_expired(&state.expires_at, OffsetDateTime::now_utc())?);
-        state.dns_record_id = ensure_dns_record(settings, &state).await?;
+        // Pending until a refresh sees the session in Terraform's state.
+        state.dns_record_id = ensure_dns_record(settings, &state, true).await?;
         Ok(state)
     }
 
@@ -243,7 +333,7 @@ impl Resource for SessionResource {
         state.expired = Attr::Known(is_expired(&state.expires_at, OffsetDateTime::now_utc())?);
         // The record's marker carries the expiry that `lab_sessions` reports: refresh it too.
         if state.dns_record_id.is_unknown() || (settings.dns.is_some() && state.expires_at != prior.expires_at) {
-            state.dns_record_id = ensure_dns_record(settings, &state).await?;
+            state.dns_record_id = ensure_dns_record(settings, &state, false).await?;
         }
         Ok(state)
     }
@@ -288,7 +378,12 @@ fn session_url(state: &SessionState, hostname: &str) -> String {
 
 // --- DNS record lifecycle (no-ops without a provider `dns` block) ---
 
-async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<Attr<String>, Diagnostics> {
+/// `pending`: the session is not in Terraform's state yet (a create).
+async fn ensure_dns_record(
+    settings: &Settings,
+    state: &SessionState,
+    pending: bool,
+) -> Result<Attr<String>, Diagnostics> {
     let Some(dns) = &settings.dns else { return Ok(Attr::Null) };
     let (Some(hostname), Some(id)) = (state.hostname.known(), state.id.known()) else {
         return Err(Diagnostic::error("Corrupt session state", "hostname or id is missing").into());
@@ -298,6 +393,7 @@ async fn ensure_dns_record(settings: &Settings, state: &SessionState) -> Result<
         session_id: id.clone(),
         expires_at: state.expires_at.known().cloned(),
         student: state.student.known().cloned(),
+        pending,
     };
     let record = dns.ensure_record(&spec).await.or_diag(format!("Creating DNS record {hostname}"))?;
     Ok(Attr::Known(record.0))
@@ -313,9 +409,11 @@ fn existing_record<'a>(settings: &'a Settings, state: &'a SessionState) -> Optio
     Some((dns, hostname, RecordId(record.clone())))
 }
 
+/// Whether the session's record still exists; a refresh also confirms a pending marker, since
+/// the session is in Terraform's state now.
 async fn dns_record_exists(settings: &Settings, state: &SessionState) -> Result<bool, Diagnostics> {
     let Some((dns, hostname, record)) = existing_record(settings, state) else { return Ok(true) };
-    dns.record_exists(hostname, &record).await.or_diag(format!("Checking DNS record {hostname}"))
+    dns.confirm_record(hostname, &record).await.or_diag(format!("Checking DNS record {hostname}"))
 }
 
 async fn delete_dns_record(settings: &Settings, state: &SessionState) -> Result<(), Diagnostics> {

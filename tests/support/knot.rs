@@ -227,3 +227,41 @@ fn parse_kdig_checks_the_status() {
     assert!(parse_kdig(refused).is_err());
     assert!(parse_kdig("").is_err());
 }
+
+/// A forwarder to `knot` on 127.0.0.1 that holds every UDP datagram and TCP connection for
+/// `delay` first: a slow network, so a test can stop terraform while creates are under way.
+/// Nothing stands in for the server (TSIG is end to end). Runs until the runtime ends.
+pub async fn slow_forwarder(knot: &Knot, delay: Duration) -> u16 {
+    use tokio::net::{TcpListener as AsyncTcpListener, UdpSocket as AsyncUdpSocket};
+    let upstream = std::net::SocketAddr::from(([127, 0, 0, 1], knot.port));
+    let port = free_port();
+    let udp = std::sync::Arc::new(AsyncUdpSocket::bind(("127.0.0.1", port)).await.expect("forwarder udp"));
+    let tcp = AsyncTcpListener::bind(("127.0.0.1", port)).await.expect("forwarder tcp");
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65535];
+        while let Ok((len, client)) = udp.recv_from(&mut buf).await {
+            let (udp, query) = (udp.clone(), buf[..len].to_vec());
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let Ok(socket) = AsyncUdpSocket::bind("127.0.0.1:0").await else { return };
+                let mut answer = vec![0u8; 65535];
+                if socket.send_to(&query, upstream).await.is_ok()
+                    && let Ok(Ok(n)) = tokio::time::timeout(Duration::from_secs(5), socket.recv(&mut answer)).await
+                {
+                    let _ = udp.send_to(&answer[..n], client).await;
+                }
+            });
+        }
+    });
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = tcp.accept().await {
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                }
+            });
+        }
+    });
+    port
+}

@@ -344,27 +344,45 @@ impl CloudflareDns {
     }
 
     pub async fn list_owned(&self) -> Result<Vec<OwnedRecord>, DnsError> {
-        // The comment filter narrows the listing server-side (case-insensitive); the marker is
-        // parsed again here, which is what decides ownership.
-        let records = self
-            .list_records(
-                &[("type", "CNAME".to_string()), ("comment.startswith", OWNER_MARKER_PREFIX.to_string())],
-                "listing records owned by terraform-provider-lab",
-            )
-            .await?;
+        self.list_marked(&[], "listing records owned by terraform-provider-lab").await
+    }
+
+    /// The owned records whose marker carries the student digest `who`: the listing is narrowed
+    /// server-side by the documented `comment.contains` filter, and the marker is parsed again here.
+    pub async fn list_owned_by(&self, who: &str) -> Result<Vec<OwnedRecord>, DnsError> {
+        let filter = [("comment.contains", format!(" who={who}"))];
+        let action = format!("listing records owned by terraform-provider-lab with who={who}");
+        Ok(self.list_marked(&filter, &action).await?.into_iter().filter(|r| r.who.as_deref() == Some(who)).collect())
+    }
+
+    /// Owned CNAMEs matching `filters` too. The comment filters narrow the listing server-side
+    /// (case-insensitive); the marker is parsed again here, which is what decides ownership.
+    async fn list_marked(&self, filters: &[(&str, String)], action: &str) -> Result<Vec<OwnedRecord>, DnsError> {
+        let mut query = vec![("type", "CNAME".to_string()), ("comment.startswith", OWNER_MARKER_PREFIX.to_string())];
+        query.extend_from_slice(filters);
+        let records = self.list_records(&query, action).await?;
         Ok(records
             .into_iter()
             .filter_map(|r| {
                 let marker = Marker::parse(r.comment.as_deref()?)?;
-                Some(OwnedRecord {
-                    id: RecordId(r.id),
-                    hostname: r.name,
-                    session_id: marker.session_id,
-                    expires_at: marker.expires_at,
-                    student: marker.student,
-                })
+                Some(OwnedRecord::of(RecordId(r.id), r.name, marker))
             })
             .collect())
+    }
+
+    pub async fn confirm_record(&self, hostname: &str, id: &RecordId) -> Result<bool, DnsError> {
+        let action = format!("confirming record {id} ({hostname})");
+        let Some(record) = self.get_record(id, &action).await? else {
+            return Ok(false);
+        };
+        let marker = record.comment.as_deref().and_then(Marker::parse);
+        if let Some(marker) = marker.filter(|m| m.pending && record.name.eq_ignore_ascii_case(hostname)) {
+            let comment = Marker { pending: false, ..marker }.text(MAX_COMMENT_LEN);
+            let body =
+                RecordPatch { content: &record.content, proxied: record.proxied.unwrap_or(false), comment: &comment };
+            self.call::<DnsRecord, _>(Method::PATCH, &self.record_path(id)?, &[], Some(&body), &action).await?;
+        }
+        Ok(true)
     }
 
     async fn get_record(&self, id: &RecordId, action: &str) -> Result<Option<DnsRecord>, DnsError> {

@@ -5,6 +5,13 @@
 //! at `_lab-owner.<hostname>` for RFC 2136 (a CNAME cannot share its name with other data). The
 //! marker is checked before a record is adopted or deleted, so the provider never touches a
 //! record it did not create.
+//!
+//! Orphans: a session's record is written before Terraform saves the session in its state. The
+//! marker says so (`pending`) until the first refresh of the session confirms it
+//! ([`DnsBackend::confirm_record`]); a pending record whose identity (domain, hostname prefix,
+//! student, the last as the digest `who=`) matches a new session is the orphan of an apply that
+//! died before saving, and [`DnsBackend::find_pending`] finds it by listing the zone with the
+//! backend's credentials (never by a name computable from public data).
 
 pub mod cloudflare;
 pub mod rfc2136;
@@ -20,6 +27,19 @@ pub struct RecordSpec {
     /// Written into the ownership marker so `lab_sessions` can list them; not part of ownership.
     pub expires_at: Option<String>,
     pub student: Option<String>,
+    /// Terraform has not saved the session yet (a create): the marker says `pending` until
+    /// [`DnsBackend::confirm_record`] sees the session in state.
+    pub pending: bool,
+}
+
+/// Who a session is for, as the configuration says: what makes a pending record of an earlier,
+/// unfinished apply the same session as a new one. Without a student there is no identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionIdentity {
+    /// The zone part of the hostname, e.g. `lab.example.edu`.
+    pub domain: String,
+    pub hostname_prefix: String,
+    pub student: String,
 }
 
 /// Backend-specific record identity: the Cloudflare record id, or `<fqdn>/<type>` for RFC 2136.
@@ -40,6 +60,32 @@ pub struct OwnedRecord {
     pub session_id: String,
     pub expires_at: Option<String>,
     pub student: Option<String>,
+    /// The marker's `who=` digest of the student, if it carries one.
+    pub who: Option<String>,
+    /// The marker says `pending`: no refresh has seen this session in Terraform's state.
+    pub pending: bool,
+}
+
+impl OwnedRecord {
+    fn of(id: RecordId, hostname: String, marker: Marker) -> Self {
+        OwnedRecord {
+            id,
+            hostname,
+            session_id: marker.session_id,
+            expires_at: marker.expires_at,
+            student: marker.student,
+            who: marker.who,
+            pending: marker.pending,
+        }
+    }
+
+    /// Whether this is the record of a session for `identity`: its hostname is exactly
+    /// `<prefix><session id>.<domain>` and its marker's digest is the student's.
+    pub fn matches(&self, identity: &SessionIdentity) -> bool {
+        let hostname = format!("{}{}.{}", identity.hostname_prefix, self.session_id, identity.domain);
+        self.hostname.eq_ignore_ascii_case(&hostname)
+            && self.who.as_deref() == Some(student_digest(&identity.student).as_str())
+    }
 }
 
 /// The configured DNS backend of the provider.
@@ -85,6 +131,27 @@ impl DnsBackend {
         match self {
             DnsBackend::Cloudflare(cf) => cf.list_owned().await,
             DnsBackend::Rfc2136(u) => u.list_owned().await,
+        }
+    }
+
+    /// The pending records (written by a create whose session Terraform never saved) of a
+    /// session for `identity`, found by listing the zone with the backend's credentials:
+    /// Cloudflare's list API filtered on the marker, a TSIG-signed AXFR for RFC 2136.
+    pub async fn find_pending(&self, identity: &SessionIdentity) -> Result<Vec<OwnedRecord>, DnsError> {
+        let candidates = match self {
+            DnsBackend::Cloudflare(cf) => cf.list_owned_by(&student_digest(&identity.student)).await?,
+            DnsBackend::Rfc2136(u) => u.list_owned().await?,
+        };
+        Ok(candidates.into_iter().filter(|r| r.pending && r.matches(identity)).collect())
+    }
+
+    /// The refresh of a session Terraform has in its state: whether its record still exists,
+    /// and if its marker still says `pending`, the marker is rewritten without it, so the record
+    /// is never taken for an orphan. A record without our marker is left alone.
+    pub async fn confirm_record(&self, hostname: &str, id: &RecordId) -> Result<bool, DnsError> {
+        match self {
+            DnsBackend::Cloudflare(cf) => cf.confirm_record(hostname, id).await,
+            DnsBackend::Rfc2136(u) => u.confirm_record(hostname, id).await,
         }
     }
 }
@@ -169,13 +236,37 @@ fn status_hint(status: u16) -> &'static str {
 pub const OWNER_MARKER_PREFIX: &str = "managed-by=terraform-provider-lab";
 
 /// An ownership marker: `managed-by=terraform-provider-lab session=<id>`, optionally followed by
-/// `expires=<RFC 3339>` and `student=<percent-encoded>`. Only the session id decides ownership;
-/// the rest lets `lab_sessions` list sessions with their student and expiry.
+/// `who=<digest of the student>`, `pending`, `expires=<RFC 3339>` and
+/// `student=<percent-encoded>`. Only the session id decides ownership; `who` and `pending` let a
+/// later apply recognise the orphan of an unfinished one; expiry and student let `lab_sessions`
+/// list sessions.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Marker {
     pub session_id: String,
     pub expires_at: Option<String>,
     pub student: Option<String>,
+    pub who: Option<String>,
+    pub pending: bool,
+}
+
+/// Length of the `who=` digest: 8 characters of `[a-z0-9]` (41 bits), so a pending marker with
+/// an expiry still fits Cloudflare's 100-character comments.
+const WHO_LEN: usize = 8;
+
+/// The `who=` word of a student: SHA-256 of the student's text, in base 36. It identifies the
+/// student for a later apply; it holds nothing of the session id.
+pub fn student_digest(student: &str) -> String {
+    use sha2::Digest as _;
+    let hash = sha2::Sha256::digest(student.as_bytes());
+    let mut n = u64::from_be_bytes([hash[0], hash[1], hash[2], hash[3], hash[4], hash[5], hash[6], hash[7]]);
+    const DIGITS: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..WHO_LEN)
+        .map(|_| {
+            let digit = DIGITS[(n % 36) as usize] as char;
+            n /= 36;
+            digit
+        })
+        .collect()
 }
 
 impl Marker {
@@ -184,6 +275,8 @@ impl Marker {
             session_id: spec.session_id.clone(),
             expires_at: spec.expires_at.clone(),
             student: spec.student.clone(),
+            who: spec.student.as_deref().map(student_digest),
+            pending: spec.pending,
         }
     }
 
@@ -191,6 +284,12 @@ impl Marker {
     /// left out rather than overflow a backend's limit (Cloudflare comments: 100 on free zones).
     pub fn text(&self, max_len: usize) -> String {
         let mut text = format!("{OWNER_MARKER_PREFIX} session={}", self.session_id);
+        if let Some(who) = &self.who {
+            text.push_str(&format!(" who={who}"));
+        }
+        if self.pending {
+            text.push_str(" pending");
+        }
         if let Some(expires) = &self.expires_at {
             text.push_str(&format!(" expires={expires}"));
         }
@@ -214,7 +313,14 @@ impl Marker {
         }
         let mut marker = Marker { session_id, ..Default::default() };
         for word in words {
+            if word == "pending" && !marker.pending {
+                marker.pending = true;
+                continue;
+            }
             match word.split_once('=')? {
+                ("who", w) if marker.who.is_none() && !w.is_empty() && w.bytes().all(|b| b.is_ascii_alphanumeric()) => {
+                    marker.who = Some(w.to_string())
+                }
                 ("expires", t) if marker.expires_at.is_none() => marker.expires_at = Some(t.to_string()),
                 ("student", s) if marker.student.is_none() => marker.student = Some(percent_decode(s)?),
                 _ => return None,
@@ -324,6 +430,7 @@ mod tests {
             session_id: "x7k9".into(),
             expires_at: Some("2026-11-22T16:00:00Z".into()),
             student: Some("Ada Lovelace <ada@example.edu>".into()),
+            ..Default::default()
         };
         let text = m.text(usize::MAX);
         assert_eq!(
@@ -339,6 +446,70 @@ mod tests {
         assert_eq!(Marker::parse(&short).map(|p| p.expires_at), Some(m.expires_at));
         assert_eq!(Marker::parse("managed-by=terraform-provider-lab session=a owner=eve"), None);
         assert_eq!(Marker::parse("managed-by=terraform-provider-lab session=a student=%zz"), None);
+    }
+
+    #[test]
+    fn a_pending_marker_carries_the_student_digest_and_fits_a_cloudflare_comment() {
+        let spec = RecordSpec {
+            hostname: "lab-k3x9q2m7.lab.example.edu".into(),
+            session_id: "k3x9q2m7".into(),
+            expires_at: Some("2026-11-22T16:00:00Z".into()),
+            student: Some("ada.lovelace@example.edu".into()),
+            pending: true,
+        };
+        let marker = Marker::of(&spec);
+        let who = student_digest("ada.lovelace@example.edu");
+        assert_eq!(who.len(), WHO_LEN);
+        assert_ne!(who, student_digest("alan.turing@example.edu"));
+        let text = marker.text(100);
+        assert_eq!(
+            text,
+            format!(
+                "managed-by=terraform-provider-lab session=k3x9q2m7 who={who} pending expires=2026-11-22T16:00:00Z"
+            )
+        );
+        assert!(text.len() <= 100, "{} characters", text.len());
+        let parsed = Marker::parse(&text).expect("parses");
+        assert!(parsed.pending && parsed.who.as_deref() == Some(who.as_str()));
+        assert_eq!(parsed.expires_at, spec.expires_at);
+        // Confirmed: the same marker without `pending`.
+        let confirmed = Marker { pending: false, ..parsed }.text(100);
+        assert!(!confirmed.contains("pending"), "{confirmed}");
+        assert_eq!(Marker::parse(&confirmed).map(|m| m.who), Some(Some(who)));
+        // The digest holds nothing of the session id.
+        assert!(!student_digest("ada.lovelace@example.edu").contains("k3x9"));
+        assert_eq!(Marker::parse("managed-by=terraform-provider-lab session=a pending pending"), None);
+        assert_eq!(Marker::parse("managed-by=terraform-provider-lab session=a who=a/b"), None);
+    }
+
+    #[test]
+    fn an_owned_record_matches_only_its_own_identity() {
+        let who = student_digest("ada@example.edu");
+        let record = |hostname: &str, who: Option<&str>| OwnedRecord {
+            id: RecordId(format!("{hostname}/CNAME")),
+            hostname: hostname.into(),
+            session_id: "k3x9q2m7".into(),
+            expires_at: None,
+            student: None,
+            who: who.map(str::to_string),
+            pending: true,
+        };
+        let ada = SessionIdentity {
+            domain: "lab.example.edu".into(),
+            hostname_prefix: "lab-".into(),
+            student: "ada@example.edu".into(),
+        };
+        assert!(record("lab-k3x9q2m7.lab.example.edu", Some(&who)).matches(&ada));
+        assert!(record("LAB-k3x9q2m7.lab.example.edu", Some(&who)).matches(&ada));
+        assert!(!record("lab-k3x9q2m7.lab.example.edu", None).matches(&ada), "no digest: no identity");
+        let alan = SessionIdentity { student: "alan@example.edu".into(), ..ada.clone() };
+        assert!(!record("lab-k3x9q2m7.lab.example.edu", Some(&who)).matches(&alan));
+        let other_prefix = SessionIdentity { hostname_prefix: "class-a-".into(), ..ada.clone() };
+        assert!(!record("lab-k3x9q2m7.lab.example.edu", Some(&who)).matches(&other_prefix));
+        let other_domain = SessionIdentity { domain: "example.edu".into(), ..ada.clone() };
+        assert!(!record("lab-k3x9q2m7.lab.example.edu", Some(&who)).matches(&other_domain));
+        // The hostname must carry the marker's own session id.
+        assert!(!record("lab-aaaaaaaa.lab.example.edu", Some(&who)).matches(&ada));
     }
 
     #[test]

@@ -344,6 +344,32 @@ impl Rfc2136Dns {
         }
     }
 
+    pub async fn confirm_record(&self, hostname: &str, id: &RecordId) -> Result<bool, DnsError> {
+        let action = format!("confirming record {id}");
+        let (host, rr_type) = self.parse_id(hostname, id, &action)?;
+        let owner = owner_name(&host, &action, &self.config.server)?;
+        let client = self.connect(&action).await?;
+        let answers = self.lookup(&client, &host, rr_type, &action).await?;
+        if !answers.iter().any(|r| r.record_type() == rr_type && r.name() == &host) {
+            return Ok(false);
+        }
+        let Ownership::Ours { txt, .. } = self.ownership(&client, &owner, &action).await? else {
+            return Ok(true);
+        };
+        let Some(marker) = txt_marker(&txt).as_deref().and_then(Marker::parse).filter(|m| m.pending) else {
+            return Ok(true);
+        };
+        // The exact TXT as read is the prerequisite: a marker changed meanwhile is left as it is.
+        let mut msg = self.update_message();
+        msg.add_pre_requisite(prereq_exact(&txt));
+        msg.add_update(delete_rrset(owner.clone(), RecordType::TXT));
+        msg.add_update(txt_record(owner, RECORD_TTL, &Marker { pending: false, ..marker }.text(MAX_TXT_LEN)));
+        match self.send(&client, msg, &action).await? {
+            ResponseCode::NoError | ResponseCode::NXRRSet => Ok(true),
+            code => Err(self.update_error(&action, code)),
+        }
+    }
+
     /// Reads the zone by AXFR (signed with the same key) and returns every ownership TXT.
     /// The server must allow transfers for the key; otherwise the error says so.
     pub async fn list_owned(&self) -> Result<Vec<OwnedRecord>, DnsError> {
@@ -370,13 +396,7 @@ impl Rfc2136Dns {
                 let Some(hostname) = hostname_of_owner(record.name()) else {
                     continue;
                 };
-                owned.push(OwnedRecord {
-                    id: self.record_id(&hostname),
-                    hostname,
-                    session_id: marker.session_id,
-                    expires_at: marker.expires_at,
-                    student: marker.student,
-                });
+                owned.push(OwnedRecord::of(self.record_id(&hostname), hostname, marker));
             }
         }
         owned.sort_by(|a, b| a.hostname.cmp(&b.hostname));
