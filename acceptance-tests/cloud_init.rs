@@ -26,23 +26,7 @@ fn domain_exists(name: &str) -> bool {
 /// `ssh -i KEY student@IP CMD` inside the rig: (exit code, stdout trimmed, stderr).
 fn ssh(key: &Path, ip: &str, cmd: &str) -> (i32, String, String) {
     let key = key.to_string_lossy();
-    let out = rig_exec(&[
-        "ssh",
-        "-i",
-        &key,
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ConnectTimeout=10",
-        "-o",
-        "LogLevel=ERROR",
-        &format!("student@{ip}"),
-        cmd,
-    ]);
+    let out = rig_exec(&support::guest_ssh(&key, &format!("student@{ip}"), cmd));
     let text = |b: &[u8]| String::from_utf8_lossy(b).trim().to_string();
     (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
 }

@@ -175,23 +175,7 @@ fn probe(rig: &Rig, from: &str, to: &str, port: u16) -> String {
     let key = rig.var("LAB_SSH_KEY");
     let cmd =
         format!("out=$(timeout 5 bash -c 'exec 3<>/dev/tcp/{to}/{port} && head -c 16 <&3' 2>&1); echo \"rc=$? $out\"");
-    let out = rig.exec(&[
-        "ssh",
-        "-i",
-        &key,
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ConnectTimeout=10",
-        "-o",
-        "LogLevel=ERROR",
-        &format!("student@{from}"),
-        &cmd,
-    ]);
+    let out = rig.exec(&support::guest_ssh(&key, &format!("student@{from}"), &cmd));
     assert!(out.status.success(), "ssh student@{from} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

@@ -57,23 +57,7 @@ fn ssh_hostname(key: &Path, ip: &str) -> String {
 /// `ssh student@ip CMD` inside the rig; panics unless it exits 0. Returns stdout, trimmed.
 fn ssh(key: &Path, ip: &str, cmd: &str) -> String {
     let key = key.to_string_lossy();
-    let out = rig_exec(&[
-        "ssh",
-        "-i",
-        &key,
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "ConnectTimeout=10",
-        "-o",
-        "LogLevel=ERROR",
-        &format!("student@{ip}"),
-        cmd,
-    ]);
+    let out = rig_exec(&support::guest_ssh(&key, &format!("student@{ip}"), cmd));
     assert!(out.status.success(), "ssh student@{ip} {cmd} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }

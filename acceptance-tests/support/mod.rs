@@ -17,6 +17,28 @@ mod rig;
 #[allow(unused_imports)] // not every acceptance test reads rig.env
 pub use rig::{rig_env_file, rig_var, rig_vars_in};
 
+/// `ssh -i KEY TARGET CMD` as the tests run it in a rig: no host-key prompt or check, no agent or
+/// password, 10 s to connect, only errors on stderr.
+pub fn guest_ssh<'a>(key: &'a str, target: &'a str, cmd: &'a str) -> [&'a str; 15] {
+    [
+        "ssh",
+        "-i",
+        key,
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "LogLevel=ERROR",
+        target,
+        cmd,
+    ]
+}
+
 /// A command inside the rig's netns with rig.env loaded.
 pub fn rig_exec(args: &[&str]) -> Output {
     Command::new(repo_root().join("acceptance-tests/rig.sh")).arg("exec").args(args).output().expect("rig.sh exec")
