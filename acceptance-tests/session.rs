@@ -260,6 +260,52 @@ async fn lost_state_leaves_records_that_the_next_apply_adopts() {
     assert_no_records(&knot, hostnames.into_iter().chain([twin]));
 }
 
+/// Two unfinished applies for one student leave two pending records of one identity. The next
+/// create cannot know which was its own, so it adopts neither: its warning names both records,
+/// it makes a session of its own, and both orphans are left as they were for the user to remove.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_orphans_of_one_student_are_named_and_neither_is_adopted() {
+    const SEVERAL: &str = "Several DNS records of unfinished applies match this session";
+    let knot = Knot::start().await;
+    let ws = dns_workspace(&knot);
+    let session = |name: &str| {
+        format!("resource \"lab_session\" \"{name}\" {{\n  student = \"ada@example.edu\"\n  ttl     = \"4h\"\n}}\n")
+    };
+    ws.write("terraform.tfvars", "students = []\n");
+    ws.write("ada.tf", &format!("{}{}", session("first"), session("second")));
+    ws.apply(&[]);
+    let orphans = owned_hostnames(&knot).await;
+    assert_eq!(orphans.len(), 2, "{orphans:?}");
+    ws.terraform(&["state", "rm", "lab_session.first", "lab_session.second"]).ok("state rm");
+    let before: Vec<_> = orphans.iter().map(|h| records_of(&knot, h)).collect();
+
+    ws.write("ada.tf", &session("again"));
+    let warnings = apply_warnings(&ws);
+    assert!(adoptions(&warnings).is_empty(), "an ambiguous orphan was adopted: {warnings:#?}");
+    let several: Vec<&str> = warnings.iter().filter(|(s, _)| s == SEVERAL).map(|(_, d)| d.as_str()).collect();
+    assert_eq!(several.len(), 1, "one warning for the one create: {warnings:#?}");
+    for hostname in &orphans {
+        assert!(several[0].contains(hostname.as_str()), "the warning names {hostname}: {}", several[0]);
+    }
+    let again = ws
+        .state_resources()
+        .into_iter()
+        .find(|r| r["name"] == "again")
+        .and_then(|r| r["values"]["hostname"].as_str().map(str::to_string))
+        .expect("the new session in state");
+    assert!(!orphans.contains(&again), "the new session took an orphan's name: {again}");
+    let after: Vec<_> = orphans.iter().map(|h| records_of(&knot, h)).collect();
+    assert_eq!(after, before, "the orphans were changed");
+
+    ws.destroy();
+    assert_no_records(&knot, [again]);
+    let backend = knot.backend();
+    for record in backend.list_owned().await.expect("zone transfer of the test zone") {
+        backend.delete_record(&record.hostname, &record.id).await.expect("removing an orphan");
+    }
+    assert!(owned_hostnames(&knot).await.is_empty());
+}
+
 /// How many ownership records the zone holds, by a TSIG-signed AXFR with kdig (sync, for
 /// `apply_killed`'s trigger); kdig failing fails the test.
 fn owner_records(knot: &Knot) -> usize {
