@@ -14,14 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{DestroyOnDrop, Workspace, rig_exec, rig_var};
-
-/// Whether libvirt has a domain of this name; a failing `virsh list` panics (it is not absence).
-fn domain_exists(name: &str) -> bool {
-    let out = rig_exec(&["virsh", "-q", "list", "--all", "--name"]);
-    assert!(out.status.success(), "virsh list --all --name failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == name)
-}
+use support::{DestroyOnDrop, Workspace, domain_exists, rig_exec, rig_var};
 
 /// `ssh -i KEY student@IP CMD` inside the rig: (exit code, stdout trimmed, stderr).
 fn ssh(key: &Path, ip: &str, cmd: &str) -> (i32, String, String) {

@@ -14,9 +14,10 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use support::{Workspace, plan_counts, rig_exec, rig_var};
+use support::{Workspace, domain_exists, held_for, plan_counts, rig_exec, rig_var};
 
 /// Serialises the tests of this file: each boots up to 2 guests on a 2-core rig.
 static BOOTS: Mutex<()> = Mutex::new(());
@@ -30,20 +31,6 @@ fn virsh(args: &[&str]) -> std::process::Output {
     let mut all = vec!["virsh", "-q"];
     all.extend_from_slice(args);
     rig_exec(&all)
-}
-
-/// Whether libvirt has a domain of this name (running or not). Read from `virsh list --all
-/// --name`, since `virsh dominfo` fails alike for a missing domain and an unreachable libvirtd
-/// ("failed to get domain"); a failing `virsh list` panics with its stderr.
-fn domain_exists(name: &str) -> bool {
-    let out = virsh(&["list", "--all", "--name"]);
-    assert!(
-        out.status.success(),
-        "virsh list --all --name failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == name)
 }
 
 fn domstate(name: &str) -> String {
@@ -392,7 +379,7 @@ fn interrupted_create_leaves_nothing() {
     let vm = Unbootable::new("10m");
 
     // 3 s after the domain is defined: overlay, domain and start are done; the wait for an address is on.
-    let (run, took) = vm.ws.apply_interrupted(|| domain_exists(&vm.name), std::time::Duration::from_secs(3));
+    let (run, took) = vm.ws.apply_interrupted(|| domain_exists(&vm.name), Duration::from_secs(3));
     let all = format!("{}\n{}", run.stdout, run.stderr);
     let (exists, overlay_left, state) = vm.leftovers();
 
@@ -576,8 +563,8 @@ fn orphan_domains_are_adopted_replaced_or_refused() {
 /// Waits (30 s at most) until none of `pids` runs; how long that took.
 fn all_gone_within_30s(pids: &[i32]) -> std::time::Duration {
     let t = std::time::Instant::now();
-    while pids.iter().any(|p| support::process_alive(*p)) && t.elapsed() < std::time::Duration::from_secs(30) {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    while pids.iter().any(|p| support::process_alive(*p)) && t.elapsed() < Duration::from_secs(30) {
+        std::thread::sleep(Duration::from_millis(100));
     }
     let alive: Vec<i32> = pids.iter().copied().filter(|p| support::process_alive(*p)).collect();
     assert!(alive.is_empty(), "processes {alive:?} still running 30 s after terraform was killed");
@@ -603,13 +590,9 @@ fn converges_then_destroys(class: &Class) {
 fn killed_while_vms_boot_converges() {
     let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
     let class = Class::new("kboot", 2, "");
-    let mut both_defined: Option<std::time::Instant> = None;
-    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], false, |_| {
-        if both_defined.is_none() && class.names.iter().all(|n| domain_exists(n)) {
-            both_defined = Some(std::time::Instant::now());
-        }
-        both_defined.is_some_and(|t| t.elapsed() >= std::time::Duration::from_secs(3))
-    });
+    let both_defined = || class.names.iter().all(|n| domain_exists(n));
+    let (run, providers, helpers) =
+        class.ws.apply_killed_when(&[&support::parallelism(2)], false, held_for(Duration::from_secs(3), both_defined));
     assert_ne!(run.code, 0, "a killed apply succeeded");
     assert!(!run.stdout.contains("Creation complete"), "a VM was ready before the kill:\n{}", run.stdout);
     assert!(!helpers.is_empty(), "no libvirt helper was running to watch");
@@ -673,13 +656,9 @@ fn converges_then_destroys_checking(class: &Class, uuids: &[String], adopted: bo
 fn killed_with_the_provider_while_vms_boot_adopts() {
     let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
     let class = Class::new("ktree", 2, "");
-    let mut both_defined: Option<std::time::Instant> = None;
-    let (run, providers, helpers) = class.ws.apply_killed_when(&[&support::parallelism(2)], true, |_| {
-        if both_defined.is_none() && class.names.iter().all(|n| domain_exists(n)) {
-            both_defined = Some(std::time::Instant::now());
-        }
-        both_defined.is_some_and(|t| t.elapsed() >= std::time::Duration::from_secs(3))
-    });
+    let both_defined = || class.names.iter().all(|n| domain_exists(n));
+    let (run, providers, helpers) =
+        class.ws.apply_killed_when(&[&support::parallelism(2)], true, held_for(Duration::from_secs(3), both_defined));
     assert_ne!(run.code, 0, "a killed apply succeeded");
     assert!(!helpers.is_empty(), "no libvirt helper was running to kill");
     let all: Vec<i32> = providers.iter().chain(&helpers).copied().collect();

@@ -208,26 +208,10 @@ impl Workspace {
     /// `terraform apply` killed with SIGKILL (as a cancelled CI job kills it) once `started()`
     /// says the create is under way (plus `settle`): only terraform dies, so its providers must
     /// notice by themselves. Returns the run and the pids of the providers it had started.
-    pub fn apply_killed(&self, started: impl Fn() -> bool, settle: std::time::Duration) -> (Run, Vec<i32>) {
-        use std::time::{Duration, Instant};
-
-        let mut cmd = self.command(&["apply", "-auto-approve", "-no-color"]);
-        cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
-        let child = cmd.spawn().expect("terraform apply starts");
-        let terraform = child.id() as i32;
-        let deadline = Instant::now() + Duration::from_secs(120);
-        while !started() {
-            if Instant::now() > deadline {
-                unsafe { libc::kill(terraform, libc::SIGKILL) };
-                panic!("the create did not start within 120 s:\n{:?}", child.wait_with_output());
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        std::thread::sleep(settle);
-        let providers = children_named(terraform, "terraform-provi");
-        assert!(!providers.is_empty(), "terraform {terraform} has no provider child to watch");
-        assert_eq!(unsafe { libc::kill(terraform, libc::SIGKILL) }, 0, "SIGKILL to terraform");
-        (Run::from(child.wait_with_output().expect("terraform apply ends")), providers)
+    pub fn apply_killed(&self, started: impl Fn() -> bool + Send, settle: std::time::Duration) -> (Run, Vec<i32>) {
+        let (run, providers, _) = self.apply_killed_when(&[], false, held_for(settle, started));
+        assert!(!providers.is_empty(), "terraform had no provider child to watch");
+        (run, providers)
     }
 
     /// `terraform apply <extra>` killed with SIGKILL the moment `kill_now(stdout so far)` says so:
@@ -367,6 +351,32 @@ impl Workspace {
 }
 
 /// "Plan: A to add, C to change, D to destroy." -> (A, C, D); "No changes." -> (0, 0, 0).
+/// A trigger for `apply_killed_when`: true once `cond()` has held for `settle` (asked each time the
+/// trigger is, so `cond` is polled as often as terraform prints and every 50 ms).
+pub fn held_for(settle: std::time::Duration, cond: impl Fn() -> bool) -> impl FnMut(&str) -> bool {
+    let mut since: Option<std::time::Instant> = None;
+    move |_| {
+        if since.is_none() && cond() {
+            since = Some(std::time::Instant::now());
+        }
+        since.is_some_and(|t| t.elapsed() >= settle)
+    }
+}
+
+/// Whether the rig's libvirt has a domain of this name (running or not). Read from `virsh list
+/// --all --name`, since `virsh dominfo` fails alike for a missing domain and an unreachable
+/// libvirtd ("failed to get domain"); a failing `virsh list` panics with its stderr.
+pub fn domain_exists(name: &str) -> bool {
+    let out = rig_exec(&["virsh", "-q", "list", "--all", "--name"]);
+    assert!(
+        out.status.success(),
+        "virsh list --all --name failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == name)
+}
+
 pub fn plan_counts(stdout: &str) -> (u32, u32, u32) {
     if stdout.contains("No changes.") {
         return (0, 0, 0);
