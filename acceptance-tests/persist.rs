@@ -4,7 +4,8 @@
 //! then reports 2 clients and a `last_activity_at` from this run, with an empty re-plan); the page
 //! is closed and the URL opened again: the marker is on the screen and `jobs` shows the sleep still
 //! running; the ssh connection is killed from inside the VM: the terminal says so, reconnects, and
-//! the marker is still in the session's history (tmux). After the browser: 0 clients.
+//! the marker is still in the session's history (tmux). Copy (double-click a word: it is on the
+//! clipboard) and paste (Ctrl+Shift+V runs the clipboard's command). After the browser: 0 clients.
 //!
 //! `flock /tmp/lab-boot.lock cargo test --test acc_persist -- --nocapture` (rig up; boots 1 VM).
 //! Screenshots: $LAB_TEST_OUT or target/tmp/acc-persist/.
@@ -75,6 +76,7 @@ fn a_session_outlives_its_page_and_its_ssh_connection() {
 
     let marker = format!("marker-{run_id}");
     let back = format!("back-{run_id}");
+    let pasted = format!("pasted-{run_id}");
     let steps = json!([
         { "type": format!("echo {marker}; sleep 600 &") },
         { "line": marker },
@@ -91,6 +93,11 @@ fn a_session_outlives_its_page_and_its_ssh_connection() {
         { "match": r"\[lab\] The connection to the VM ended[^]*\$\s*$" },
         { "type": format!("echo {back}") },
         { "line": back },
+        // Copy and paste as a student does: select a word (ttyd copies it), Ctrl+Shift+V.
+        { "copy": back },
+        { "paste": format!("echo {pasted}") },
+        { "type": "" },
+        { "line": pasted },
     ]);
     let cases = json!([{ "name": "ann", "url": student["url"], "expect": student["vm"], "steps": steps }]);
     let cases_file = ws.path().join("browser-cases.json");

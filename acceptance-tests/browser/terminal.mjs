@@ -11,6 +11,9 @@
 //   {"reopen": true}         closes the page (as a closed tab) and opens the URL again in a new one
 //   {"second": true}         opens the URL in a second page; later line/match steps look there too
 //   {"close_second": true}   closes the second page
+//   {"copy": "word"}         double-clicks the word on the screen (as a student selects it) and waits
+//                            until the clipboard holds it (ttyd copies a selection)
+//   {"paste": "text"}        puts text on the clipboard and presses Ctrl+Shift+V into the terminal
 //   {"hold": "name"}         writes OUTDIR/<case>.<name>.holding and waits (up to 5 min) for
 //                            OUTDIR/<case>.<name>.release: the test looks at the world meanwhile
 //
@@ -77,6 +80,25 @@ async function waitForText(page, step) {
   );
 }
 
+// Double-clicks the middle of the first visible occurrence of `word` in the terminal's cells.
+async function doubleClickWord(page, word) {
+  const at = await page.evaluate((word) => {
+    const term = window.term;
+    const buffer = term.buffer.active;
+    for (let row = 0; row < term.rows; row++) {
+      const col = (buffer.getLine(buffer.viewportY + row)?.translateToString(true) ?? '').indexOf(word);
+      if (col >= 0) {
+        const screen = document.querySelector('.xterm-screen').getBoundingClientRect();
+        const [cw, ch] = [screen.width / term.cols, screen.height / term.rows];
+        return { x: screen.left + (col + word.length / 2) * cw, y: screen.top + (row + 0.5) * ch };
+      }
+    }
+    return null;
+  }, word);
+  if (!at) throw new Error(`"${word}" is not on the screen`);
+  await page.mouse.dblclick(at.x, at.y);
+}
+
 async function runSteps(context, page, c, result) {
   let second;
   result.steps = [];
@@ -90,6 +112,16 @@ async function runSteps(context, page, c, result) {
     } else if (step.line !== undefined || step.match !== undefined) {
       await waitForText(page, step);
       if (second) await waitForText(second, step);
+    } else if (step.copy !== undefined) {
+      await doubleClickWord(page, step.copy);
+      await page.waitForFunction(async (word) => (await navigator.clipboard.readText()) === word, step.copy, {
+        timeout: 10000,
+        polling: 200,
+      });
+    } else if (step.paste !== undefined) {
+      await page.evaluate((text) => navigator.clipboard.writeText(text), step.paste);
+      await page.click('.xterm');
+      await page.keyboard.press('Control+Shift+V');
     } else if (step.reopen) {
       await page.close();
       page = await context.newPage();
@@ -180,6 +212,8 @@ async function checkStudent(browser, c) {
     viewport: { width: 900, height: 480 },
     ...(credentials ? { httpCredentials: credentials } : {}),
   });
+  // The clipboard steps read and write it as the page would.
+  await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: new URL(c.url).origin });
   let page = await context.newPage();
   try {
     if (c.no_prompt) {
