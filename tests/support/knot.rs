@@ -23,6 +23,8 @@ pub const TUNNEL_TARGET: &str = "tunnel.lab.example.test";
 /// A knotd child process serving [`ZONE`]; killed when dropped.
 pub struct Knot {
     pub _child: tokio::process::Child,
+    /// The network namespace knotd listens in (its 127.0.0.1), None: this process's.
+    pub netns: Option<String>,
     pub port: u16,
     pub secret: String,
     pub secret_512: String,
@@ -60,8 +62,26 @@ pub fn random_secret_512() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
+/// `program`, run in `netns` (`ip netns exec`, which execs it: the pid stays the program's) or here.
+fn command_in(netns: Option<&str>, program: &Path) -> std::process::Command {
+    match netns {
+        Some(ns) => {
+            let mut c = std::process::Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => std::process::Command::new(program),
+    }
+}
+
 impl Knot {
     pub async fn start() -> Knot {
+        Self::start_in(None).await
+    }
+
+    /// Knot listening on 127.0.0.1 of network namespace `netns` (e.g. the rig's, for a provider that
+    /// runs there); queried there too.
+    pub async fn start_in(netns: Option<&str>) -> Knot {
         let knotd = find_tool("knotd", "knot");
         find_tool("kdig", "knot-dnsutils");
         let dir = tempfile::tempdir().unwrap();
@@ -112,7 +132,7 @@ zone:
         std::fs::write(dir.path().join(format!("{ZONE}.zone")), zone).unwrap();
         std::fs::create_dir_all(dir.path().join("db")).unwrap();
         let log = std::fs::File::create(dir.path().join("knotd.log")).unwrap();
-        let child = tokio::process::Command::new(knotd)
+        let child = tokio::process::Command::from(command_in(netns, &knotd))
             .arg("-c")
             .arg(dir.path().join("knot.conf"))
             .stdout(Stdio::null())
@@ -120,7 +140,7 @@ zone:
             .kill_on_drop(true)
             .spawn()
             .expect("starting knotd");
-        let knot = Knot { _child: child, port, secret, secret_512, dir };
+        let knot = Knot { _child: child, netns: netns.map(String::from), port, secret, secret_512, dir };
         knot.wait_ready().await;
         knot
     }
@@ -145,7 +165,7 @@ zone:
     }
 
     fn query(&self, name: &str, rr_type: &str) -> Result<Vec<String>, String> {
-        let out = std::process::Command::new(find_tool("kdig", "knot-dnsutils"))
+        let out = command_in(self.netns.as_deref(), &find_tool("kdig", "knot-dnsutils"))
             .arg("@127.0.0.1")
             .args(["-p", &self.port.to_string(), "+noall", "+header", "+answer", "+timeout=2", "+retry=0"])
             .args([name, rr_type])
@@ -163,7 +183,7 @@ zone:
             "server 127.0.0.1 {}\nzone {ZONE}.\nkey hmac-sha256:{KEY_NAME} {}\n{commands}\nsend\n",
             self.port, self.secret
         );
-        let mut child = std::process::Command::new(find_tool("knsupdate", "knot-dnsutils"))
+        let mut child = command_in(self.netns.as_deref(), &find_tool("knsupdate", "knot-dnsutils"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
