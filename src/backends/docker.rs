@@ -388,6 +388,18 @@ impl DockerClient {
             .create_container(Some(options), create_body(spec))
             .await
             .map_err(self.container_err("creating", &spec.name))?;
+        // The other networks before the first start, one by one: Docker takes several endpoints
+        // at create only from API 1.44 on. A container that cannot join them all is removed.
+        for network in &spec.extra_networks {
+            let request = bollard::models::NetworkConnectRequest {
+                container: response.id.clone(),
+                endpoint_config: Some(EndpointSettings::default()),
+            };
+            if let Err(e) = self.docker.connect_network(network, request).await {
+                let _ = self.remove_container(&response.id).await;
+                return Err(self.network_err("connecting a container to", network)(e));
+            }
+        }
         Ok(response.id)
     }
 
@@ -655,15 +667,9 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         }),
         ..Default::default()
     };
-    // Every network at create (Docker API 1.44+ takes several endpoints), so the container never
-    // starts half-connected.
+    // `extra_networks` are joined after create (`create_container`).
     let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
-        endpoints_config: Some(
-            std::iter::once(net)
-                .chain(&spec.extra_networks)
-                .map(|n| (n.clone(), EndpointSettings::default()))
-                .collect(),
-        ),
+        endpoints_config: Some(HashMap::from([(net.clone(), EndpointSettings::default())])),
     });
     ContainerCreateBody {
         image: Some(spec.image.clone()),
@@ -886,6 +892,14 @@ mod tests {
         other.requested_publish[0].host_port = Some(8001);
         other.mounts[0].read_only = false;
         assert_eq!(spec.mismatches(&other, &image_labels), ["image", "published ports", "mounts"]);
+        // A lab network joined besides the first: both must be there, and nothing more.
+        let mut lab = spec.clone();
+        lab.extra_networks = vec!["lab-ada".into()];
+        assert_eq!(lab.mismatches(&found, &image_labels), ["network"]);
+        let mut both = found.clone();
+        both.networks.insert("lab-ada".into(), None);
+        assert_eq!(lab.mismatches(&both, &image_labels), Vec::<&str>::new());
+        assert_eq!(spec.mismatches(&both, &image_labels), ["network"]);
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub struct LabNetworkState {
     pub terminal_range: Attr<String>,
     pub terminals: Attr<bool>,
     pub docker_network: Attr<String>,
+    pub active: Attr<bool>,
     pub timeouts: Option<Timeouts>,
 }
 
@@ -79,6 +80,10 @@ fn network_block() -> Block {
             computed(
                 "docker_network",
                 "Name of the Docker network for the lab's terminals (null without `terminals`).",
+            ),
+            Attribute::bool("active").computed().keep_prior().description(
+                "Whether the network runs. One stopped outside Terraform (`virsh net-destroy`) reads `false`, and \
+                 the plan starts it again in place.",
             ),
             computed("host_address", "The host's address on the network: the guests' gateway and DNS server."),
             computed("dhcp_range", "First and last address DHCP hands out, as `first-last`."),
@@ -205,6 +210,10 @@ impl Resource for NetworkResource {
         }
         let terminals_gone =
             req.prior.as_ref().is_some_and(|p| p.terminals.known() == Some(&true) && p.docker_network.is_null());
+        // Stopped out of band: planned to run again (update starts it).
+        if req.prior.as_ref().is_some_and(|p| p.active.known() == Some(&false)) {
+            planned.active = Attr::Known(true);
+        }
         let mut out = Planned::new(planned);
         if terminals_gone {
             out.requires_replace.push(AttrPath::root("docker_network"));
@@ -293,7 +302,7 @@ impl Resource for NetworkResource {
         Ok(Some(state))
     }
 
-    /// Everything but `timeouts` replaces the network; a stopped network is started again.
+    /// Everything but `timeouts` replaces the network; a stopped one is started again (`active`).
     async fn update(
         &self,
         _prior: LabNetworkState,
@@ -485,6 +494,7 @@ fn refresh_state(state: &mut LabNetworkState, info: &NetworkInfo) {
     state.id = Attr::Known(s.uuid.clone());
     state.name = Attr::Known(s.name.clone());
     state.bridge = s.bridge.clone().into();
+    state.active = Attr::Known(info.active);
     if let Some(plan) = state.cidr.known().and_then(|c| lab_cidr(c).ok()) {
         fill_addresses(state, &plan);
     }
