@@ -1,13 +1,15 @@
 //! lab_network through the real terraform, inside the rig (real libvirtd, dockerd, TCG guests):
 //! - `two_labs_of_two_vms_each`: examples/multi-vm-lab for two students, two machines each (4
 //!   guests, 512 MiB). From inside the guests (over SSH, bash's /dev/tcp): A1 reads A2's SSH
-//!   banner; A1 reads nothing from B1 or B2, nor B1 from A1; each lab reads a banner served on the
+//!   banner; A1 reads nothing from B1 or B2, nor B1 from A1, even with a default route through the
+//!   host (so the firewall stops them, not a missing route); each lab reads a banner served on the
 //!   host's address of its own network. From inside each lab's terminal container (busybox nc):
 //!   its own first machine answers, the other lab's does not. Chromium opens each session URL and
 //!   finds the first machine's hostname, never another's. Destroy leaves no libvirt network,
 //!   bridge, Docker network, domain or overlay (each checked with a listing that must succeed).
 //! - `drift_import_and_leftovers`: a lab network alone (no guests). Removed out of band (`virsh
-//!   net-destroy` + `net-undefine`) -> the plan creates it again; forgotten by the state -> an
+//!   net-destroy` + `net-undefine`) -> the plan creates it again; stopped (`net-destroy`) -> the
+//!   plan starts it in place; forgotten by the state -> an
 //!   apply adopts it (same UUID: the marker says it is ours and it matches); imported -> empty
 //!   plan; a network of the planned name without the marker -> the apply refuses it with an
 //!   import block and leaves it alone.
@@ -182,7 +184,14 @@ fn two_labs_of_two_vms_each() {
         assert!(h.starts_with("rc=0 lab-host-ok"), "{s}-one cannot reach the host {}:{host_port}: {h}", host(s));
         println!("{s}-one -> {s}-two:22: {peer}; -> host {}: {h}", host(s));
     }
-    // Across labs: nothing.
+    // Across labs: nothing. Isolated networks hand out no default route, so first give each first
+    // machine one through its host (students have sudo): what stops them must be the firewall.
+    for s in students {
+        let key = key(s, "one").to_string_lossy().into_owned();
+        let route = format!("sudo -n ip route replace default via {} && ip route", host(s));
+        let out = rig_exec(&support::guest_ssh(&key, &format!("student@{}", ip(s, "one")), &route));
+        assert!(out.status.success(), "{s}-one: {route}: {}", String::from_utf8_lossy(&out.stderr));
+    }
     for (me, other) in [("a", "b"), ("b", "a")] {
         for m in machines {
             let got = probe(&key(me, "one"), &ip(me, "one"), &ip(other, m), 22);
@@ -252,6 +261,15 @@ fn drift_import_and_leftovers() {
     assert!(docker_networks().contains(&name), "no Docker network for the terminals");
     let plan = ws.plan();
     assert_eq!(plan.code, 0, "re-plan not empty:\n{}", plan.stdout);
+
+    // Stopped out of band: planned to start in place, and started.
+    rig_ok(&["virsh", "-q", "net-destroy", &name]);
+    let plan = ws.terraform(&["plan", "-no-color"]).ok("plan after out-of-band stop");
+    assert_eq!(plan_counts(&plan.stdout), (0, 1, 0), "{}", plan.stdout);
+    ws.apply(&[]);
+    let info = rig_ok(&["virsh", "-q", "net-info", &name]);
+    assert!(info.lines().any(|l| l.starts_with("Active:") && l.ends_with("yes")), "not started again:\n{info}");
+    assert_eq!(net_uuid(&name), uuid, "a stopped network was replaced, not started");
 
     // Removed out of band: planned again, and made again.
     rig_ok(&["virsh", "-q", "net-destroy", &name]);
