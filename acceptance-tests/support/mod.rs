@@ -142,6 +142,12 @@ impl Workspace {
         Self::copy_of(&repo_root().join("examples").join(name))
     }
 
+    /// Like `example`, but terraform runs inside the rig's netns with rig.env loaded.
+    pub fn example_in_rig(name: &str) -> Self {
+        rig_env_file();
+        Workspace { in_rig: true, ..Self::example(name) }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

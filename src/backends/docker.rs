@@ -159,6 +159,8 @@ pub struct ContainerSpec {
     pub hostname: Option<String>,
     /// Docker network to join instead of the default bridge.
     pub network: Option<String>,
+    /// Networks joined besides `network` (a lab's network, for its VMs).
+    pub extra_networks: Vec<String>,
     pub publish: Vec<PortPublish>,
     /// Ports exposed without publishing (e.g. for a reverse proxy on the same network).
     pub expose: Vec<u16>,
@@ -187,7 +189,9 @@ impl ContainerSpec {
         check(info.labels == expected_labels, "labels");
         check(self.hostname.as_ref().is_none_or(|h| info.hostname.as_ref() == Some(h)), "hostname");
         let network = self.network.as_deref().unwrap_or(DEFAULT_NETWORK);
-        check(info.networks.len() == 1 && info.networks.contains_key(network), "network");
+        let wanted = 1 + self.extra_networks.len();
+        let joined = std::iter::once(network).chain(self.extra_networks.iter().map(String::as_str));
+        check(info.networks.len() == wanted && joined.into_iter().all(|n| info.networks.contains_key(n)), "network");
         let sorted_ports = |ports: &[PortPublish]| {
             let mut ports = ports.to_vec();
             ports.sort_by(|a, b| {
@@ -225,6 +229,23 @@ pub struct NetworkInfo {
     pub labels: BTreeMap<String, String>,
     /// Names of the containers attached to it.
     pub containers: Vec<String>,
+    /// `com.docker.network.bridge.name`, when the network names its bridge.
+    pub bridge: Option<String>,
+    /// The first IPAM subnet.
+    pub subnet: Option<String>,
+    pub internal: bool,
+}
+
+/// Where `create_network_on_bridge` puts a network: an existing bridge and its subnet, with the
+/// host's address on it as the gateway and `ip_range` (inside `subnet`) for the containers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnBridge {
+    pub bridge: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub ip_range: String,
+    /// No route beyond the bridge: containers reach only what is on it.
+    pub internal: bool,
 }
 
 /// A file to place in a container before it starts.
@@ -383,6 +404,18 @@ impl DockerClient {
             .create_container(Some(options), create_body(spec))
             .await
             .map_err(self.container_err("creating", &spec.name))?;
+        // The other networks before the first start, one by one: Docker takes several endpoints
+        // at create only from API 1.44 on. A container that cannot join them all is removed.
+        for network in &spec.extra_networks {
+            let request = bollard::models::NetworkConnectRequest {
+                container: response.id.clone(),
+                endpoint_config: Some(EndpointSettings::default()),
+            };
+            if let Err(e) = self.docker.connect_network(network, request).await {
+                let _ = self.remove_container(&response.id).await;
+                return Err(self.network_err("connecting a container to", network)(e));
+            }
+        }
         Ok(response.id)
     }
 
@@ -538,6 +571,40 @@ impl DockerClient {
         Ok(created.id)
     }
 
+    /// A bridge network on `on.bridge`, a Linux bridge someone else made (a libvirt network's):
+    /// containers on it share that bridge's link with whatever else is plugged in. Docker leaves
+    /// a bridge it did not create in place when the network is removed. Returns its id.
+    pub async fn create_network_on_bridge(
+        &self,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        on: &OnBridge,
+    ) -> Result<String, DockerError> {
+        let options = HashMap::from([
+            ("com.docker.network.bridge.name".to_string(), on.bridge.clone()),
+            ("com.docker.network.bridge.enable_ip_masquerade".to_string(), "false".to_string()),
+        ]);
+        let request = bollard::models::NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            internal: Some(on.internal),
+            options: Some(options),
+            ipam: Some(bollard::models::Ipam {
+                config: Some(vec![bollard::models::IpamConfig {
+                    subnet: Some(on.subnet.clone()),
+                    gateway: Some(on.gateway.clone()),
+                    ip_range: Some(on.ip_range.clone()),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            labels: Some(labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect()),
+            ..Default::default()
+        };
+        let created = self.docker.create_network(request).await.map_err(self.network_err("creating", name))?;
+        Ok(created.id)
+    }
+
     /// Inspect by id or name; `None` when no such network exists.
     pub async fn inspect_network(&self, network: &str) -> Result<Option<NetworkInfo>, DockerError> {
         match self.docker.inspect_network(network, None).await {
@@ -545,11 +612,16 @@ impl DockerClient {
                 let mut containers: Vec<String> =
                     n.containers.unwrap_or_default().into_values().filter_map(|c| c.name).collect();
                 containers.sort();
+                let bridge = n.options.as_ref().and_then(|o| o.get("com.docker.network.bridge.name").cloned());
+                let subnet = n.ipam.as_ref().and_then(|i| i.config.as_ref()).and_then(|c| c.first()?.subnet.clone());
                 Ok(Some(NetworkInfo {
                     id: n.id.unwrap_or_default(),
                     name: n.name.unwrap_or_default(),
                     labels: n.labels.unwrap_or_default().into_iter().collect(),
                     containers,
+                    bridge,
+                    subnet,
+                    internal: n.internal.unwrap_or(false),
                 }))
             }
             Err(e) if is_not_found(&e) => Ok(None),
@@ -638,6 +710,7 @@ pub fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
         }),
         ..Default::default()
     };
+    // `extra_networks` are joined after create (`create_container`).
     let networking_config = spec.network.as_ref().map(|net| NetworkingConfig {
         endpoints_config: Some(HashMap::from([(net.clone(), EndpointSettings::default())])),
     });
@@ -862,6 +935,14 @@ mod tests {
         other.requested_publish[0].host_port = Some(8001);
         other.mounts[0].read_only = false;
         assert_eq!(spec.mismatches(&other, &image_labels), ["image", "published ports", "mounts"]);
+        // A lab network joined besides the first: both must be there, and nothing more.
+        let mut lab = spec.clone();
+        lab.extra_networks = vec!["lab-ada".into()];
+        assert_eq!(lab.mismatches(&found, &image_labels), ["network"]);
+        let mut both = found.clone();
+        both.networks.insert("lab-ada".into(), None);
+        assert_eq!(lab.mismatches(&both, &image_labels), Vec::<&str>::new());
+        assert_eq!(spec.mismatches(&both, &image_labels), ["network"]);
     }
 
     #[test]

@@ -4,5 +4,6 @@ pub mod dns;
 pub mod docker;
 pub mod domain_xml;
 pub mod libvirt;
+pub mod network_xml;
 pub mod qcow2;
 pub mod seed;

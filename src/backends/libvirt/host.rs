@@ -12,9 +12,12 @@ use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
 use virt::enumutil::Enum;
 use virt::error::ErrorNumber;
+use virt::network::Network;
 use virt::sys;
 
-use super::wire::{AddressSource, Envelope, GuestAddress, HostInfo, RawVmInfo, Reply, Request, VmState};
+use super::wire::{
+    AddressSource, Envelope, GuestAddress, HostInfo, RawNetworkInfo, RawVmInfo, Reply, Request, VmState,
+};
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -106,7 +109,7 @@ fn handle(conn: &OnceLock<Connect>, request: Request) -> Result<serde_json::Valu
         Request::Addresses { name, source } => json(addresses(&domain(conn, &name)?, source)?),
         Request::NetworkExists { network } => match conn.lookup_network_by_name(&network) {
             Ok(_) => json(true),
-            Err(e) if e.code() == Enum::Known(ErrorNumber::NoNetwork) => json(false),
+            Err(e) if is_no_network(&e) => json(false),
             Err(e) => Err(text(e)),
         },
         Request::HostInfo => {
@@ -124,7 +127,56 @@ fn handle(conn: &OnceLock<Connect>, request: Request) -> Result<serde_json::Valu
             let doms = conn.list_all_domains(0).map_err(text)?;
             json(doms.iter().map(|d| d.name().map_err(text)).collect::<Result<Vec<_>>>()?)
         }
+        Request::NetworkDefine { xml } => {
+            json(conn.define_network_xml(&xml).map_err(text)?.uuid_string().map_err(text)?)
+        }
+        Request::NetworkStart { name } => {
+            let net = conn.lookup_network_by_name(&name).map_err(text)?;
+            match net.is_active().map_err(text)? {
+                true => json(()),
+                false => json(net.create().map_err(text)?),
+            }
+        }
+        Request::NetworkStop { name } => {
+            let Some(net) = network_if_any(conn, &name)? else { return json(()) };
+            match net.destroy() {
+                Err(e) if !(is_operation_invalid(&e) || is_no_network(&e)) => Err(text(e)),
+                _ => json(()),
+            }
+        }
+        Request::NetworkUndefine { name } => {
+            let Some(net) = network_if_any(conn, &name)? else { return json(()) };
+            match net.undefine() {
+                Err(e) if !is_no_network(&e) => Err(text(e)),
+                _ => json(()),
+            }
+        }
+        Request::NetworkLookup { name } => json(network_if_any(conn, &name)?.map(|n| network_info(&n)).transpose()?),
+        Request::NetworkLookupUuid { uuid } => {
+            let net = match conn.lookup_network_by_uuid_string(&uuid) {
+                Ok(n) => Some(n),
+                Err(e) if is_no_network(&e) => None,
+                Err(e) => return Err(text(e)),
+            };
+            json(net.map(|n| network_info(&n)).transpose()?)
+        }
     }
+}
+
+fn is_no_network(e: &virt::error::Error) -> bool {
+    e.code() == Enum::Known(ErrorNumber::NoNetwork)
+}
+
+fn network_if_any(conn: &Connect, name: &str) -> Result<Option<Network>> {
+    match conn.lookup_network_by_name(name) {
+        Ok(n) => Ok(Some(n)),
+        Err(e) if is_no_network(&e) => Ok(None),
+        Err(e) => Err(text(e)),
+    }
+}
+
+fn network_info(net: &Network) -> Result<RawNetworkInfo> {
+    Ok(RawNetworkInfo { active: net.is_active().map_err(text)?, xml: net.xml_desc(0).map_err(text)? })
 }
 
 fn json(value: impl serde::Serialize) -> Result<serde_json::Value> {

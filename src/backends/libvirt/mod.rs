@@ -21,8 +21,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use super::domain_xml::{DomainSummary, DomainXmlError};
+use super::network_xml::{NetworkSummary, NetworkXmlError};
 pub use wire::{AddressSource, GuestAddress, HostInfo, VmState};
-use wire::{Envelope, RawVmInfo, Reply, Request};
+use wire::{Envelope, RawNetworkInfo, RawVmInfo, Reply, Request};
 
 /// File name of the helper binary; it lives in the provider binary's directory.
 pub const HELPER_NAME: &str = "terraform-provider-lab-libvirt";
@@ -38,6 +39,8 @@ pub enum LibvirtError {
     Call { what: String, message: String },
     #[error("{what}: {source}")]
     Xml { what: String, source: DomainXmlError },
+    #[error("{what}: {source}")]
+    NetworkXml { what: String, source: NetworkXmlError },
     /// libvirtd does not answer at `uri` (stopped, restarting, or a wrong socket).
     #[error(
         "{what}: libvirtd at {uri} does not answer ({message}). Check that libvirtd is running \
@@ -55,6 +58,14 @@ pub struct VmInfo {
     pub autostart: bool,
     /// Parsed live XML (inactive XML when shut off).
     pub summary: DomainSummary,
+}
+
+/// A defined network as the provider sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkInfo {
+    pub active: bool,
+    /// Parsed live XML (inactive XML when stopped).
+    pub summary: NetworkSummary,
 }
 
 /// One libvirt connection (one helper process at a time), cloned cheaply; safe to share between
@@ -186,6 +197,41 @@ impl Libvirt {
         self.call("listing domains".into(), Request::DomainNames).await
     }
 
+    /// Define (persist) a network from XML; returns its UUID.
+    pub async fn define_network(&self, xml: String) -> Result<String, LibvirtError> {
+        self.call("defining network".into(), Request::NetworkDefine { xml }).await
+    }
+
+    /// Start a defined network (its bridge, dnsmasq and firewall rules). Running already is fine.
+    pub async fn start_network(&self, name: &str) -> Result<(), LibvirtError> {
+        self.call(format!("starting network {name}"), Request::NetworkStart { name: name.into() }).await
+    }
+
+    /// Stop a network: its bridge goes, guests attached to it lose their link. Stopped or gone is fine.
+    pub async fn stop_network(&self, name: &str) -> Result<(), LibvirtError> {
+        self.call(format!("stopping network {name}"), Request::NetworkStop { name: name.into() }).await
+    }
+
+    /// Remove a network's definition. Gone already is fine.
+    pub async fn undefine_network(&self, name: &str) -> Result<(), LibvirtError> {
+        self.call(format!("undefining network {name}"), Request::NetworkUndefine { name: name.into() }).await
+    }
+
+    /// `None` when no network has that name.
+    pub async fn lookup_network(&self, name: &str) -> Result<Option<NetworkInfo>, LibvirtError> {
+        let what = format!("looking up network {name}");
+        let raw: Option<RawNetworkInfo> = self.call(what.clone(), Request::NetworkLookup { name: name.into() }).await?;
+        raw.map(|r| network_info(r, what)).transpose()
+    }
+
+    /// `None` when no network has that UUID.
+    pub async fn lookup_network_uuid(&self, uuid: &str) -> Result<Option<NetworkInfo>, LibvirtError> {
+        let what = format!("looking up network with UUID {uuid}");
+        let raw: Option<RawNetworkInfo> =
+            self.call(what.clone(), Request::NetworkLookupUuid { uuid: uuid.into() }).await?;
+        raw.map(|r| network_info(r, what)).transpose()
+    }
+
     fn current(&self) -> Arc<Helper> {
         self.inner.helper.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -267,6 +313,11 @@ async fn ask<T: DeserializeOwned>(helper: &Helper, what: String, request: Reques
 fn vm_info(raw: RawVmInfo, what: String) -> Result<VmInfo, LibvirtError> {
     let summary = DomainSummary::parse(&raw.xml).map_err(|source| LibvirtError::Xml { what, source })?;
     Ok(VmInfo { state: raw.state, autostart: raw.autostart, summary })
+}
+
+fn network_info(raw: RawNetworkInfo, what: String) -> Result<NetworkInfo, LibvirtError> {
+    let summary = NetworkSummary::parse(&raw.xml).map_err(|source| LibvirtError::NetworkXml { what, source })?;
+    Ok(NetworkInfo { active: raw.active, summary })
 }
 
 /// The running helper: one writer task owns its stdin (so a cancelled call never leaves half a

@@ -52,6 +52,28 @@ pub enum Request {
     },
     HostInfo,
     DomainNames,
+    /// Define (persist) a network from XML; replies with its UUID.
+    NetworkDefine {
+        xml: String,
+    },
+    /// Start a defined network; running already is fine.
+    NetworkStart {
+        name: String,
+    },
+    /// Stop a network; not running, or gone, is fine.
+    NetworkStop {
+        name: String,
+    },
+    /// Remove a network's definition; gone already is fine.
+    NetworkUndefine {
+        name: String,
+    },
+    NetworkLookup {
+        name: String,
+    },
+    NetworkLookupUuid {
+        uuid: String,
+    },
 }
 
 impl Request {
@@ -113,6 +135,13 @@ pub struct RawVmInfo {
     pub state: VmState,
     pub autostart: bool,
     /// Live XML (inactive XML when shut off).
+    pub xml: String,
+}
+
+/// A defined network as libvirt reports it; the provider side parses the XML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawNetworkInfo {
+    pub active: bool,
     pub xml: String,
 }
 

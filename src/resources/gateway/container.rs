@@ -155,6 +155,7 @@ impl GatewaySettings {
             labels: self.labels(),
             hostname: Some(self.name.clone()),
             network: Some(self.network().to_string()),
+            extra_networks: Vec::new(),
             publish,
             expose: Vec::new(),
             restart_unless_stopped: true,

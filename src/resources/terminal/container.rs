@@ -14,7 +14,8 @@ use std::net::IpAddr;
 use super::validate::validate_user_label;
 use super::{
     Credential, DEFAULT_ENTRYPOINT, DEFAULT_IMAGE, DEFAULT_SSH_USER, KEY_PATH, LABEL_GATEWAY_REF, LABEL_HOSTNAME,
-    LABEL_KEY_SHA256, LABEL_NETWORK, LABEL_TARGET, LABEL_TERMINAL, LABEL_TRAEFIK, Publish, TTYD_PORT, TerminalState,
+    LABEL_KEY_SHA256, LABEL_LAB_NETWORK, LABEL_NETWORK, LABEL_TARGET, LABEL_TERMINAL, LABEL_TRAEFIK, Publish,
+    TTYD_PORT, TerminalState,
 };
 use crate::backends::docker::{ContainerInfo, ContainerSpec, PortPublish};
 use crate::lifecycle::MANAGED_LABEL;
@@ -83,6 +84,8 @@ pub struct TerminalSettings {
     pub ssh_user: String,
     pub image: String,
     pub network: Option<String>,
+    /// A lab network's Docker network, joined besides `network` (or the gateway's).
+    pub lab_network: Option<String>,
     pub hostname: Option<String>,
     /// `gateway` as configured; `route` is what that gateway says, resolved before use.
     pub gateway_ref: Option<String>,
@@ -126,6 +129,7 @@ impl TerminalSettings {
             ssh_user: s.ssh_user.known().cloned().unwrap_or_else(|| DEFAULT_SSH_USER.into()),
             image: s.image.known().cloned().unwrap_or_else(|| DEFAULT_IMAGE.into()),
             network: s.network.known().cloned(),
+            lab_network: s.lab_network.known().cloned(),
             hostname: s.hostname.known().cloned(),
             gateway_ref: s.gateway.known().cloned(),
             route: None,
@@ -208,6 +212,9 @@ impl TerminalSettings {
         if let Some(n) = &self.network {
             labels.insert(LABEL_NETWORK.into(), n.clone());
         }
+        if let Some(n) = &self.lab_network {
+            labels.insert(LABEL_LAB_NETWORK.into(), n.clone());
+        }
         if let (Some(route), Some(host)) = (&self.route, &self.hostname) {
             self.gateway_labels(route, host, &mut labels);
             return labels;
@@ -272,6 +279,7 @@ impl TerminalSettings {
             labels: self.labels(key_sha256),
             hostname: Some(self.name.clone()),
             network: self.route.as_ref().map(|r| r.network.clone()).or_else(|| self.network.clone()),
+            extra_networks: self.lab_network.iter().cloned().collect(),
             publish: self
                 .publish
                 .iter()
@@ -364,6 +372,7 @@ pub(super) fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap
         image: Attr::Known(info.image.clone()),
         pull_image: Attr::Known(false),
         network: label(LABEL_NETWORK).into(),
+        lab_network: label(LABEL_LAB_NETWORK).into(),
         hostname: label(LABEL_HOSTNAME).into(),
         gateway: label(LABEL_GATEWAY_REF).into(),
         traefik: Attr::Known(traefik),

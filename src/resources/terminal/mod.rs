@@ -57,18 +57,21 @@ const LABEL_TERMINAL: &str = "lab.terminal";
 const LABEL_TARGET: &str = "lab.target";
 const LABEL_HOSTNAME: &str = "lab.hostname";
 const LABEL_NETWORK: &str = "lab.network";
+/// The `lab_network` value as configured, for import.
+const LABEL_LAB_NETWORK: &str = "lab.lab-network";
 const LABEL_TRAEFIK: &str = "lab.traefik";
 /// SHA-256 of the private key: lets an imported terminal match its configured key without
 /// replacement. A digest of a random key reveals nothing about it.
 const LABEL_KEY_SHA256: &str = "lab.ssh_key_sha256";
 /// The `gateway` value as configured (id or name of the lab_gateway), for import.
 const LABEL_GATEWAY_REF: &str = "lab.gateway.ref";
-const RESERVED_LABELS: [&str; 9] = [
+const RESERVED_LABELS: [&str; 10] = [
     MANAGED_LABEL,
     LABEL_TERMINAL,
     LABEL_TARGET,
     LABEL_HOSTNAME,
     LABEL_NETWORK,
+    LABEL_LAB_NETWORK,
     LABEL_TRAEFIK,
     LABEL_KEY_SHA256,
     LABEL_GATEWAY,
@@ -107,6 +110,7 @@ pub struct TerminalState {
     pub image: Attr<String>,
     pub pull_image: Attr<bool>,
     pub network: Attr<String>,
+    pub lab_network: Attr<String>,
     pub hostname: Attr<String>,
     pub gateway: Attr<String>,
     pub traefik: Attr<bool>,
@@ -199,6 +203,11 @@ fn schema_block() -> Block {
                     .optional()
                     .description("Docker network to join (e.g. Traefik's network). Default: Docker's default bridge."),
             ),
+            replace(Attribute::string("lab_network").optional().description(
+                "Docker network of the student's `lab_network` (`lab_network.<name>.docker_network`), joined \
+                 besides the gateway's: the terminal reaches that lab's VMs over their own bridge, and no other \
+                 lab's (see ARCHITECTURE.md, \"Lab networks\").",
+            )),
             replace(Attribute::string("hostname").optional().description(
                 "Hostname students open, usually `lab_session.<name>.hostname`. Needed with `traefik = true`.",
             )),

@@ -59,6 +59,9 @@ pub(super) fn validate_config(config: &TerminalState) -> Diagnostics {
     if let Some(v) = config.network.known() {
         check(&mut diags, root("network"), validate_network(v));
     }
+    if let Some(v) = config.lab_network.known() {
+        check(&mut diags, root("lab_network"), validate_network(v));
+    }
     if let Some(v) = config.gateway.known() {
         check(&mut diags, root("gateway"), validate_network(v));
     }

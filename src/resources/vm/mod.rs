@@ -114,7 +114,7 @@ fn vm_block() -> Block {
             s("network")
                 .default_str("default")
                 .requires_replace()
-                .description("libvirt network the VM's interface joins."),
+                .description("libvirt network the VM's interface joins, e.g. `lab_network.<name>.name`."),
             s("domain_type")
                 .default_str("kvm")
                 .requires_replace()
