@@ -131,12 +131,6 @@ impl Workspace {
         self
     }
 
-    /// Like `example`, but terraform runs inside the rig's netns with rig.env loaded.
-    pub fn example_in_rig(name: &str) -> Self {
-        rig_env_file();
-        Workspace { in_rig: true, ..Self::example(name) }
-    }
-
     /// Copies an example under `examples/` (its README and CI files are ignored by terraform).
     pub fn example(name: &str) -> Self {
         Self::copy_of(&repo_root().join("examples").join(name))
