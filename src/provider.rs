@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::protocol::resource::{ErasedDataSource, ErasedResource, erase_data_source, erase_resource};
 use crate::protocol::{AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Provider, Schema};
+use crate::resources::console::ConsoleResource;
 use crate::resources::gateway::GatewayResource;
 use crate::resources::session::SessionResource;
 use crate::resources::sessions::SessionsDataSource;
@@ -60,6 +61,7 @@ impl Provider for LabProvider {
             erase_resource(VmResource::new(self.handle.clone())),
             erase_resource(TerminalResource::new(self.handle.clone())),
             erase_resource(GatewayResource::new(self.handle.clone())),
+            erase_resource(ConsoleResource::new(self.handle.clone())),
         ]
     }
 
