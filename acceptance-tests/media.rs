@@ -80,6 +80,13 @@ fn guest_label(key: &Path, ip: &str, want: Option<&str>) -> Option<String> {
     }
 }
 
+/// The CD-ROM `<disk>` element of a domain's XML (up to its `</disk>`).
+fn cdrom_drive(xml: &str) -> &str {
+    let drive =
+        xml.split("<disk ").find(|d| d.contains("device='cdrom'")).unwrap_or_else(|| panic!("no CD-ROM:\n{xml}"));
+    drive.split("</disk>").next().unwrap_or(drive)
+}
+
 fn boot_id(key: &Path, ip: &str) -> String {
     ssh_ok(key, ip, "cat /proc/sys/kernel/random/boot_id")
 }
@@ -151,7 +158,7 @@ fn cdrom_is_inserted_changed_and_ejected_in_a_running_guest() {
         let ip = out["ip"].as_str().unwrap_or_else(|| panic!("no ip: {out}")).to_string();
         assert_eq!(out["cdrom"], isos[0].to_string_lossy().as_ref());
         let xml = virsh_ok(&["dumpxml", &name]);
-        let drive = xml.split("<disk ").find(|d| d.contains("device='cdrom'")).unwrap_or_else(|| panic!("{xml}"));
+        let drive = cdrom_drive(&xml);
         assert!(drive.contains(&format!("<source file='{}'", isos[0].display())), "{drive}");
         assert!(drive.contains("<readonly/>"), "the CD-ROM is not read-only:\n{drive}");
         assert_eq!(guest_label(&key, &ip, Some(&labels[0])).as_deref(), Some(labels[0].as_str()));
@@ -187,7 +194,7 @@ fn cdrom_is_inserted_changed_and_ejected_in_a_running_guest() {
         assert!(code != 0 && err.contains("No medium found"), "reading the ejected drive: {code} {out} {err}");
         assert_eq!(boot_id(&key, &ip), boot, "the guest rebooted for an eject");
         let xml = virsh_ok(&["dumpxml", "--inactive", &name]);
-        let drive = xml.split("<disk ").find(|d| d.contains("device='cdrom'")).unwrap_or_else(|| panic!("{xml}"));
+        let drive = cdrom_drive(&xml);
         assert!(!drive.contains("<source"), "the definition still holds a medium:\n{drive}");
         assert_eq!(ws.output_json()["vm"]["value"]["cdrom"], serde_json::Value::Null);
         let plan = ws.plan();
