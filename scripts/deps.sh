@@ -22,10 +22,11 @@ BUILD_PKGS=(libvirt-dev pkg-config gcc libc6-dev)
 # qemu-utils that conflicts with bookworm's; any qemu-img/qemu-io is enough, checked as commands below.
 # file, xz-utils: rig/build-image.sh (static busybox check, compressed kernel modules); binutils:
 # readelf in tests/libvirt_helper.rs; util-linux: flock/setsid (rig.sh), blkid (seed unit test);
-# tmux, ncurses-base: the persistent sessions of the rig's terminal image (binary + terminfo entries).
+# tmux, ncurses-base: the persistent sessions of the rig's terminal image (binary + terminfo entries);
+# xorriso: the ISO images acc_media inserts into guests (users bring their own ISOs; the provider never makes one).
 RIG_PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 dnsmasq-base iptables docker.io socat
   debootstrap busybox-static e2fsprogs iproute2 openssh-client ca-certificates python3-websockets curl
-  file xz-utils binutils util-linux tmux ncurses-base)
+  file xz-utils binutils util-linux tmux ncurses-base xorriso)
 DNS_PKGS=(knot knot-dnsutils)
 BROWSER_PKGS=(chromium)
 

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 
 use crate::protocol::resource::{ErasedDataSource, ErasedResource, erase_data_source, erase_resource};
 use crate::protocol::{AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Provider, Schema};
+use crate::resources::console::ConsoleResource;
 use crate::resources::gateway::GatewayResource;
 use crate::resources::network::NetworkResource;
 use crate::resources::session::SessionResource;
@@ -62,6 +63,7 @@ impl Provider for LabProvider {
             erase_resource(NetworkResource::new(self.handle.clone())),
             erase_resource(TerminalResource::new(self.handle.clone())),
             erase_resource(GatewayResource::new(self.handle.clone())),
+            erase_resource(ConsoleResource::new(self.handle.clone())),
         ]
     }
 

@@ -3,7 +3,7 @@
 //! import.
 
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use quick_xml::Writer;
 use quick_xml::events::{BytesText, Event};
@@ -82,8 +82,14 @@ pub struct DomainSpec {
     /// `<port isolated='yes'/>`: guests on the same bridge cannot reach each other.
     pub isolated: bool,
     pub graphics: bool,
+    /// ISO image in the domain's CD-ROM drive; the drive itself is always there (see `write_cdrom`).
+    pub cdrom: Option<PathBuf>,
     pub metadata: LabMetadata,
 }
+
+/// Target of the CD-ROM drive every domain gets: the IDE bus of the `pc` machine is built into
+/// qemu, so the drive needs no controller of its own.
+pub const CDROM_TARGET: &str = "hdc";
 
 impl DomainSpec {
     pub fn new(name: &str, disk: PathBuf, network: &str) -> Self {
@@ -100,6 +106,7 @@ impl DomainSpec {
             mac: None,
             isolated: true,
             graphics: false,
+            cdrom: None,
             metadata: LabMetadata::default(),
         }
     }
@@ -126,6 +133,7 @@ impl DomainSpec {
             ("network", found.network.as_ref() == Some(&self.network)),
             ("isolated", found.isolated == self.isolated),
             ("graphics", found.graphics.is_some() == self.graphics),
+            ("cdrom", found.cdrom_drive && found.cdrom == self.cdrom),
             ("metadata", found.metadata == self.metadata),
         ];
         checks.into_iter().filter(|(_, same)| !same).map(|(field, _)| field).collect()
@@ -219,6 +227,7 @@ impl DomainSpec {
                 },
             )?;
         }
+        write_cdrom(w, self.cdrom.as_deref())?;
         w.create_element("interface").with_attribute(("type", "network")).write_inner_content(|w| {
             w.create_element("source").with_attribute(("network", self.network.as_str())).write_empty()?;
             if let Some(mac) = &self.mac {
@@ -256,6 +265,30 @@ impl DomainSpec {
     }
 }
 
+/// The CD-ROM drive, with `iso` in it or empty. Every domain has the drive from its definition on:
+/// an IDE drive cannot be hot-plugged, but its medium can be changed in a running guest
+/// (`virDomainUpdateDeviceFlags` with [`cdrom_device_xml`]). Read-only: the ISO is never written.
+fn write_cdrom(w: &mut Writer<Cursor<Vec<u8>>>, iso: Option<&Path>) -> std::io::Result<()> {
+    w.create_element("disk").with_attributes([("type", "file"), ("device", "cdrom")]).write_inner_content(|w| {
+        w.create_element("driver").with_attributes([("name", "qemu"), ("type", "raw")]).write_empty()?;
+        if let Some(iso) = iso {
+            w.create_element("source").with_attribute(("file", iso.to_string_lossy().as_ref())).write_empty()?;
+        }
+        w.create_element("target").with_attributes([("dev", CDROM_TARGET), ("bus", "ide")]).write_empty()?;
+        w.create_element("readonly").write_empty()?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// The CD-ROM drive's `<disk>` element alone, with `iso` inserted (or none: ejected), as
+/// `virDomainUpdateDeviceFlags` takes it.
+pub fn cdrom_device_xml(iso: Option<&Path>) -> Result<String, DomainXmlError> {
+    let mut w = Writer::new_with_indent(Cursor::new(Vec::new()), b' ', 2);
+    write_cdrom(&mut w, iso).map_err(|source| DomainXmlError::Write { name: "the CD-ROM drive".into(), source })?;
+    String::from_utf8(w.into_inner().into_inner()).map_err(|e| DomainXmlError::Parse(e.to_string()))
+}
+
 fn text(w: &mut Writer<Cursor<Vec<u8>>>, tag: &str, value: &str) -> std::io::Result<()> {
     w.create_element(tag).write_text_content(BytesText::new(value))?;
     Ok(())
@@ -281,6 +314,10 @@ pub struct DomainSummary {
     pub graphics: Option<(String, Option<String>)>,
     /// pty path of the serial console while the domain runs.
     pub console_pty: Option<String>,
+    /// The domain has a CD-ROM drive (domains defined before `cdrom` existed have none).
+    pub cdrom_drive: bool,
+    /// The ISO in the first CD-ROM drive; `None` when the tray is empty.
+    pub cdrom: Option<PathBuf>,
     /// The domain carries this provider's ownership marker: a `<metadata>` child `<lab:vm>` that
     /// declares `xmlns:lab` as [`LAB_XMLNS`] (what `DomainSpec::to_xml` writes).
     pub lab_marker: bool,
@@ -369,6 +406,7 @@ impl DomainSummary {
                             match (device.as_deref(), readonly) {
                                 (Some("disk"), true) if s.seed.is_none() => s.seed = file,
                                 (Some("disk"), false) if s.disk.is_none() => s.disk = file,
+                                (Some("cdrom"), _) if !s.cdrom_drive => (s.cdrom_drive, s.cdrom) = (true, file),
                                 _ => {}
                             }
                         }
@@ -504,8 +542,39 @@ mod tests {
         assert_eq!(back.metadata.hostname.as_deref(), Some(evil));
         assert_eq!(back.network.as_deref(), Some("net'\"<&>"));
         assert_eq!(back.disk, Some(s.disk.clone()));
-        // Exactly one disk of each kind: the injected element did not become a device.
-        assert_eq!(xml.matches("<disk ").count(), 2, "{xml}");
+        // Exactly one disk of each kind (overlay, seed, CD-ROM): the injected element did not become a device.
+        assert_eq!(xml.matches("<disk ").count(), 3, "{xml}");
+    }
+
+    #[test]
+    fn every_domain_has_a_read_only_cdrom_drive_empty_or_with_its_iso() {
+        let mut s = spec();
+        let empty = DomainSummary::parse(&s.to_xml().unwrap()).unwrap();
+        assert!(empty.cdrom_drive);
+        assert_eq!(empty.cdrom, None);
+        s.cdrom = Some(PathBuf::from("/iso/tools&<'1'>.iso"));
+        let xml = s.to_xml().unwrap();
+        let back = DomainSummary::parse(&xml).unwrap();
+        assert_eq!(back.cdrom, s.cdrom);
+        assert_eq!(s.differences(&back), Vec::<&str>::new());
+        assert_eq!(s.differences(&empty), ["cdrom"]);
+        // Not the seed, not the overlay.
+        assert_eq!(back.disk, Some(s.disk.clone()));
+        assert_eq!(back.seed, s.seed);
+        // A domain of an older provider, without the drive, differs even with no ISO planned.
+        s.cdrom = None;
+        let no_drive = DomainSummary { cdrom_drive: false, ..empty.clone() };
+        assert_eq!(s.differences(&no_drive), ["cdrom"]);
+
+        let device = cdrom_device_xml(Some(Path::new("/iso/b.iso"))).unwrap();
+        assert_eq!(
+            device,
+            "<disk type=\"file\" device=\"cdrom\">\n  <driver name=\"qemu\" type=\"raw\"/>\n  \
+             <source file=\"/iso/b.iso\"/>\n  <target dev=\"hdc\" bus=\"ide\"/>\n  <readonly/>\n</disk>"
+        );
+        let eject = cdrom_device_xml(None).unwrap();
+        assert!(!eject.contains("<source") && eject.contains("<readonly/>"), "{eject}");
+        assert!(xml.contains("<target dev=\"hdc\" bus=\"ide\"/>"), "{xml}");
     }
 
     #[test]
@@ -548,6 +617,8 @@ mod tests {
         assert_eq!(s.seed.as_deref(), Some(std::path::Path::new("/v/a-seed.img")));
         assert_eq!(s.console_pty.as_deref(), Some("/dev/pts/7"));
         assert_eq!(s.graphics, Some(("vnc".into(), Some("5900".into()))));
+        assert!(s.cdrom_drive);
+        assert_eq!(s.cdrom.as_deref(), Some(std::path::Path::new("/iso/other.iso")));
         assert!(s.isolated);
         assert!(DomainSummary::parse("<domain/>").is_err());
     }

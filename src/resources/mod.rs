@@ -1,5 +1,6 @@
 //! Terraform resources: schema, plan and CRUD, top-down. They know nothing of wire formats.
 
+pub mod console;
 mod docker_client;
 pub mod gateway;
 pub mod network;

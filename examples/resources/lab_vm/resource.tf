@@ -19,6 +19,9 @@ resource "lab_vm" "student" {
 
   ssh_authorized_keys = [file("${path.module}/keys/student_ed25519.pub")]
 
+  # An ISO in the VM's CD-ROM drive: change or remove this line to swap or eject it in place.
+  cdrom = "/var/lib/libvirt/images/iso/os101-tools.iso"
+
   timeouts {
     create = "5m"
   }

@@ -97,6 +97,7 @@ fn handle(conn: &OnceLock<Connect>, request: Request) -> Result<serde_json::Valu
             }
         }
         Request::SetAutostart { name, on } => json(domain(conn, &name)?.set_autostart(on).map_err(text)?),
+        Request::ChangeMedia { name, device_xml } => json(change_media(&domain(conn, &name)?, &device_xml)?),
         Request::Lookup { name } => json(domain_if_any(conn, &name)?.map(|d| vm_info(&d)).transpose()?),
         Request::LookupUuid { uuid } => {
             let dom = match conn.lookup_domain_by_uuid_string(&uuid) {
@@ -205,6 +206,18 @@ fn domain_if_any(conn: &Connect, name: &str) -> Result<Option<Domain>> {
         Err(e) if is_no_domain(&e) => Ok(None),
         Err(e) => Err(text(e)),
     }
+}
+
+/// A media change of a drive that exists: in the running guest too when the domain runs (qemu's
+/// tray opens and closes, the guest sees a media change event, no restart), and always in the
+/// persistent definition. FORCE: a guest that locked the tray (a mounted disc) does not block it.
+fn change_media(dom: &Domain, device_xml: &str) -> Result<()> {
+    let mut flags = sys::VIR_DOMAIN_AFFECT_CONFIG | sys::VIR_DOMAIN_DEVICE_MODIFY_FORCE;
+    if dom.is_active().map_err(text)? {
+        flags |= sys::VIR_DOMAIN_AFFECT_LIVE;
+    }
+    dom.update_device_flags(device_xml, flags).map_err(text)?;
+    Ok(())
 }
 
 fn vm_info(dom: &Domain) -> Result<RawVmInfo> {

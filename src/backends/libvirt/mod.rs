@@ -20,7 +20,7 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
-use super::domain_xml::{DomainSummary, DomainXmlError};
+use super::domain_xml::{DomainSummary, DomainXmlError, cdrom_device_xml};
 use super::network_xml::{NetworkSummary, NetworkXmlError};
 pub use wire::{AddressSource, GuestAddress, HostInfo, VmState};
 use wire::{Envelope, RawNetworkInfo, RawVmInfo, Reply, Request};
@@ -162,6 +162,17 @@ impl Libvirt {
     pub async fn set_autostart(&self, name: &str, on: bool) -> Result<(), LibvirtError> {
         let what = format!("setting autostart={on} on domain {name}");
         self.call(what, Request::SetAutostart { name: name.into(), on }).await
+    }
+
+    /// Insert `iso` into the domain's CD-ROM drive, or eject it (`None`): live when the domain
+    /// runs, and in its definition. The domain must have the drive (every `DomainSpec` does).
+    pub async fn change_media(&self, name: &str, iso: Option<&Path>) -> Result<(), LibvirtError> {
+        let what = match iso {
+            Some(iso) => format!("inserting {} into the CD-ROM drive of domain {name}", iso.display()),
+            None => format!("ejecting the CD-ROM of domain {name}"),
+        };
+        let device_xml = cdrom_device_xml(iso).map_err(|source| LibvirtError::Xml { what: what.clone(), source })?;
+        self.call(what, Request::ChangeMedia { name: name.into(), device_xml }).await
     }
 
     /// `None` when no domain has that name.

@@ -37,6 +37,12 @@ pub enum Request {
         name: String,
         on: bool,
     },
+    /// Put the medium of `device_xml` (a CD-ROM `<disk>`) into the domain's drive of the same
+    /// target: in the running guest and in the persistent definition.
+    ChangeMedia {
+        name: String,
+        device_xml: String,
+    },
     Lookup {
         name: String,
     },

@@ -147,8 +147,18 @@ pub async fn http_status(
     hostname: &str,
     credential: Option<(&str, &str)>,
 ) -> Result<u16, RouteProbeError> {
+    http_status_at(address, hostname, "/", credential).await
+}
+
+/// The status `GET <path>` for `hostname` gets through the gateway.
+pub async fn http_status_at(
+    address: Option<(SocketAddr, bool)>,
+    hostname: &str,
+    path: &str,
+    credential: Option<(&str, &str)>,
+) -> Result<u16, RouteProbeError> {
     let (addr, tls) = address.ok_or(RouteProbeError::NoAddress)?;
-    let url = url(hostname, addr, tls, "/");
+    let url = url(hostname, addr, tls, path);
     let fail = |why: String| RouteProbeError::Http { url: url.clone(), addr, why };
     let mut request = client(hostname, addr).map_err(fail)?.get(&url);
     if let Some((user, password)) = credential {

@@ -47,6 +47,8 @@ pub(super) struct VmConfig {
     pub(super) autostart: bool,
     pub(super) isolated: bool,
     pub(super) graphics: bool,
+    /// ISO in the CD-ROM drive (media.rs: changed in place, not by redefinition).
+    pub(super) cdrom: Option<PathBuf>,
     pub(super) wait_for: WaitFor,
     pub(super) create_timeout: Duration,
     pub(super) delete_timeout: Duration,
@@ -82,6 +84,7 @@ impl VmConfig {
             autostart: s.autostart.known().copied().unwrap_or(false),
             isolated: s.isolated.known().copied().unwrap_or(true),
             graphics: s.graphics.known().copied().unwrap_or(false),
+            cdrom: s.cdrom.known().map(PathBuf::from),
             wait_for: match s.wait_for.known().map(String::as_str) {
                 Some("ip") => WaitFor::Ip,
                 Some("none") => WaitFor::None,
@@ -143,6 +146,7 @@ impl VmConfig {
         spec.mac = Some(mac);
         spec.isolated = self.isolated;
         spec.graphics = self.graphics;
+        spec.cdrom = self.cdrom.clone();
         spec.metadata = LabMetadata {
             base_image: Some(self.base_image.to_string_lossy().into_owned()),
             user: Some(self.user.clone()),
@@ -224,6 +228,10 @@ mod tests {
         c.running = Attr::Known(false);
         c.autostart = Attr::Known(true);
         assert!(!VmConfig::from_state(&c).unwrap().definition_differs(&a), "running/autostart need no redefine");
+        c.cdrom = Attr::Known("/iso/tools.iso".into());
+        let with_iso = VmConfig::from_state(&c).unwrap();
+        assert!(!with_iso.definition_differs(&a), "a medium is changed in place, not redefined");
+        assert_eq!(with_iso.domain_spec(None, String::new(), None).cdrom, Some(PathBuf::from("/iso/tools.iso")));
         c.memory_mb = Attr::Known(1024);
         assert!(VmConfig::from_state(&c).unwrap().definition_differs(&a));
     }

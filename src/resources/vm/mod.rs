@@ -10,6 +10,7 @@
 
 mod config;
 mod guest;
+mod media;
 mod orphan;
 mod validate;
 
@@ -72,6 +73,7 @@ pub struct LabVmState {
     pub autostart: Attr<bool>,
     pub isolated: Attr<bool>,
     pub graphics: Attr<bool>,
+    pub cdrom: Attr<String>,
     pub wait_for: Attr<String>,
     pub ip: Attr<String>,
     pub mac: Attr<String>,
@@ -156,6 +158,12 @@ fn vm_block() -> Block {
             Attribute::bool("graphics")
                 .default_bool(false)
                 .description("Add a VNC display listening on 127.0.0.1 of the libvirt host."),
+            s("cdrom").optional().description(
+                "Absolute path of an ISO image on the libvirt host, in the VM's CD-ROM drive (read-only; never \
+                 written). Inserted, changed and ejected (unset) in place: a running guest sees a media change, \
+                 with no restart. Checked to be a readable file at plan time when libvirt is local. Every VM has \
+                 the drive, empty when unset.",
+            ),
             s("wait_for").default_str("ssh").description(
                 "What create waits for: `ssh` (an SSH banner on port 22 of the VM's address), `ip` (a DHCP \
                  lease) or `none`.",
@@ -235,6 +243,9 @@ impl Resource for VmResource {
                 format!("`{base}` does not exist on this host (libvirt at {uri} is local)."),
             )
             .into());
+        }
+        if uri_is_local(&uri) {
+            media::check_on_host(&planned)?;
         }
         if (planned.ssh_authorized_keys.known().is_some_and(|k| !k.is_empty()))
             && planned.kernel.is_null()
@@ -333,7 +344,7 @@ impl Resource for VmResource {
         })?;
         let mut was_active = is_active(info.state);
         let old = VmConfig::from_state(&prior)?;
-        let redefine = cfg.definition_differs(&old);
+        let redefine = cfg.definition_differs(&old) || media::needs_drive(&cfg, &info.summary);
         if redefine {
             let uuid = prior.id.known().cloned().unwrap_or(info.summary.uuid.clone());
             let mac = prior.mac.known().cloned().or(info.summary.mac.clone()).unwrap_or_else(random_mac);
@@ -355,6 +366,8 @@ impl Resource for VmResource {
                 stop_gracefully(&lv, &name, shutdown_grace(cfg.delete_timeout), ctx).await?;
                 was_active = false;
             }
+        } else {
+            media::apply(&lv, &cfg, &info.summary).await?;
         }
         if !cfg.running && was_active {
             stop_gracefully(&lv, &name, shutdown_grace(cfg.delete_timeout), ctx).await?;
@@ -615,6 +628,7 @@ async fn refresh_state(state: &mut LabVmState, info: &VmInfo, lv: &Libvirt, just
     state.autostart = Attr::Known(info.autostart);
     state.state = Attr::Known(info.state.as_str().to_string());
     state.mac = s.mac.clone().into();
+    state.cdrom = media::read(s).into();
     if let Some(disk) = &s.disk {
         state.overlay_path = Attr::Known(disk.to_string_lossy().into_owned());
     }

@@ -79,6 +79,7 @@ pub(super) fn validate_config(c: &LabVmState) -> Diagnostics {
             }
         }
     }
+    super::media::validate(c, &mut d);
     if let Err(bad) = parse_timeouts(c) {
         d.extend(bad);
     }
