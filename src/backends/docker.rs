@@ -1,6 +1,6 @@
 //! Docker containers and networks through bollard: connect, create, upload files before start,
-//! start, stop, remove, inspect, find by label, image presence (pull only when asked); networks
-//! created, inspected and removed.
+//! start, stop, remove, inspect, find by label, run a command in a running container (exec),
+//! image presence (pull only when asked); networks created, inspected and removed.
 //!
 //! Typed in and out: `ContainerSpec` describes a container to make, `ContainerInfo` is what
 //! inspect reports. Nothing here knows about Terraform.
@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
+use bollard::container::LogOutput;
 use bollard::errors::Error as BollardError;
+use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding};
 use bollard::query_parameters::{
     CreateContainerOptions, CreateImageOptions, ListContainersOptions, RemoveContainerOptions, StopContainerOptions,
@@ -72,6 +74,20 @@ pub enum DockerError {
     },
     #[error("network `{network}` on {host} still has containers attached: {}", containers.join(", "))]
     NetworkInUse { network: String, host: String, containers: Vec<String> },
+}
+
+/// What a command run in a container printed, and its exit code (None: Docker did not say).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: Option<i64>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl ExecOutput {
+    pub fn succeeded(&self) -> bool {
+        self.exit_code == Some(0)
+    }
 }
 
 /// TLS material for `tcp://` daemons, as Docker lays it out in `DOCKER_CERT_PATH`.
@@ -455,6 +471,33 @@ impl DockerClient {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.container_err("inspecting", container)(e)),
         }
+    }
+
+    /// Run `argv` in a running container (no shell, no tty) and collect what it printed. A command
+    /// that cannot start (not in the image) is an `ExecOutput` with Docker's exit code 126/127.
+    pub async fn exec(&self, container: &str, argv: &[&str]) -> Result<ExecOutput, DockerError> {
+        let err = || self.container_err("running a command in", container);
+        let options = CreateExecOptions {
+            cmd: Some(argv.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(container, options).await.map_err(err())?;
+        let mut out = ExecOutput::default();
+        if let StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec.id, None).await.map_err(err())?
+        {
+            while let Some(chunk) = output.try_next().await.map_err(err())? {
+                match chunk {
+                    LogOutput::StdOut { message } => out.stdout.push_str(&String::from_utf8_lossy(&message)),
+                    LogOutput::StdErr { message } => out.stderr.push_str(&String::from_utf8_lossy(&message)),
+                    _ => {}
+                }
+            }
+        }
+        out.exit_code = self.docker.inspect_exec(&exec.id).await.map_err(err())?.exit_code;
+        Ok(out)
     }
 
     /// Ids and names of all containers (running or not) carrying label `key=value`.

@@ -482,7 +482,7 @@ fn now_seconds() -> OffsetDateTime {
     now.replace_nanosecond(0).unwrap_or(now)
 }
 
-fn format_time(t: OffsetDateTime) -> String {
+pub(crate) fn format_time(t: OffsetDateTime) -> String {
     // Rfc3339 formatting only fails for years outside 0..=9999.
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
 }

@@ -1,5 +1,12 @@
 //! What a terminal container looks like: ttyd's argv, the labels, the container spec and the URL;
 //! and, side by side, the import-time parser that reads a state back from them.
+//!
+//! A persistent terminal (`persistent = true`) runs every browser connection as a tmux client of
+//! one session inside the container, so the session outlives the connection: ttyd runs
+//! `tmux new-session -A -s TMUX_SESSION`, whose one window runs the ssh command in a reconnect loop.
+//! The session name and the socket are a contract other tools rely on: the instructor's read-only
+//! view attaches with `tmux -S TMUX_SOCKET attach-session -r -t TMUX_SESSION` (see `tmux_argv`), and
+//! the activity read (`ready::read_activity`) asks the same server.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -16,6 +23,55 @@ use crate::resources::gateway::route::{ENTRYPOINT_HTTP, ENTRYPOINT_HTTPS, Gatewa
 use crate::validate::{invalid, missing, port};
 
 // --- what the container looks like ---
+
+/// The tmux session every browser of a persistent terminal attaches to. Contract: do not rename
+/// (the instructor's view and the activity read find the session by it).
+pub const TMUX_SESSION: &str = "lab";
+/// tmux's server socket in the container: a fixed path rather than tmux's per-uid default, so that
+/// `docker exec` (as any user that can read it) and a second ttyd find the server. Contract, as
+/// `TMUX_SESSION`.
+pub const TMUX_SOCKET: &str = "/tmp/lab-tmux.sock";
+/// Server options, set on every attach (idempotent): a long scrollback (tmux's history is what
+/// survives a reconnect), no status bar (students expect a plain terminal), a short escape delay
+/// (vim's Esc).
+const TMUX_OPTIONS: [(&str, &str); 3] = [("history-limit", "10000"), ("status", "off"), ("escape-time", "10")];
+/// The command the tmux window runs: the ssh command given as its arguments (`"$@"`, so no user
+/// value is ever parsed by a shell), again whenever it ends, after a visible message and a backoff
+/// of 1 s doubling to 8 s (back to 1 s after a connection that lasted 30 s).
+pub const RECONNECT_LOOP: &str = r#"delay=1
+while :; do
+  started=$(date +%s)
+  "$@"
+  status=$?
+  [ $(( $(date +%s) - started )) -lt 30 ] || delay=1
+  printf '
+[lab] The connection to the VM ended (ssh exit %s). Reconnecting in %s s...
+' "$status" "$delay"
+  sleep "$delay"
+  [ "$delay" -ge 8 ] || delay=$((delay * 2))
+done"#;
+/// What `RECONNECT_LOOP` needs from the image besides `sh`: checked at create.
+pub const PERSISTENT_NEEDS: [&str; 3] = ["tmux", "sleep", "date"];
+
+/// `tmux -S TMUX_SOCKET <args>`: how anything in the container talks to the session's server.
+/// `-u`: UTF-8 whatever the locale says (ttyd's terminal is UTF-8).
+pub fn tmux_argv<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut argv = vec!["tmux", "-u", "-S", TMUX_SOCKET];
+    argv.extend_from_slice(args);
+    argv
+}
+
+/// ttyd's command for a persistent terminal, up to the ssh command: start the server without a
+/// config file (an image's ~/.tmux.conf must not change the contract), set the options, then
+/// attach to the session, creating it with the reconnect loop if it does not exist.
+fn tmux_session_command() -> Vec<String> {
+    let mut args = vec!["-f", "/dev/null", "start-server", ";"];
+    for (option, value) in TMUX_OPTIONS {
+        args.extend(["set-option", "-g", option, value, ";"]);
+    }
+    args.extend(["new-session", "-A", "-s", TMUX_SESSION, "--", "sh", "-c", RECONNECT_LOOP, "lab-reconnect"]);
+    tmux_argv(&args).into_iter().map(String::from).collect()
+}
 
 /// The resolved, validated settings a container is built from (no secrets except the credential,
 /// which ttyd only takes on its command line).
@@ -39,6 +95,7 @@ pub struct TerminalSettings {
     pub credential: Option<(String, String)>,
     pub writable: bool,
     pub max_clients: Option<i64>,
+    pub persistent: bool,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -80,6 +137,7 @@ impl TerminalSettings {
             credential,
             writable: s.writable.known().copied().unwrap_or(true),
             max_clients: s.max_clients.known().copied(),
+            persistent: s.persistent.known().copied().unwrap_or(true),
             labels: match s.labels.known() {
                 None => BTreeMap::new(),
                 Some(map) => map
@@ -94,8 +152,9 @@ impl TerminalSettings {
         })
     }
 
-    /// ttyd's arguments, then the ssh command it runs. Every user value is one argv element
-    /// (no shell), validated above; `--` keeps the host from being read as an ssh option.
+    /// ttyd's arguments, then (persistent) the tmux session, then the ssh command it runs. Every
+    /// user value is one argv element (no shell), validated above; `--` keeps the host from being
+    /// read as an ssh option.
     pub fn command(&self) -> Vec<String> {
         let mut cmd: Vec<String> = vec!["--port".into(), TTYD_PORT.to_string()];
         if self.writable {
@@ -108,6 +167,9 @@ impl TerminalSettings {
             cmd.extend(["--credential".into(), format!("{user}:{password}")]);
         }
         cmd.extend(["--client-option".into(), format!("titleFixed={}@{}", self.ssh_user, self.target_host)]);
+        if self.persistent {
+            cmd.extend(tmux_session_command());
+        }
         cmd.extend(
             [
                 "ssh",
@@ -313,12 +375,15 @@ pub(super) fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap
         publish: publish.into(),
         credential: credential.into(),
         writable: Attr::Known(ttyd_args.iter().any(|a| a == "--writable")),
+        persistent: Attr::Known(ttyd_args.iter().any(|a| a == "tmux")),
         max_clients: arg_after("--max-clients").and_then(|n| n.parse().ok()).into(),
         labels: settings_labels,
         running: Attr::Known(info.running),
         timeouts: None,
         url: Attr::Null,
         ready: Attr::Known(info.running),
+        last_activity_at: Attr::Null,
+        clients: Attr::Null,
     };
     if let Ok(settings) = TerminalSettings::from_state(&state) {
         state.url = settings.url(info).map_or(Attr::Null, Attr::Known);
@@ -342,6 +407,28 @@ mod tests {
         assert_eq!(&cmd[cmd.len() - 6..], &["-p", "22", "-l", "student", "--", "10.10.10.20"]);
         assert!(!cmd.iter().any(|a| a.contains("PRIVATE KEY") || a.contains("AAAA")));
         assert!(!cmd.contains(&"--credential".to_string()));
+    }
+
+    #[test]
+    fn persistent_command_attaches_to_the_contract_session_and_loops_ssh() {
+        let s = TerminalSettings::from_state(&config()).unwrap();
+        assert!(s.persistent, "persistent by default");
+        let cmd = s.command();
+        let tmux = cmd.iter().position(|a| a == "tmux").unwrap();
+        let ssh = cmd.iter().position(|a| a == "ssh").unwrap();
+        assert_eq!(&cmd[tmux..tmux + 4], &["tmux", "-u", "-S", TMUX_SOCKET]);
+        let session = &cmd[tmux..ssh];
+        let new = session.iter().position(|a| a == "new-session").unwrap();
+        assert_eq!(&session[new..new + 4], &["new-session", "-A", "-s", TMUX_SESSION]);
+        // The loop is a constant; the ssh command follows it as its arguments.
+        assert_eq!(&session[session.len() - 4..], &["sh", "-c", RECONNECT_LOOP, "lab-reconnect"]);
+        assert!(!session.iter().any(|a| a.contains("10.10.10.20") || a.contains("student")));
+        assert_eq!(&cmd[cmd.len() - 2..], &["--", "10.10.10.20"]);
+
+        let mut c = config();
+        c.persistent = Attr::Known(false);
+        let cmd = TerminalSettings::from_state(&c).unwrap().command();
+        assert!(!cmd.iter().any(|a| a == "tmux"));
     }
 
     #[test]
@@ -411,6 +498,7 @@ mod tests {
         let state = state_from_container(&with_image_label, &BTreeMap::from([("image.stamp".into(), "1".into())]));
         let back = TerminalSettings::from_state(&state).unwrap();
         assert!(back == s, "imported settings differ");
+        assert_eq!(state.persistent, Attr::Known(true));
         assert_eq!(state.ssh_private_key, Attr::Null);
         assert_eq!(state.url, Attr::Known("https://lab-abc123.lab.example.edu".into()));
     }

@@ -33,7 +33,8 @@ mod validate;
 
 pub use container::{TerminalSettings, ttyd_address};
 use container::{state_from_container, user_labels};
-use ready::{probe_ttyd, resolve_gateway, wait_ready, wait_unrouted};
+pub use ready::{Activity, activity_of_hostname, read_activity};
+use ready::{check_persistent_image, probe_ttyd, resolve_gateway, wait_ready, wait_unrouted};
 use validate::validate_config;
 
 const TYPE_NAME: &str = "lab_terminal";
@@ -116,12 +117,15 @@ pub struct TerminalState {
     pub credential: Attr<Credential>,
     pub writable: Attr<bool>,
     pub max_clients: Attr<i64>,
+    pub persistent: Attr<bool>,
     /// Values may be unknown at plan time (e.g. another resource's id).
     pub labels: Attr<BTreeMap<String, Attr<String>>>,
     pub running: Attr<bool>,
     pub timeouts: Option<Timeouts>,
     pub url: Attr<String>,
     pub ready: Attr<bool>,
+    pub last_activity_at: Attr<String>,
+    pub clients: Attr<i64>,
 }
 
 // The key and the credential never reach logs, not even through `{:?}`.
@@ -267,6 +271,14 @@ fn schema_block() -> Block {
                     .optional()
                     .description("Maximum simultaneous browser connections (ttyd `-m`); unset: no limit."),
             ),
+            replace(Attribute::bool("persistent").default_bool(true).description(
+                "Keep the student's terminal in a tmux session inside the container that outlives the browser: \
+                 opening the URL again, or in a second tab, shows the same screen with its running jobs and \
+                 scrollback, and ssh reconnects (after a short backoff, with a message) when its connection \
+                 ends. Needs `tmux`, `sh`, `sleep` and `date` in `image` (checked at create); the upstream \
+                 `tsl0922/ttyd` image has no tmux and is refused at plan. `false`: every connection is a fresh \
+                 ssh login, and what ran in it ends when the page closes.",
+            )),
             replace(Attribute::of_type("labels", Type::Map(Box::new(Type::String))).optional().description(
                 "Extra container labels, e.g. `{ \"lab.session\" = lab_session.s.id }`. Keys the provider owns \
                  (`lab.managed`, `lab.terminal`, ...) and, with `traefik`, `traefik.*` are rejected. Docker cannot \
@@ -282,6 +294,15 @@ fn schema_block() -> Block {
             ),
             Attribute::bool("ready").computed().description(
                 "Whether ttyd answered HTTP (and, on create/start, the target's SSH port accepted a connection).",
+            ),
+            Attribute::string("last_activity_at").computed().description(
+                "When the student last typed into the terminal (RFC 3339, UTC), read from its tmux session on \
+                 every refresh; null before anyone opened it since the container started, and without \
+                 `persistent`. Output alone (a running job) is not activity.",
+            ),
+            Attribute::number("clients").computed().description(
+                "Browsers connected to the terminal's session right now, read on every refresh (0 when the \
+                 container is stopped); null without `persistent`.",
             ),
         ],
         blocks: vec![Timeouts::block(
@@ -418,6 +439,9 @@ impl Resource for TerminalResource {
                     .or_diag("Uploading the SSH key into the terminal container")?;
                 docker.start_container(&id).await.or_diag("Starting the terminal container")?;
             }
+            if settings.persistent {
+                check_persistent_image(docker, &id, &settings.image).await?;
+            }
             let started = std::time::Instant::now();
             let timeout = planned.create_timeout()?;
             let info = wait_ready(docker, &id, &settings, timeout, ctx).await?;
@@ -433,7 +457,8 @@ impl Resource for TerminalResource {
         }
         .await;
         let info = rollback.finish(result).await?;
-        Ok(state_from_info(planned, &info, &settings, true))
+        let state = state_from_info(planned, &info, &settings, true);
+        Ok(with_activity(docker, state, &info, &settings).await)
     }
 
     async fn read(&self, current: TerminalState, _ctx: &OpContext) -> Result<Option<TerminalState>, Diagnostics> {
@@ -451,7 +476,7 @@ impl Resource for TerminalResource {
         // Drift that Terraform should see: labels and image changed out of band.
         state.labels = user_labels(&info.labels, &image_labels, state.labels.clone());
         state.image = Attr::Known(info.image.clone());
-        Ok(Some(state))
+        Ok(Some(with_activity(docker, state, &info, &settings).await))
     }
 
     async fn update(
@@ -475,7 +500,8 @@ impl Resource for TerminalResource {
             wait_ready(docker, &id, &settings, planned.create_timeout()?, ctx).await?
         };
         let ready = info.running;
-        Ok(state_from_info(planned, &info, &settings, ready))
+        let state = state_from_info(planned, &info, &settings, ready);
+        Ok(with_activity(docker, state, &info, &settings).await)
     }
 
     async fn delete(&self, current: TerminalState, ctx: &OpContext) -> Result<(), Diagnostics> {
@@ -571,6 +597,34 @@ fn state_from_info(
     state
 }
 
+/// `last_activity_at` and `clients` from the session. A stopped container has no session (its
+/// last activity stays what was last seen); an answer that cannot be had is a warning in the log,
+/// not a failed refresh.
+async fn with_activity(
+    docker: &DockerClient,
+    mut state: TerminalState,
+    info: &ContainerInfo,
+    settings: &TerminalSettings,
+) -> TerminalState {
+    let seen = state.last_activity_at.known().cloned();
+    let (last, clients) = if !settings.persistent {
+        (None, None)
+    } else if !info.running {
+        (seen, Some(0))
+    } else {
+        match read_activity(docker, &info.id).await {
+            Ok(a) => (a.last_activity_at.or(seen), Some(a.clients)),
+            Err(e) => {
+                log::warn(&format!("{}: reading its session's activity: {}", settings.name, error_chain(&e)));
+                (seen, None)
+            }
+        }
+    };
+    state.last_activity_at = last.map_or(Attr::Null, Attr::Known);
+    state.clients = clients.map_or(Attr::Null, Attr::Known);
+    state
+}
+
 fn gone() -> Diagnostics {
     Diagnostic::error(
         "The terminal container is gone",
@@ -599,6 +653,7 @@ pub(super) mod tests {
             traefik_entrypoint: Attr::Known("websecure".into()),
             traefik_tls: Attr::Known(true),
             writable: Attr::Known(true),
+            persistent: Attr::Known(true),
             labels: Attr::Known(BTreeMap::from([("lab.session".into(), Attr::Known("abc123".into()))])),
             ..Default::default()
         }

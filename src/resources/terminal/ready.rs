@@ -3,13 +3,15 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::container::{TerminalSettings, ttyd_address};
-use super::{PROBE_INTERVAL, PROBE_TIMEOUT};
-use crate::backends::docker::{ContainerInfo, DockerClient};
+use super::container::{PERSISTENT_NEEDS, TMUX_SESSION, TerminalSettings, tmux_argv, ttyd_address};
+use super::{LABEL_HOSTNAME, LABEL_TERMINAL, PROBE_INTERVAL, PROBE_TIMEOUT};
+use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
+use crate::lifecycle::MANAGED_LABEL;
 use crate::lifecycle::wait_until;
 use crate::protocol::{AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext};
 use crate::resources::docker_client::{self, Poll};
 use crate::resources::gateway::route::{GatewayRoute, http_status, terminal_routed};
+use crate::resources::session::format_time;
 
 // --- readiness ---
 
@@ -62,6 +64,86 @@ pub(super) async fn wait_unrouted(
         }
     })
     .await;
+}
+
+// --- activity ---
+
+/// What a persistent terminal's tmux session says of its student: when they last typed (RFC 3339
+/// UTC; None before anyone attached) and how many browsers are attached now.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Activity {
+    pub last_activity_at: Option<String>,
+    pub clients: i64,
+}
+
+/// The format `read_activity` asks tmux for: the session's last input (epoch seconds; tmux
+/// updates it on a client's key press, not on output) and its attached clients.
+const ACTIVITY_FORMAT: &str = "#{session_activity} #{session_attached}";
+
+/// Ask the session's tmux server in the running container `id`. No server or no session (nobody
+/// has opened the URL since the container started) is no activity and no clients.
+pub async fn read_activity(docker: &DockerClient, id: &str) -> Result<Activity, DockerError> {
+    let argv = tmux_argv(&["display-message", "-p", "-t", TMUX_SESSION, ACTIVITY_FORMAT]);
+    let out = docker.exec(id, &argv).await?;
+    Ok(if out.succeeded() { parse_activity(&out.stdout).unwrap_or_default() } else { Activity::default() })
+}
+
+/// The terminal serving `hostname` (found by its ownership labels: `lab.managed`, `lab.terminal`
+/// and `lab.hostname`) and, when it is persistent and runs, its activity; stopped: 0 clients.
+pub async fn activity_of_hostname(
+    docker: &DockerClient,
+    hostname: &str,
+) -> Result<Option<(String, Option<Activity>)>, DockerError> {
+    for (id, name) in docker.find_by_label(LABEL_HOSTNAME, hostname).await? {
+        let Some(info) = docker.inspect_container(&id).await? else { continue };
+        let label = |k: &str| info.labels.get(k).map(String::as_str);
+        if label(MANAGED_LABEL) != Some("true") || label(LABEL_TERMINAL).is_none() {
+            continue;
+        }
+        let persistent = info.cmd.iter().any(|a| a == "tmux");
+        let activity = match (persistent, info.running) {
+            (false, _) => None,
+            (true, false) => Some(Activity::default()),
+            (true, true) => Some(read_activity(docker, &id).await?),
+        };
+        return Ok(Some((name, activity)));
+    }
+    Ok(None)
+}
+
+fn parse_activity(stdout: &str) -> Option<Activity> {
+    let mut fields = stdout.split_whitespace();
+    let activity: i64 = fields.next()?.parse().ok()?;
+    let clients: i64 = fields.next()?.parse().ok()?;
+    let at = time::OffsetDateTime::from_unix_timestamp(activity).ok()?;
+    Some(Activity { last_activity_at: Some(format_time(at)), clients })
+}
+
+/// A persistent terminal's image has what the tmux session and its reconnect loop run (ttyd only
+/// starts them when a browser connects, so a missing tmux would otherwise show only then).
+pub(super) async fn check_persistent_image(docker: &DockerClient, id: &str, image: &str) -> Result<(), Diagnostics> {
+    let script =
+        format!("for c in {}; do command -v \"$c\" >/dev/null || echo \"$c\"; done", PERSISTENT_NEEDS.join(" "));
+    let out = docker.exec(id, &["sh", "-c", &script]).await.or_diag("Checking the terminal image for tmux")?;
+    let missing: Vec<&str> = out.stdout.split_whitespace().collect();
+    if out.succeeded() && missing.is_empty() {
+        return Ok(());
+    }
+    let lacks = if out.succeeded() {
+        missing.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", ")
+    } else {
+        format!("a working `sh` ({}{})", out.stdout.trim(), out.stderr.trim())
+    };
+    Err(Diagnostic::attr_error(
+        AttrPath::root("persistent"),
+        "The terminal image cannot keep sessions",
+        format!(
+            "`persistent = true` runs each student's terminal in a tmux session with a reconnect loop, and image \
+             `{image}` has no {lacks}. Add them to the image (Debian: `apt-get install tmux`), or set \
+             `persistent = false`."
+        ),
+    )
+    .into())
 }
 
 /// ttyd answers `GET /` with 200 (with the credential when one is set).
@@ -122,4 +204,17 @@ pub(super) async fn wait_ready(
         Ok(info)
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_parses_tmux_fields() {
+        let a = parse_activity("1796191266 2\n").unwrap();
+        assert_eq!(a, Activity { last_activity_at: Some("2026-12-02T06:01:06Z".into()), clients: 2 });
+        assert_eq!(parse_activity(""), None);
+        assert_eq!(parse_activity("x 1"), None);
+    }
 }

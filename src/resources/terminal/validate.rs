@@ -2,9 +2,20 @@
 
 use std::net::IpAddr;
 
-use super::{RESERVED_LABELS, TerminalState};
-use crate::protocol::{AttrPath, Diagnostic, Diagnostics};
+use super::{DEFAULT_IMAGE, RESERVED_LABELS, TerminalState};
+use crate::protocol::{Attr, AttrPath, Diagnostic, Diagnostics};
 use crate::validate::{self, check, invalid};
+
+/// Whether `image` is upstream's `tsl0922/ttyd` (any tag or digest, with or without Docker Hub's
+/// registry): ttyd on Ubuntu with tini, no tmux, no ssh client.
+pub(super) fn is_upstream_image(image: &str) -> bool {
+    let repo = ["docker.io/", "index.docker.io/", "registry-1.docker.io/"]
+        .iter()
+        .find_map(|registry| image.strip_prefix(registry))
+        .unwrap_or(image);
+    let name = repo.split(['@', ':']).next().unwrap_or(repo);
+    name == "tsl0922/ttyd"
+}
 
 pub(super) fn validate_config(config: &TerminalState) -> Diagnostics {
     let mut diags = Diagnostics::new();
@@ -26,6 +37,24 @@ pub(super) fn validate_config(config: &TerminalState) -> Diagnostics {
     }
     if let Some(v) = config.image.known() {
         check(&mut diags, root("image"), validate::image(v));
+    }
+    // Unset means the default (true, and the upstream image).
+    let image = match &config.image {
+        Attr::Null => Some(DEFAULT_IMAGE),
+        other => other.known().map(String::as_str),
+    };
+    if config.persistent.known() != Some(&false)
+        && let Some(image) = image.filter(|i| is_upstream_image(i))
+    {
+        diags.push(Diagnostic::attr_error(
+            root("persistent"),
+            "The upstream ttyd image cannot keep sessions",
+            format!(
+                "`persistent` (default true) keeps the student's terminal in a tmux session inside the container, \
+                 and `{image}` has no tmux (nor an ssh client). Use an image that adds `tmux` and `openssh-client` \
+                 (see the lab_terminal docs), or set `persistent = false` for a fresh ssh login per connection."
+            ),
+        ));
     }
     if let Some(v) = config.network.known() {
         check(&mut diags, root("network"), validate_network(v));
@@ -124,9 +153,30 @@ mod tests {
 
     use super::*;
     use crate::lifecycle::Timeouts;
-    use crate::protocol::Attr;
     use crate::resources::terminal::tests::config;
     use crate::resources::terminal::{Credential, Publish};
+
+    #[test]
+    fn persistent_refuses_the_upstream_image_unless_turned_off() {
+        for image in ["tsl0922/ttyd:1.7.7", "docker.io/tsl0922/ttyd", "tsl0922/ttyd@sha256:ab"] {
+            assert!(is_upstream_image(image), "{image}");
+        }
+        for image in ["lab/ttyd-ssh:2", "registry.example.edu/tsl0922/ttyd:1.7.7", "tsl0922/ttyd-ssh"] {
+            assert!(!is_upstream_image(image), "{image}");
+        }
+        let mut c = config();
+        c.image = Attr::Null; // the default
+        c.persistent = Attr::Null;
+        let diags = validate_config(&c);
+        assert_eq!(diags.0.len(), 1, "{diags:?}");
+        assert_eq!(diags.0[0].attribute, Some(AttrPath::root("persistent")));
+        assert!(diags.0[0].detail.contains("persistent = false"), "{}", diags.0[0].detail);
+        c.persistent = Attr::Known(false);
+        assert!(validate_config(&c).is_empty());
+        c.persistent = Attr::Known(true);
+        c.image = Attr::Known("lab/ttyd-ssh:2".into());
+        assert!(validate_config(&c).is_empty());
+    }
 
     #[test]
     fn validation_names_the_attribute() {
