@@ -1,12 +1,15 @@
 //! The instructor's side end to end, inside the rig: `terraform apply` of a `lab_gateway` with an
-//! instructor credential, ann (a session, a VM and a terminal) and bob (a session and a terminal
-//! aimed at a stand-in SSH port, so his VM "does not answer"). Then, through the gateway: the
+//! instructor credential, ann and bob (a session and a terminal each, aimed at stand-in SSH ports:
+//! ann's answers with an SSH banner, so her "VM" runs; bob's does not). No VM boots. Then, through the gateway: the
 //! class hostname refuses a missing or wrong credential (401) and answers the right one; only
 //! the bcrypt hash is in the gateway's labels, never the password; a re-plan is empty (the hash
-//! is kept); Chromium opens the class page, which lists both students with their states and
-//! refreshes itself; its screenshot is saved. Destroy leaves no container or network.
+//! is kept). In Chromium, for each student: the watch route (`<url>/watch/`) refuses a missing or
+//! wrong credential (401); a second page on it sees the student's typed text within 1 s (printed);
+//! it cannot type into ann's session (read-only) and can into bob's (`watch_takeover`). Then the
+//! class page lists both students with their states and refreshes itself; its screenshot is
+//! saved. Destroy leaves no container or network.
 //!
-//! `flock /tmp/lab-boot.lock cargo test --test acc_watch -- --nocapture` (rig up; one VM).
+//! `cargo test --test acc_watch -- --nocapture` (rig up; no VM).
 //! Screenshots: $LAB_TEST_OUT or target/tmp/acc-watch/.
 
 mod support;
@@ -34,15 +37,17 @@ fn curl_status(args: &[&str]) -> Result<u16, String> {
     }
 }
 
-/// A stand-in SSH port inside the rig's netns: accepts and closes (no banner, so "not answering").
+/// A stand-in SSH port inside the rig's netns: accepts, sends `banner` (none: "not answering" on
+/// the class page; an SSH banner: "running") and closes.
 struct Listener(std::process::Child);
 
 impl Listener {
-    fn start(port: u16) -> Self {
+    fn start(port: u16, banner: &str) -> Self {
         let script = format!(
             "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
              s.bind(('0.0.0.0',{port}))\ns.listen(128)\ns.settimeout(1)\nend=time.time()+900\n\
-             while time.time()<end:\n  try:\n    c,_=s.accept()\n    c.close()\n  except socket.timeout:\n    pass\n"
+             while time.time()<end:\n  try:\n    c,_=s.accept()\n    c.sendall({banner:?}.encode())\n    \
+             time.sleep(0.2)\n    c.close()\n  except OSError:\n    pass\n"
         );
         let child = Command::new("ip")
             .args(["netns", "exec", &rig_var("LAB_NETNS"), "python3", "-c", &script])
@@ -85,26 +90,18 @@ fn instructor_credential_and_class_page_through_the_gateway() {
     let ws = Workspace::in_rig("watch");
     let run_id = format!("{:x}", std::process::id());
     let gateway = format!("watchtest-{run_id}");
-    let overlays = ws.path().join("overlays");
-    std::fs::create_dir_all(&overlays).expect("overlay dir");
     let http_port = 18900 + (std::process::id() % 400) as u16;
     let stand_in_port = 23000 + (std::process::id() % 1000) as u16;
-    let _stand_in = Listener::start(stand_in_port);
+    let banner_port = stand_in_port + 1;
+    let _stand_in = Listener::start(stand_in_port, "");
+    let _banner = Listener::start(banner_port, "SSH-2.0-standin\r\n");
     let password = format!("pw-{:016x}", rand::random::<u64>());
     let key = rig_var("LAB_SSH_KEY");
     let tfvars = format!(
-        "run_id = \"{run_id}\"\nbase_image = \"{}\"\nkernel = \"{}\"\ninitrd = \"{}\"\ncmdline = \"{}\"\n\
-         network = \"{}\"\ndomain_type = \"{}\"\nssh_private_key_file = \"{key}\"\nssh_public_key_file = \"{key}.pub\"\n\
-         overlay_dir = \"{}\"\nterminal_image = \"{}\"\ngateway_image = \"{}\"\nclass_page_image = \"{}\"\n\
+        "run_id = \"{run_id}\"\nssh_private_key_file = \"{key}\"\n\
+         terminal_image = \"{}\"\ngateway_image = \"{}\"\nclass_page_image = \"{}\"\n\
          http_port = {http_port}\nstand_in_host = \"{}\"\nstand_in_port = {stand_in_port}\n\
-         instructor_password = \"{password}\"\n",
-        rig_var("LAB_BASE_IMAGE"),
-        rig_var("LAB_KERNEL"),
-        rig_var("LAB_INITRD"),
-        rig_var("LAB_CMDLINE"),
-        rig_var("LAB_NETWORK"),
-        rig_var("LAB_DOMAIN_TYPE"),
-        overlays.display(),
+         banner_port = {banner_port}\ninstructor_password = \"{password}\"\n",
         rig_var("LAB_TERMINAL_IMAGE"),
         rig_var("LAB_GATEWAY_IMAGE"),
         // A rig.env written by an older rig.sh lacks it; the name is rig.sh's.
@@ -158,16 +155,40 @@ fn instructor_credential_and_class_page_through_the_gateway() {
 
     // Chromium: the class page lists both students with their states, and refreshes itself.
     let students = outputs["students"]["value"].clone();
+    for (student, takeover) in [("ann", false), ("bob", true)] {
+        let s = &students[student];
+        assert_eq!(s["watch_url"], format!("{}/watch/", s["url"].as_str().unwrap()), "{student}: {s}");
+        assert_eq!(s["ready"], true, "{student}: {s}");
+        let watch = s["watch_url"].as_str().unwrap();
+        assert_eq!(curl_status(&[watch]), Ok(401), "{student}: watch without credential");
+        assert_eq!(curl_status(&["-u", &format!("prof:{password}"), watch]), Ok(200), "{student}: watch");
+        // The student's own URL needs no credential and is not the watch view.
+        assert_eq!(curl_status(&[s["url"].as_str().unwrap()]), Ok(200), "{student}: session URL");
+        let _ = takeover;
+    }
     let case = serde_json::json!({
         "username": "prof",
         "password": password,
-        "students": [],
+        "students": [
+            { "name": "ann", "url": students["ann"]["url"], "watch_url": students["ann"]["watch_url"],
+              "takeover": false, "shell": false },
+            { "name": "bob", "url": students["bob"]["url"], "watch_url": students["bob"]["watch_url"],
+              "takeover": true, "shell": false },
+        ],
         "class_url": class_url,
     });
     let case_file = ws.path().join("watch-case.json");
     std::fs::write(&case_file, case.to_string()).unwrap();
     let out = out_dir();
     let results = watch_check(&case_file, &out);
+    for r in results.iter().filter(|r| r["check"] == "watch") {
+        assert_eq!(r["ok"], true, "{r}");
+        assert_eq!((r["no_credential_status"].as_u64(), r["wrong_credential_status"].as_u64()), (Some(401), Some(401)));
+        let latency = r["watch_latency_s"].as_f64().expect("latency");
+        println!("{}: typed text seen in the watch view after {latency:.3} s", r["name"]);
+        assert!(latency <= 1.0, "{r}");
+        assert_eq!(r["watch_typed_reached_student"], r["takeover"], "{r}");
+    }
     let page = results.iter().find(|r| r["check"] == "class_page").expect("class page result");
     assert_eq!(page["ok"], true, "{page}");
     let rows = page["rows"].as_array().expect("rows");
@@ -178,6 +199,8 @@ fn instructor_credential_and_class_page_through_the_gateway() {
         assert_eq!(row["url"], s["url"], "{row}");
         assert!(row["vm"].as_str().unwrap().starts_with(vm_state), "{student}: {row}");
         assert_eq!(row["expires"], s["expires"], "{row}");
+        assert!(row["activity"].as_str().unwrap().ends_with("ago"), "{student} opened their terminal: {row}");
+        assert_eq!(row["watch"], "watch", "{row}");
     }
     println!("class page: {rows:?}; screenshot {}", page["screenshot"]);
 

@@ -36,12 +36,34 @@ const readBuffer = () => {
   for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i)?.translateToString(true) ?? '');
   return lines.join('\n');
 };
+// Whether `text` is on the screen, wrapped lines joined.
 const bufferHas = (page, text, timeout) =>
   page.waitForFunction((t) => {
     const b = window.term.buffer.active;
-    for (let i = 0; i < b.length; i++) if ((b.getLine(i)?.translateToString(true) ?? '').includes(t)) return true;
-    return false;
+    let joined = '';
+    for (let i = 0; i < b.length; i++) {
+      const line = b.getLine(i);
+      joined += (line?.isWrapped ? '' : '\n') + (line?.translateToString(true) ?? '');
+    }
+    return joined.includes(t);
   }, text, { timeout, polling: 20 });
+// Without a shell, the reconnect loop's message interleaves with what is typed: wait for a fresh
+// one, then type in the quiet of its backoff.
+const count = (page, text) => page.evaluate((t) => {
+  const b = window.term.buffer.active;
+  let n = 0;
+  for (let i = 0; i < b.length; i++) if ((b.getLine(i)?.translateToString(true) ?? '').includes(t)) n++;
+  return n;
+}, text);
+async function quietMoment(page) {
+  const before = await count(page, 'Reconnecting in');
+  await page.waitForFunction(([t, n]) => {
+    const b = window.term.buffer.active;
+    let m = 0;
+    for (let i = 0; i < b.length; i++) if ((b.getLine(i)?.translateToString(true) ?? '').includes(t)) m++;
+    return m > n;
+  }, ['Reconnecting in', before], { timeout: 30000, polling: 20 });
+}
 
 // The status of GET `url`, as a browser would get it: `*.localhost` is the loopback (Chromium
 // knows that, Node's resolver does not), the Host header the URL's.
@@ -104,8 +126,8 @@ async function checkStudent(browser, s) {
     await openTerminal(student, s.url, s.shell);
     await openTerminal(watch, s.watch_url, false);
     const marker = `typed-${s.name}-${Date.now() % 100000}`;
-    if (s.shell) await bufferHas(watch, '$', 20000).catch(() => {});
     await student.click('.xterm');
+    if (!s.shell) await quietMoment(student);
     // Typed, not run: the watch view must show the keystrokes themselves.
     await student.keyboard.type(`echo ${marker}`);
     const typed = Date.now();
@@ -116,6 +138,7 @@ async function checkStudent(browser, s) {
     // The watcher types; it must reach the student's screen only with take-over.
     const intruder = `from-watch-${s.name}-${Date.now() % 100000}`;
     await watch.click('.xterm');
+    if (!s.shell) await quietMoment(student);
     await watch.keyboard.type(intruder);
     const reached = await bufferHas(student, intruder, 3000).then(() => true, () => false);
     result.watch_typed_reached_student = reached;

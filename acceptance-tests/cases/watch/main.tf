@@ -1,7 +1,8 @@
 # The instructor's side: a gateway with an instructor credential (so a watch route per terminal
-# and a class page), ann with a session, a VM and a read-only watched terminal, and bob with a
-# session and a terminal with take-over aimed at a stand-in SSH port (no VM: his VM "does not
-# answer"). Run inside the rig by acceptance-tests/watch.rs, which writes terraform.tfvars.
+# and a class page), ann with a session and a read-only watched terminal aimed at a stand-in SSH
+# port that answers with a banner (her "VM" runs), and bob with a session and a terminal with
+# take-over aimed at one that does not (his "VM" does not answer). No VM boots. Run inside the rig
+# by acceptance-tests/watch.rs, which writes terraform.tfvars.
 terraform {
   required_providers {
     lab = { source = "classroom/lab" }
@@ -13,21 +14,14 @@ provider "lab" {
 }
 
 variable "run_id" { type = string }
-variable "base_image" { type = string }
-variable "kernel" { type = string }
-variable "initrd" { type = string }
-variable "cmdline" { type = string }
-variable "network" { type = string }
-variable "domain_type" { type = string }
 variable "ssh_private_key_file" { type = string }
-variable "ssh_public_key_file" { type = string }
-variable "overlay_dir" { type = string }
 variable "terminal_image" { type = string }
 variable "gateway_image" { type = string }
 variable "class_page_image" { type = string }
 variable "http_port" { type = number }
 variable "stand_in_host" { type = string }
 variable "stand_in_port" { type = number }
+variable "banner_port" { type = number }
 variable "instructor_password" {
   type      = string
   sensitive = true
@@ -52,23 +46,9 @@ resource "lab_session" "s" {
   url_port   = lab_gateway.edge.url_port
 }
 
-resource "lab_vm" "ann" {
-  name                = "watchtest-${var.run_id}-ann"
-  hostname            = "watchtest-${var.run_id}-ann"
-  base_image          = var.base_image
-  kernel              = var.kernel
-  initrd              = var.initrd
-  cmdline             = "${var.cmdline} lab.hostname=watchtest-${var.run_id}-ann"
-  network             = var.network
-  domain_type         = var.domain_type
-  overlay_dir         = var.overlay_dir
-  memory_mb           = 512
-  ssh_authorized_keys = split("\n", trimspace(file(var.ssh_public_key_file)))
-}
-
 locals {
   targets = {
-    ann = { host = lab_vm.ann.ip, port = 22, vm = lab_vm.ann.name, takeover = false }
+    ann = { host = var.stand_in_host, port = var.banner_port, vm = "ann-vm", takeover = false }
     bob = { host = var.stand_in_host, port = var.stand_in_port, vm = "none", takeover = true }
   }
 }
@@ -83,6 +63,7 @@ resource "lab_terminal" "t" {
   target_port     = each.value.port
   ssh_private_key = file(var.ssh_private_key_file)
   image           = var.terminal_image
+  watch_takeover  = each.value.takeover
   labels = {
     "watchtest.run"  = var.run_id
     "lab.student"    = each.key
@@ -100,7 +81,7 @@ output "students" {
   value = {
     for k, t in lab_terminal.t : k => {
       url       = lab_session.s[k].url
-      watch_url = "${lab_session.s[k].url}/watch/"
+      watch_url = t.watch_url
       expires   = lab_session.s[k].expires_at
       ready     = t.ready
     }

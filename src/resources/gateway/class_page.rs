@@ -15,11 +15,7 @@ use super::instructor;
 use super::route::{ENTRYPOINT_HTTP, ENTRYPOINT_HTTPS, LABEL_GATEWAY, LABEL_ROLE};
 use crate::backends::docker::{BindMount, ContainerSpec, UploadFile};
 use crate::lifecycle::MANAGED_LABEL;
-
-// lab_terminal's tmux contract (the session every browser attaches to, and its server's socket).
-// Until the persistent terminal lands, the same values are written here.
-const TMUX_SESSION: &str = "lab";
-const TMUX_SOCKET: &str = "/tmp/lab-tmux.sock";
+use crate::resources::terminal::{TMUX_SESSION, TMUX_SOCKET};
 
 pub const ROLE_CLASS_PAGE: &str = "class-page";
 pub const DEFAULT_IMAGE: &str = "lab/class-page:1";

@@ -566,7 +566,8 @@ fn schema_block() -> Block {
                  for `https` without an `https` entrypoint, as behind a tunnel). Pass it to `lab_session.url_port`.",
             )),
             Attribute::nested("instructor", Nesting::Single, instructor_attrs).optional().description(
-                "The instructor's credential, e.g. `{ username = \"prof\", password = random_password.instructor.result                  }`: a Traefik basicAuth middleware in the gateway's labels, holding a bcrypt hash only. It guards \
+                "The instructor's credential, e.g. `{ username = \"prof\", password = var.instructor_password }`: \
+                 a Traefik basicAuth middleware in the gateway's labels, holding a bcrypt hash only. It guards \
                  each terminal's watch view and the class page; students' URLs never ask for it. Changing it \
                  replaces the gateway (and so its terminals).",
             ),
