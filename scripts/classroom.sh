@@ -92,7 +92,28 @@ tf() {
     -var "base_image=$LAB_BASE_IMAGE" -var "kernel=$LAB_KERNEL" -var "initrd=$LAB_INITRD" \
     -var "cmdline=$LAB_CMDLINE" -var "network=$LAB_NETWORK" -var "domain_type=$LAB_DOMAIN_TYPE" \
     -var "ssh_public_key_file=$LAB_SSH_KEY.pub" -var "ssh_private_key_file=$LAB_SSH_KEY" \
-    -var "terminal_image=$LAB_TERMINAL_IMAGE" -var "gateway_image=$LAB_GATEWAY_IMAGE"
+    -var "terminal_image=$LAB_TERMINAL_IMAGE" -var "gateway_image=$LAB_GATEWAY_IMAGE" \
+    -var "class_page_image=${LAB_CLASS_PAGE_IMAGE:-lab/class-page:1}"
+}
+
+# The instructor's password: $LAB_INSTRUCTOR_PASSWORD, else the one generated at the first `up`
+# into a 0600 file of the classroom's directory. Terraform gets it from the environment
+# (TF_VAR_...), never on a command line; it is printed only with LAB_SHOW_PASSWORD=1.
+password_file() { echo "$work/instructor-password"; }
+instructor_password() {
+  if [ -n "${LAB_INSTRUCTOR_PASSWORD:-}" ]; then
+    export TF_VAR_instructor_password=$LAB_INSTRUCTOR_PASSWORD
+    password_source="\$LAB_INSTRUCTOR_PASSWORD"
+    return
+  fi
+  local file
+  file=$(password_file)
+  if [ ! -s "$file" ]; then
+    (umask 077 && head -c 18 /dev/urandom | base64 | tr '+/' '-_' >"$file")
+  fi
+  TF_VAR_instructor_password=$(cat "$file")
+  export TF_VAR_instructor_password
+  password_source="$file (mode 0600)"
 }
 
 stop_forwarders() {
@@ -112,6 +133,7 @@ forward() {
 case "${1:-}" in
   up)
     prepare
+    instructor_password
     log "applying examples/classroom (VMs boot under software emulation: about a minute)"
     tf apply -auto-approve -no-color >&2
     stop_forwarders
@@ -121,12 +143,22 @@ case "${1:-}" in
     echo "Session URLs (each opens that student's terminal in a browser on this machine):"
     python3 -c 'import json,sys; [print(f"  {k:<24} {v}") for k, v in json.load(sys.stdin).items()]' <<<"$urls"
     echo
+    echo "Instructor: the class page, and each session's read-only view at <URL>/watch/:"
+    echo "  class page  $(tf_plain output -raw class_url)"
+    echo "  username    $(tf_plain output -raw instructor_username)"
+    if [ "${LAB_SHOW_PASSWORD:-0}" = 1 ]; then
+      echo "  password    $TF_VAR_instructor_password"
+    else
+      echo "  password    in $password_source (LAB_SHOW_PASSWORD=1 prints it)"
+    fi
+    echo
     echo "Tear down with: scripts/classroom.sh down"
     ;;
   down)
     stop_forwarders
     if [ -f "$LAB_CACHE/rig.env" ] && [ -f "$work/terraform.tfstate" ]; then
       prepare
+      instructor_password
       tf destroy -auto-approve -no-color >&2
     fi
     [ "${LAB_KEEP_RIG:-0}" = 1 ] || acceptance-tests/rig.sh down >&2

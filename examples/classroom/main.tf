@@ -25,6 +25,13 @@ resource "lab_gateway" "edge" {
   http  = { host_ip = var.gateway_host_ip, host_port = var.gateway_port }
   # Behind a tunnel that ends TLS (cloudflared -> this port): url_scheme = "https".
   url_scheme = var.url_scheme
+  # The instructor's credential: the class page (class_url) and each session's watch view
+  # (<url>/watch/) ask for it; only its bcrypt hash reaches the gateway.
+  instructor = {
+    username = var.instructor_username
+    password = var.instructor_password
+  }
+  class_page_image = var.class_page_image
 }
 
 resource "lab_session" "student" {
@@ -66,12 +73,28 @@ resource "lab_terminal" "student" {
     "lab.vm"      = lab_vm.student[each.key].name
     "lab.course"  = var.course
     "lab.student" = each.value.name
+    # Shown on the class page. A changed ttl moves it, and so replaces the terminal.
+    "lab.expires_at" = lab_session.student[each.key].expires_at
   }
 }
 
 output "urls" {
   description = "Each student's URL: it opens a terminal on their VM, through the gateway."
   value       = { for email, s in lab_session.student : email => s.url }
+}
+
+output "class_url" {
+  description = "The instructor's class page (asks for the instructor credential)."
+  value       = lab_gateway.edge.class_url
+}
+
+output "watch_urls" {
+  description = "Each student's session as the instructor sees it (read-only; asks for the instructor credential)."
+  value       = { for email, t in lab_terminal.student : email => t.watch_url }
+}
+
+output "instructor_username" {
+  value = var.instructor_username
 }
 
 output "gateway_port" {

@@ -90,3 +90,21 @@ variable "memory_mb" {
   default     = 1024
   description = "Memory of each student's VM, MiB."
 }
+
+variable "instructor_username" {
+  type        = string
+  default     = "instructor"
+  description = "The instructor's username for the class page and the watch views."
+}
+
+variable "instructor_password" {
+  type        = string
+  sensitive   = true
+  description = "The instructor's password (8+ characters; scripts/classroom.sh generates one). Only its bcrypt hash reaches the gateway."
+}
+
+variable "class_page_image" {
+  type        = string
+  default     = "lab/class-page:1"
+  description = "Image of the class page (busybox httpd + curl; the rig builds lab/class-page:1: LAB_CLASS_PAGE_IMAGE)."
+}

@@ -451,6 +451,7 @@ mod tests {
             url_scheme: "http".into(),
             url_port: 8080,
             probe_address: None,
+            instructor_middleware: None,
         }
     }
 

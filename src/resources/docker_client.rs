@@ -31,6 +31,11 @@ impl DockerConnection {
     pub fn host(&self) -> Result<Option<String>, Diagnostics> {
         Ok(self.provider.settings()?.docker_host.clone())
     }
+
+    /// The provider's `domain` (for hostnames derived from it).
+    pub fn domain(&self) -> Result<Option<String>, Diagnostics> {
+        Ok(self.provider.settings()?.domain.clone())
+    }
 }
 
 /// The container a create found under `spec.name`, by the adoption rule in `lifecycle.rs`:

@@ -44,6 +44,22 @@ resource "lab_gateway" "tls" {
   }
 }
 
+# The instructor's credential: the watch view of each terminal (<session URL>/watch) and the class
+# page (http://class.<domain>:8080) ask for it; only its bcrypt hash reaches the gateway.
+resource "lab_gateway" "watched" {
+  name = "os104-edge"
+  http = { host_ip = "127.0.0.1", host_port = 8081 }
+  instructor = {
+    username = "prof"
+    password = var.instructor_password
+  }
+}
+
+variable "instructor_password" {
+  type      = string
+  sensitive = true
+}
+
 variable "wildcard_certificate_pem" { type = string }
 variable "wildcard_private_key_pem" {
   type      = string

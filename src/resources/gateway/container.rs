@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 
 use sha2::{Digest, Sha256};
 
+use super::instructor;
 use super::route::{
-    CONTAINER_HTTP_PORT, CONTAINER_HTTPS_PORT, ENTRYPOINT_HTTP, ENTRYPOINT_HTTPS, LABEL_ENTRYPOINTS, LABEL_GATEWAY,
-    LABEL_ROLE, LABEL_URL_PORT, LABEL_URL_SCHEME, ROLE_GATEWAY,
+    CONTAINER_HTTP_PORT, CONTAINER_HTTPS_PORT, ENTRYPOINT_HTTP, ENTRYPOINT_HTTPS, LABEL_CLASS_HOSTNAME,
+    LABEL_ENTRYPOINTS, LABEL_GATEWAY, LABEL_INSTRUCTOR, LABEL_ROLE, LABEL_URL_PORT, LABEL_URL_SCHEME, ROLE_GATEWAY,
 };
 use crate::backends::docker::{BindMount, ContainerInfo, ContainerSpec, PortPublish, UploadFile};
 use crate::lifecycle::MANAGED_LABEL;
@@ -20,6 +21,8 @@ const KEY_FILE: &str = "/etc/traefik/tls/key.pem";
 /// SHA-256 of the certificate and key: lets an imported gateway match its configured TLS
 /// material without replacement, and tells whether an update must upload it again.
 pub const LABEL_TLS_SHA256: &str = "lab.gateway.tls_sha256";
+/// Traefik's own health answer on the class hostname, behind the instructor credential.
+pub const PING_PATH: &str = "/ping";
 
 /// A published entrypoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +59,19 @@ pub fn tls_digest(certificate_pem: &str, private_key_pem: &str) -> String {
     hasher.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The instructor credential as the gateway's labels carry it: never the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Instructor {
+    pub username: String,
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for Instructor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instructor").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
 /// The resolved, validated settings a gateway container is built from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GatewaySettings {
@@ -67,6 +83,9 @@ pub struct GatewaySettings {
     pub https: Option<TlsListen>,
     pub url_scheme: String,
     pub url_port: u16,
+    pub instructor: Option<Instructor>,
+    /// The instructor's page of the class (with `instructor` only).
+    pub class_hostname: Option<String>,
 }
 
 impl GatewaySettings {
@@ -108,6 +127,10 @@ impl GatewaySettings {
             "--global.checknewversion=false".to_string(),
             "--global.sendanonymoususage=false".to_string(),
         ]);
+        if self.instructor.is_some() {
+            // `ping@internal` answers the class hostname's router (see `instructor_labels`).
+            cmd.extend(["--ping=true".to_string(), "--ping.manualrouting=true".to_string()]);
+        }
         cmd
     }
 
@@ -123,7 +146,41 @@ impl GatewaySettings {
         if let Some(tls) = &self.https {
             labels.insert(LABEL_TLS_SHA256.into(), tls.digest());
         }
+        self.instructor_labels(&mut labels);
         labels
+    }
+
+    /// With an instructor: the basicAuth middleware (in this container's labels, so Traefik's
+    /// Docker provider reads it as `<name>-instructor@docker`), the label that tells terminals
+    /// its name, and `/ping` on the class hostname behind it (Traefik's own health answer, so the
+    /// instructor can tell the gateway from the class page). Traefik makes a default router (to
+    /// itself, a loop) for a container without one, and a default service: both are explicit.
+    fn instructor_labels(&self, labels: &mut BTreeMap<String, String>) {
+        let Some(who) = &self.instructor else { return };
+        labels.extend(instructor::middleware_labels(&self.name, &who.username, &who.password_hash));
+        labels.insert(LABEL_INSTRUCTOR.into(), instructor::middleware_ref(&self.name));
+        labels.insert("traefik.enable".into(), "true".into());
+        labels.insert(
+            format!("traefik.http.services.{}-gateway.loadbalancer.server.port", self.name),
+            CONTAINER_HTTP_PORT.to_string(),
+        );
+        let Some(host) = &self.class_hostname else { return };
+        labels.insert(LABEL_CLASS_HOSTNAME.into(), host.clone());
+        let entrypoints = self.entrypoints();
+        for (entrypoint, suffix, tls) in [(ENTRYPOINT_HTTP, "", false), (ENTRYPOINT_HTTPS, "-tls", true)] {
+            if !entrypoints.contains(&entrypoint) {
+                continue;
+            }
+            let router = format!("traefik.http.routers.{}-ping{suffix}", self.name);
+            // A validated DNS name: no backtick can break out of the rule.
+            labels.insert(format!("{router}.rule"), format!("Host(`{host}`) && Path(`{PING_PATH}`)"));
+            labels.insert(format!("{router}.entrypoints"), entrypoint.into());
+            labels.insert(format!("{router}.middlewares"), instructor::middleware_name(&self.name));
+            labels.insert(format!("{router}.service"), "ping@internal".into());
+            if tls {
+                labels.insert(format!("{router}.tls"), "true".into());
+            }
+        }
     }
 
     /// The labels its network carries.
@@ -208,6 +265,9 @@ pub struct ReadBack {
     pub https: Option<Listen>,
     pub url_scheme: Option<String>,
     pub url_port: Option<u16>,
+    /// The instructor's username and hash, from the middleware's label.
+    pub instructor: Option<(String, String)>,
+    pub class_hostname: Option<String>,
 }
 
 pub fn read_back(info: &ContainerInfo) -> ReadBack {
@@ -229,6 +289,8 @@ pub fn read_back(info: &ContainerInfo) -> ReadBack {
         https: listen(CONTAINER_HTTPS_PORT),
         url_scheme: info.labels.get(LABEL_URL_SCHEME).cloned(),
         url_port: info.labels.get(LABEL_URL_PORT).and_then(|p| p.parse().ok()),
+        instructor: instructor::read_back(&info.name, &info.labels),
+        class_hostname: info.labels.get(LABEL_CLASS_HOSTNAME).cloned(),
     }
 }
 
@@ -246,6 +308,8 @@ mod tests {
             https: None,
             url_scheme: "http".into(),
             url_port: 8080,
+            instructor: None,
+            class_hostname: None,
         }
     }
 
@@ -324,5 +388,29 @@ mod tests {
         assert_eq!(back.http, s.http);
         assert_eq!(back.https, None);
         assert_eq!((back.url_scheme.as_deref(), back.url_port), (Some("http"), Some(8080)));
+        assert_eq!(back.instructor, None);
+    }
+
+    #[test]
+    fn instructor_is_a_middleware_on_the_gateway_with_the_class_page_behind_it() {
+        let mut s = settings();
+        assert!(!s.labels().contains_key("traefik.enable"), "no instructor: Traefik ignores its own container");
+        let hash = "$2y$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234".to_string();
+        s.instructor = Some(Instructor { username: "prof".into(), password_hash: hash.clone() });
+        s.class_hostname = Some("class.lab.localhost".into());
+        let labels = s.labels();
+        assert_eq!(labels["traefik.enable"], "true");
+        assert_eq!(labels["lab.gateway.instructor"], "os101-edge-instructor@docker");
+        assert_eq!(labels["traefik.http.middlewares.os101-edge-instructor.basicauth.users"], format!("prof:{hash}"));
+        assert_eq!(labels["traefik.http.routers.os101-edge-ping.rule"], "Host(`class.lab.localhost`) && Path(`/ping`)");
+        assert_eq!(labels["traefik.http.routers.os101-edge-ping.middlewares"], "os101-edge-instructor");
+        assert_eq!(labels["traefik.http.routers.os101-edge-ping.service"], "ping@internal");
+        assert!(!labels.keys().any(|k| k.contains("-ping-tls")), "no HTTPS entrypoint, no TLS router");
+        assert!(s.command().contains(&"--ping.manualrouting=true".to_string()));
+        assert!(!format!("{s:?}").contains(&hash), "Debug shows no hash");
+        let info = ContainerInfo { name: s.name.clone(), labels, ..Default::default() };
+        let back = read_back(&info);
+        assert_eq!(back.instructor, Some(("prof".into(), hash)));
+        assert_eq!(back.class_hostname.as_deref(), Some("class.lab.localhost"));
     }
 }

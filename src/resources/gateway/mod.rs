@@ -7,7 +7,9 @@
 //! Container config is immutable in Docker, so most arguments replace the gateway (and, through
 //! `lab_terminal.gateway`, its terminals); `running`, the certificate and `timeouts` update in place.
 
+pub mod class_page;
 pub mod container;
+pub mod instructor;
 pub mod route;
 
 use std::time::Duration;
@@ -17,8 +19,11 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use serde::{Deserialize, Serialize};
 
-use self::container::{GatewaySettings, LABEL_TLS_SHA256, Listen, TlsListen, network_labels, read_back, tls_digest};
-use self::route::{GatewayRoute, LABEL_ROLE, ROLE_GATEWAY, probe_address};
+use self::class_page::ROLE_CLASS_PAGE;
+use self::container::{
+    GatewaySettings, Instructor, LABEL_TLS_SHA256, Listen, TlsListen, network_labels, read_back, tls_digest,
+};
+use self::route::{GatewayRoute, LABEL_GATEWAY, LABEL_ROLE, ROLE_GATEWAY, probe_address, url_for};
 use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
 use crate::lifecycle::{Rollback, Timeouts, shell_command};
 use crate::protocol::diag::error_chain;
@@ -65,6 +70,20 @@ impl std::fmt::Debug for HttpsEntrypoint {
     }
 }
 
+/// The instructor credential: a password (hashed by the provider) or a ready bcrypt hash.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstructorBlock {
+    pub username: Attr<String>,
+    pub password: Attr<String>,
+    pub password_hash: Attr<String>,
+}
+
+impl std::fmt::Debug for InstructorBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstructorBlock").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GatewayState {
     pub id: Attr<String>,
@@ -76,6 +95,11 @@ pub struct GatewayState {
     pub https: Attr<HttpsEntrypoint>,
     pub url_scheme: Attr<String>,
     pub url_port: Attr<i64>,
+    pub instructor: Attr<InstructorBlock>,
+    pub instructor_password_hash: Attr<String>,
+    pub class_hostname: Attr<String>,
+    pub class_page_image: Attr<String>,
+    pub class_url: Attr<String>,
     pub network: Attr<String>,
     pub running: Attr<bool>,
     pub ready: Attr<bool>,
@@ -103,11 +127,83 @@ impl GatewayResource {
     }
 
     /// Only part of the gateway is left: its container is gone or was never started (the TLS
-    /// files go in before the start), or its network is gone.
+    /// files go in before the start), its network is gone, or (with an instructor) its class
+    /// page's container is.
     async fn remains_only(&self, state: &GatewayState) -> Result<bool, Diagnostics> {
         let Some(id) = state.id.known().or(state.name.known()) else { return Ok(false) };
         let container = self.docker()?.inspect_container(id).await.or_diag("Reading the gateway")?;
-        Ok(container.is_none_or(|c| c.never_started()) || !self.own_network(state).await?)
+        let page_missing = match self.class_page(state).await? {
+            Some(page) => page.is_none_or(|p| p.never_started()),
+            None => false,
+        };
+        Ok(container.is_none_or(|c| c.never_started()) || !self.own_network(state).await? || page_missing)
+    }
+
+    /// With an instructor: the class page's container as found (`Some(None)`: it is gone); without
+    /// one, `None`. A container under its name that is not this gateway's page counts as gone.
+    async fn class_page(&self, state: &GatewayState) -> Result<Option<Option<ContainerInfo>>, Diagnostics> {
+        let Some(name) = state.name.known() else { return Ok(None) };
+        if state.instructor.is_null() {
+            return Ok(None);
+        }
+        let page = self
+            .docker()?
+            .inspect_container(&class_page::container_name(name))
+            .await
+            .or_diag("Reading the class page")?;
+        Ok(Some(page.filter(|p| is_class_page_of(p, name))))
+    }
+}
+
+/// Whether a container is gateway `gateway`'s class page (made by this provider).
+fn is_class_page_of(info: &ContainerInfo, gateway: &str) -> bool {
+    let label = |k: &str| info.labels.get(k).map(String::as_str);
+    label(crate::lifecycle::MANAGED_LABEL) == Some("true")
+        && label(LABEL_ROLE) == Some(ROLE_CLASS_PAGE)
+        && label(LABEL_GATEWAY) == Some(gateway)
+}
+
+/// Create (or adopt, by the rule of `claim_name`) and start the class page's container, its
+/// files uploaded before the start; undone by `rollback`. Nothing without an instructor.
+async fn start_class_page(
+    docker: &DockerClient,
+    settings: &GatewaySettings,
+    image: &str,
+    pull: bool,
+    rollback: &mut Rollback,
+) -> Result<(), Diagnostics> {
+    let Some(spec) = class_page::container_spec(settings, image) else { return Ok(()) };
+    docker.ensure_image(image, pull).await.or_diag("Preparing the class page image")?;
+    let image_config = docker.image_config(image).await.or_diag("Preparing the class page image")?;
+    let adopted =
+        docker_client::claim_name(docker, &spec, &image_config.labels, (LABEL_ROLE, ROLE_CLASS_PAGE), TYPE_NAME)
+            .await?;
+    let id = match &adopted {
+        Some(found) => found.id.clone(),
+        None => docker.create_container(&spec).await.or_diag("Creating the class page container")?,
+    };
+    let (undo, undo_id) = (docker.clone(), id.clone());
+    rollback.push_with_manual(
+        format!("container {}", spec.name),
+        shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
+        async move { undo.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
+    );
+    if adopted.is_none() {
+        docker.upload_files(&id, &class_page::files(settings), false).await.or_diag("Uploading the class page")?;
+        docker.start_container(&id).await.or_diag("Starting the class page")?;
+    }
+    Ok(())
+}
+
+/// Stop and remove gateway `gateway`'s class page, if there is one of ours.
+async fn remove_class_page(docker: &DockerClient, gateway: &str, grace: Duration) -> Result<(), DockerError> {
+    let name = class_page::container_name(gateway);
+    match docker.inspect_container(&name).await? {
+        Some(page) if is_class_page_of(&page, gateway) => {
+            docker.stop_container(&page.id, grace).await?;
+            docker.remove_container(&page.id).await.map(|_| ())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -153,7 +249,20 @@ impl Resource for GatewayResource {
             state.url_port = default_url_port(state);
         }
         state.network = state.name.clone();
+        state.instructor_password_hash = planned_hash(&req.config.instructor, req.prior.as_ref());
+        if req.config.class_hostname.is_null() {
+            state.class_hostname = default_class_hostname(&req.config.instructor, self.docker.domain()?.as_deref())?;
+        }
+        state.class_url = class_url(state);
         let Some(prior) = req.prior else { return Ok(planned) };
+        // The credential and the class hostname are labels (container config): a change replaces.
+        let instructor = |s: &GatewayState| {
+            let username = s.instructor.known().map(|i| i.username.clone());
+            (username, s.instructor_password_hash.clone(), s.class_hostname.clone())
+        };
+        if instructor(&prior) != instructor(&planned.state) {
+            planned.requires_replace.push(AttrPath::root("instructor"));
+        }
         // What a create cut short or an out-of-band removal left (see `read`) is replaced, not
         // started in place.
         if prior.running.known() == Some(&false)
@@ -190,6 +299,7 @@ impl Resource for GatewayResource {
 
     async fn create(&self, planned: GatewayState, ctx: &OpContext) -> Result<GatewayState, Diagnostics> {
         let docker = self.docker()?;
+        let planned = with_password_hash(planned)?;
         let settings = settings_from_state(&planned)?;
         let (create_timeout, _) = timeouts(&planned)?;
         docker
@@ -254,6 +364,10 @@ impl Resource for GatewayResource {
                 }
                 docker.start_container(&id).await.or_diag("Starting the gateway")?;
             }
+            let page_image =
+                planned.class_page_image.known().cloned().unwrap_or_else(|| class_page::DEFAULT_IMAGE.into());
+            let pull = planned.pull_image.known() == Some(&true);
+            start_class_page(docker, &settings, &page_image, pull, &mut rollback).await?;
             let started = std::time::Instant::now();
             let info = wait_ready(docker, &id, &settings.name, create_timeout, ctx).await?;
             log::debug(&format!(
@@ -285,9 +399,13 @@ impl Resource for GatewayResource {
                 Ok(Some(state))
             }
             (Some(info), network) => {
-                let ready = info.running && network && gateway_answers(&info).await.is_ok();
+                let page_runs = match self.class_page(&current).await? {
+                    Some(page) => page.is_some_and(|p| p.running),
+                    None => true,
+                };
+                let ready = info.running && network && page_runs && gateway_answers(&info).await.is_ok();
                 let mut state = state_from_info(current, &info, ready);
-                state.running = Attr::Known(info.running && network);
+                state.running = Attr::Known(info.running && network && page_runs);
                 state.image = Attr::Known(info.image.clone());
                 Ok(Some(state))
             }
@@ -309,12 +427,20 @@ impl Resource for GatewayResource {
                 .await
                 .or_diag("Uploading the new certificate into the gateway")?;
         }
+        let page = class_page::container_name(&settings.name);
+        let has_page = class_page::container_spec(&settings, "").is_some();
         if planned.running.known() == Some(&false) {
+            if has_page {
+                docker.stop_container(&page, STOP_GRACE).await.or_diag("Stopping the class page")?;
+            }
             docker.stop_container(&id, STOP_GRACE).await.or_diag("Stopping the gateway")?;
             let info = docker.inspect_container(&id).await.or_diag("Reading the gateway")?.ok_or_else(gone)?;
             return Ok(state_from_info(planned, &info, false));
         }
         docker.start_container(&id).await.or_diag("Starting the gateway")?;
+        if has_page {
+            docker.start_container(&page).await.or_diag("Starting the class page")?;
+        }
         let (create_timeout, _) = timeouts(&planned)?;
         let info = wait_ready(docker, &id, &settings.name, create_timeout, ctx).await?;
         Ok(state_from_info(planned, &info, true))
@@ -326,6 +452,7 @@ impl Resource for GatewayResource {
         let id = current.id.known().cloned().unwrap_or_else(|| name.clone());
         let (_, timeout) = timeouts(&current)?;
         let work = async {
+            remove_class_page(docker, &name, STOP_GRACE.min(timeout)).await?;
             docker.stop_container(&id, STOP_GRACE.min(timeout)).await?;
             docker.remove_container(&id).await?;
             docker.remove_network(&name).await
@@ -346,7 +473,15 @@ impl Resource for GatewayResource {
             return Ok(None);
         };
         GatewayRoute::from_container(&info).map_err(|why| Diagnostic::error("Not a lab gateway", why))?;
-        Ok(Some(state_from_container(&info)))
+        let mut state = state_from_container(&info);
+        let page = docker
+            .inspect_container(&class_page::container_name(&info.name))
+            .await
+            .or_diag("Importing the class page")?
+            .filter(|p| is_class_page_of(p, &info.name));
+        state.class_page_image = Attr::Known(page.map_or_else(|| class_page::DEFAULT_IMAGE.into(), |p| p.image));
+        state.class_url = class_url(&state);
+        Ok(Some(state))
     }
 }
 
@@ -375,6 +510,19 @@ fn schema_block() -> Block {
             .sensitive()
             .description("The certificate's private key (PEM). Uploaded into the container as a 0600 file."),
     ]);
+    let instructor_attrs = vec![
+        Attribute::string("username")
+            .required()
+            .description("The instructor's username: printable ASCII without spaces, `:`, `,`, `\"` or backticks."),
+        Attribute::string("password").optional().sensitive().description(
+            "The instructor's password (at least 8 characters), hashed with bcrypt by the provider; only the hash \
+             reaches the gateway. Set this or `password_hash`.",
+        ),
+        Attribute::string("password_hash").optional().sensitive().description(
+            "A ready bcrypt hash of the password (`htpasswd -nbB user password` prints `user:<hash>`), instead of \
+             `password`.",
+        ),
+    ];
     Block {
         description: "The edge of one classroom host: a [Traefik](https://traefik.io) v3 container that routes each \
                       session hostname to the `lab_terminal` naming this gateway, on a Docker network the gateway \
@@ -417,6 +565,28 @@ fn schema_block() -> Block {
                 "Port of the URLs students open: the published port of the entrypoint serving `url_scheme` (443 \
                  for `https` without an `https` entrypoint, as behind a tunnel). Pass it to `lab_session.url_port`.",
             )),
+            Attribute::nested("instructor", Nesting::Single, instructor_attrs).optional().description(
+                "The instructor's credential, e.g. `{ username = \"prof\", password = var.instructor_password }`: \
+                 a Traefik basicAuth middleware in the gateway's labels, holding a bcrypt hash only. It guards \
+                 each terminal's watch view and the class page; students' URLs never ask for it. Changing it \
+                 replaces the gateway (and so its terminals).",
+            ),
+            Attribute::string("instructor_password_hash").computed().sensitive().description(
+                "The bcrypt hash in the gateway's labels: `instructor.password_hash`, or one the provider made from \
+                 `instructor.password` (kept while it matches, so a plan never re-hashes).",
+            ),
+            replace(Attribute::string("class_hostname").optional().computed().description(
+                "Hostname of the instructor's class page, behind the `instructor` credential. Default: \
+                 `class.<domain>` (the provider's `domain`) when `instructor` is set; null without it.",
+            )),
+            replace(Attribute::string("class_page_image").default_str(class_page::DEFAULT_IMAGE).description(
+                "Image of the class page's container (with `instructor`): it must have busybox (`httpd`, `sh`, \
+                 `sed`, `grep`, `nc`, `timeout`) and `curl` on its `PATH`. The rig builds `lab/class-page:1` from \
+                 Debian's binaries (`acceptance-tests/rig/build-classpage-rootfs.sh`).",
+            )),
+            Attribute::string("class_url")
+                .computed()
+                .description("The class page's URL (with `instructor`), e.g. `http://class.lab.localhost:8080`."),
             Attribute::string("network")
                 .computed()
                 .description("The Docker network the gateway owns; its terminals join it (the gateway's `name`)."),
@@ -478,10 +648,40 @@ fn validate_config(config: &GatewayState) -> Diagnostics {
     {
         check(AttrPath::root("https").attr("host_port"), Err("the same address and port as `http`".into()));
     }
+    validate_instructor(&mut check, config);
     if let Err(bad) = timeouts(config) {
         diags.extend(bad);
     }
     diags
+}
+
+fn validate_instructor(check: &mut impl FnMut(AttrPath, Result<(), String>), config: &GatewayState) {
+    let at = |name: &str| AttrPath::root("instructor").attr(name);
+    if let Some(who) = config.instructor.known() {
+        if let Some(v) = who.username.known() {
+            check(at("username"), instructor::validate_username(v));
+        }
+        match (&who.password, &who.password_hash) {
+            (Attr::Null, Attr::Null) => check(at("password"), Err("set `password` or `password_hash`".into())),
+            (Attr::Null, _) | (_, Attr::Null) => {}
+            _ => check(at("password_hash"), Err("set `password` or `password_hash`, not both".into())),
+        }
+        if let Some(v) = who.password.known() {
+            check(at("password"), instructor::validate_password(v));
+        }
+        if let Some(v) = who.password_hash.known() {
+            check(at("password_hash"), instructor::validate_hash(v));
+        }
+    }
+    if let Some(v) = config.class_hostname.known() {
+        check(AttrPath::root("class_hostname"), crate::validate::domain(v));
+        if config.instructor.is_null() {
+            check(
+                AttrPath::root("class_hostname"),
+                Err("the class page is for the instructor only: set `instructor` too".into()),
+            );
+        }
+    }
 }
 
 fn check_listen(
@@ -544,6 +744,65 @@ fn default_url_port(state: &GatewayState) -> Attr<i64> {
     }
 }
 
+/// The hash the plan records: a ready one as configured; the prior one while it still matches the
+/// password (a new salt would change the labels, and so replace the gateway); else unknown, made
+/// at create.
+fn planned_hash(config: &Attr<InstructorBlock>, prior: Option<&GatewayState>) -> Attr<String> {
+    let who = match config {
+        Attr::Null => return Attr::Null,
+        Attr::Unknown => return Attr::Unknown,
+        Attr::Known(who) => who,
+    };
+    if let Attr::Known(hash) = &who.password_hash {
+        return Attr::Known(hash.clone());
+    }
+    let Some(password) = who.password.known() else { return Attr::Unknown };
+    match prior.and_then(|p| p.instructor_password_hash.known()) {
+        Some(hash) if instructor::hash_matches(password, hash) => Attr::Known(hash.clone()),
+        _ => Attr::Unknown,
+    }
+}
+
+/// `class.<domain>` with an instructor, else none.
+fn default_class_hostname(config: &Attr<InstructorBlock>, domain: Option<&str>) -> Result<Attr<String>, Diagnostics> {
+    match (config, domain) {
+        (Attr::Null, _) => Ok(Attr::Null),
+        (Attr::Unknown, _) => Ok(Attr::Unknown),
+        (Attr::Known(_), Some(domain)) => Ok(Attr::Known(format!("class.{domain}"))),
+        (Attr::Known(_), None) => Err(Diagnostic::attr_error(
+            AttrPath::root("class_hostname"),
+            "The class page needs a hostname",
+            "Set `class_hostname` (e.g. `class.lab.example.edu`), or the provider's `domain` for the default \
+             `class.<domain>`.",
+        )
+        .into()),
+    }
+}
+
+/// `class_hostname` as a URL on the entrypoint students use (`url_scheme`, `url_port`).
+fn class_url(state: &GatewayState) -> Attr<String> {
+    match (&state.class_hostname, &state.url_scheme, &state.url_port) {
+        (Attr::Null, _, _) => Attr::Null,
+        (Attr::Known(host), Attr::Known(scheme), Attr::Known(port)) => {
+            Attr::Known(url_for(scheme, host, u16::try_from(*port).ok()))
+        }
+        _ => Attr::Unknown,
+    }
+}
+
+/// The plan left the hash unknown: make it now, from the password.
+fn with_password_hash(mut state: GatewayState) -> Result<GatewayState, Diagnostics> {
+    if state.instructor_password_hash.is_unknown()
+        && let Some(password) = state.instructor.known().and_then(|i| i.password.known())
+    {
+        let hash = instructor::hash_password(password).map_err(|why| {
+            Diagnostic::attr_error(AttrPath::root("instructor").attr("password"), "Hashing failed", why)
+        })?;
+        state.instructor_password_hash = Attr::Known(hash);
+    }
+    Ok(state)
+}
+
 fn timeouts(state: &GatewayState) -> Result<(Duration, Duration), Diagnostics> {
     Timeouts::resolve(state.timeouts.as_ref(), (DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT))
 }
@@ -583,6 +842,14 @@ fn settings_from_state(s: &GatewayState) -> Result<GatewaySettings, Diagnostics>
         https,
         url_scheme: string(&s.url_scheme, "url_scheme")?,
         url_port: number(&s.url_port, "url_port", 80)?,
+        instructor: match s.instructor.known() {
+            Some(who) => Some(Instructor {
+                username: string(&who.username, "instructor.username")?,
+                password_hash: string(&s.instructor_password_hash, "instructor_password_hash")?,
+            }),
+            None => None,
+        },
+        class_hostname: s.class_hostname.known().cloned(),
     })
 }
 
@@ -648,6 +915,19 @@ fn state_from_container(info: &ContainerInfo) -> GatewayState {
             .into(),
         url_scheme: back.url_scheme.into(),
         url_port: back.url_port.map(i64::from).into(),
+        instructor: back
+            .instructor
+            .as_ref()
+            .map(|(username, _)| InstructorBlock {
+                username: Attr::Known(username.clone()),
+                password: Attr::Null,
+                password_hash: Attr::Null,
+            })
+            .into(),
+        instructor_password_hash: back.instructor.map(|(_, hash)| hash).into(),
+        class_hostname: back.class_hostname.into(),
+        class_page_image: Attr::Null,
+        class_url: Attr::Null,
         network: Attr::Known(back.name),
         running: Attr::Known(info.running),
         ready: Attr::Known(info.running),
@@ -718,5 +998,63 @@ mod tests {
         assert_eq!(default_socket(Some("unix:///run/lab-rig/docker.sock")), "/run/lab-rig/docker.sock");
         assert_eq!(default_socket(Some("tcp://10.0.0.5:2376")), "/var/run/docker.sock");
         assert_eq!(default_socket(None), "/var/run/docker.sock");
+    }
+
+    #[test]
+    fn instructor_is_validated_on_its_attributes_without_echoing_secrets() {
+        let mut c = config();
+        let who = |password: Attr<String>, password_hash: Attr<String>| {
+            Attr::Known(InstructorBlock { username: Attr::Known("prof:x".into()), password, password_hash })
+        };
+        c.instructor = who(Attr::Known("short".into()), Attr::Known("$1$md5-secret".into()));
+        c.class_hostname = Attr::Known("Class!".into());
+        let diags = validate_config(&c);
+        let paths: Vec<String> = diags.0.iter().filter_map(|d| d.attribute.as_ref().map(|p| p.to_string())).collect();
+        assert_eq!(
+            paths,
+            [
+                "instructor.username",
+                "instructor.password_hash",
+                "instructor.password",
+                "instructor.password_hash",
+                "class_hostname"
+            ]
+        );
+        assert!(diags.0.iter().all(|d| !d.detail.contains("short") && !d.detail.contains("md5-secret")));
+        c.instructor = who(Attr::Null, Attr::Null);
+        let diags = validate_config(&c);
+        assert!(diags.0.iter().any(|d| d.detail.contains("set `password` or `password_hash`")), "{diags:?}");
+        let mut alone = config();
+        alone.class_hostname = Attr::Known("class.lab.localhost".into());
+        assert!(validate_config(&alone).0[0].detail.contains("set `instructor` too"));
+    }
+
+    #[test]
+    fn plan_keeps_the_hash_while_the_password_matches() {
+        let config = |password: &str| {
+            Attr::Known(InstructorBlock {
+                username: Attr::Known("prof".into()),
+                password: Attr::Known(password.into()),
+                password_hash: Attr::Null,
+            })
+        };
+        assert_eq!(planned_hash(&config("correct horse"), None), Attr::Unknown);
+        let made = with_password_hash(GatewayState {
+            instructor: config("correct horse"),
+            instructor_password_hash: Attr::Unknown,
+            ..Default::default()
+        })
+        .unwrap();
+        let hash = made.instructor_password_hash.known().cloned().unwrap();
+        assert!(hash.starts_with("$2b$10$"), "{hash}");
+        assert_eq!(planned_hash(&config("correct horse"), Some(&made)), Attr::Known(hash));
+        assert_eq!(planned_hash(&config("another horse"), Some(&made)), Attr::Unknown);
+        assert_eq!(planned_hash(&Attr::Null, Some(&made)), Attr::Null);
+        assert_eq!(
+            default_class_hostname(&config("x"), Some("lab.localhost")).unwrap(),
+            Attr::Known("class.lab.localhost".into())
+        );
+        assert!(default_class_hostname(&config("x"), None).is_err());
+        assert_eq!(default_class_hostname(&Attr::Null, None).unwrap(), Attr::Null);
     }
 }

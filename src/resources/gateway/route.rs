@@ -23,6 +23,11 @@ pub const LABEL_ENTRYPOINTS: &str = "lab.gateway.entrypoints";
 /// How students reach it: scheme and port of the URLs it serves.
 pub const LABEL_URL_SCHEME: &str = "lab.gateway.url_scheme";
 pub const LABEL_URL_PORT: &str = "lab.gateway.url_port";
+/// With an instructor credential: the Traefik middleware that asks for it
+/// (`<gateway>-instructor@docker`), which a terminal's instructor-only routers name.
+pub const LABEL_INSTRUCTOR: &str = "lab.gateway.instructor";
+/// The hostname of the class page.
+pub const LABEL_CLASS_HOSTNAME: &str = "lab.gateway.class_hostname";
 
 pub const ENTRYPOINT_HTTP: &str = "web";
 pub const ENTRYPOINT_HTTPS: &str = "websecure";
@@ -53,6 +58,8 @@ pub struct GatewayRoute {
     /// Where this machine reaches the gateway: the published HTTP entrypoint if any, else the
     /// HTTPS one (`true`: speak TLS). None while it is stopped.
     pub probe_address: Option<(SocketAddr, bool)>,
+    /// The instructor middleware's Traefik name, when the gateway has an instructor.
+    pub instructor_middleware: Option<String>,
 }
 
 impl GatewayRoute {
@@ -78,6 +85,7 @@ impl GatewayRoute {
             url_scheme,
             url_port,
             probe_address: probe_address(info),
+            instructor_middleware: label(LABEL_INSTRUCTOR).map(str::to_string),
         })
     }
 

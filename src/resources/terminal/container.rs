@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use super::validate::validate_user_label;
 use super::{
     Credential, DEFAULT_ENTRYPOINT, DEFAULT_IMAGE, DEFAULT_SSH_USER, KEY_PATH, LABEL_GATEWAY_REF, LABEL_HOSTNAME,
-    LABEL_KEY_SHA256, LABEL_LAB_NETWORK, LABEL_NETWORK, LABEL_TARGET, LABEL_TERMINAL, LABEL_TRAEFIK, Publish,
-    TTYD_PORT, TerminalState,
+    LABEL_KEY_SHA256, LABEL_LAB_NETWORK, LABEL_NETWORK, LABEL_TARGET, LABEL_TERMINAL, LABEL_TRAEFIK, LABEL_WATCH,
+    Publish, TTYD_PORT, TerminalState, watch,
 };
 use crate::backends::docker::{ContainerInfo, ContainerSpec, PortPublish};
 use crate::lifecycle::MANAGED_LABEL;
@@ -99,6 +99,7 @@ pub struct TerminalSettings {
     pub writable: bool,
     pub max_clients: Option<i64>,
     pub persistent: bool,
+    pub watch_takeover: bool,
     pub labels: BTreeMap<String, String>,
 }
 
@@ -142,6 +143,7 @@ impl TerminalSettings {
             writable: s.writable.known().copied().unwrap_or(true),
             max_clients: s.max_clients.known().copied(),
             persistent: s.persistent.known().copied().unwrap_or(true),
+            watch_takeover: s.watch_takeover.known().copied().unwrap_or(false),
             labels: match s.labels.known() {
                 None => BTreeMap::new(),
                 Some(map) => map
@@ -268,13 +270,27 @@ impl TerminalSettings {
             router(format!("{}-tls", self.name), ENTRYPOINT_HTTPS, true);
         }
         labels.insert(format!("traefik.http.services.{}.loadbalancer.server.port", self.name), TTYD_PORT.to_string());
+        if let Some(middleware) = self.watch_middleware() {
+            watch::labels(&self.name, host, route, middleware, labels);
+            labels.insert(LABEL_WATCH.into(), "true".into());
+        }
+    }
+
+    /// The instructor middleware the watch view sits behind: a persistent terminal routed by a
+    /// gateway with an instructor has one.
+    fn watch_middleware(&self) -> Option<&str> {
+        let route = self.route.as_ref().filter(|_| self.persistent && self.hostname.is_some())?;
+        route.instructor_middleware.as_deref()
     }
 
     pub fn container_spec(&self, key_sha256: &str) -> ContainerSpec {
         ContainerSpec {
             name: self.name.clone(),
             image: self.image.clone(),
-            entrypoint: Some(vec!["ttyd".into()]),
+            entrypoint: Some(match self.watch_middleware() {
+                Some(_) => watch::entrypoint(self.watch_takeover),
+                None => vec!["ttyd".into()],
+            }),
             cmd: self.command(),
             labels: self.labels(key_sha256),
             hostname: Some(self.name.clone()),
@@ -385,11 +401,13 @@ pub(super) fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap
         credential: credential.into(),
         writable: Attr::Known(ttyd_args.iter().any(|a| a == "--writable")),
         persistent: Attr::Known(ttyd_args.iter().any(|a| a == "tmux")),
+        watch_takeover: Attr::Known(watch::read_back(&info.entrypoint).unwrap_or(false)),
         max_clients: arg_after("--max-clients").and_then(|n| n.parse().ok()).into(),
         labels: settings_labels,
         running: Attr::Known(info.running),
         timeouts: None,
         url: Attr::Null,
+        watch_url: Attr::Null,
         ready: Attr::Known(info.running),
         last_activity_at: Attr::Null,
         clients: Attr::Null,
@@ -397,6 +415,7 @@ pub(super) fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap
     if let Ok(settings) = TerminalSettings::from_state(&state) {
         state.url = settings.url(info).map_or(Attr::Null, Attr::Known);
     }
+    state.watch_url = super::watch_url(info, &state.url);
     state
 }
 

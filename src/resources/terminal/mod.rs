@@ -30,8 +30,9 @@ use crate::validate::missing;
 mod container;
 mod ready;
 mod validate;
+mod watch;
 
-pub use container::{TerminalSettings, ttyd_address};
+pub use container::{TMUX_SESSION, TMUX_SOCKET, TerminalSettings, ttyd_address};
 use container::{state_from_container, user_labels};
 pub use ready::{Activity, activity_of_hostname, read_activity};
 use ready::{check_persistent_image, probe_ttyd, resolve_gateway, wait_ready, wait_unrouted};
@@ -65,7 +66,9 @@ const LABEL_TRAEFIK: &str = "lab.traefik";
 const LABEL_KEY_SHA256: &str = "lab.ssh_key_sha256";
 /// The `gateway` value as configured (id or name of the lab_gateway), for import.
 const LABEL_GATEWAY_REF: &str = "lab.gateway.ref";
-const RESERVED_LABELS: [&str; 10] = [
+/// `true` on a terminal with the instructor's watch view (the class page links to it).
+const LABEL_WATCH: &str = "lab.watch";
+const RESERVED_LABELS: [&str; 11] = [
     MANAGED_LABEL,
     LABEL_TERMINAL,
     LABEL_TARGET,
@@ -76,6 +79,7 @@ const RESERVED_LABELS: [&str; 10] = [
     LABEL_KEY_SHA256,
     LABEL_GATEWAY,
     LABEL_GATEWAY_REF,
+    LABEL_WATCH,
 ];
 /// After a routed terminal stops, how long delete waits for its URL to stop serving (Traefik
 /// drops the router on Docker's `die` event, after its 2 s provider throttle).
@@ -122,11 +126,13 @@ pub struct TerminalState {
     pub writable: Attr<bool>,
     pub max_clients: Attr<i64>,
     pub persistent: Attr<bool>,
+    pub watch_takeover: Attr<bool>,
     /// Values may be unknown at plan time (e.g. another resource's id).
     pub labels: Attr<BTreeMap<String, Attr<String>>>,
     pub running: Attr<bool>,
     pub timeouts: Option<Timeouts>,
     pub url: Attr<String>,
+    pub watch_url: Attr<String>,
     pub ready: Attr<bool>,
     pub last_activity_at: Attr<String>,
     pub clients: Attr<i64>,
@@ -288,6 +294,11 @@ fn schema_block() -> Block {
                  `tsl0922/ttyd` image has no tmux and is refused at plan. `false`: every connection is a fresh \
                  ssh login, and what ran in it ends when the page closes.",
             )),
+            replace(Attribute::bool("watch_takeover").default_bool(false).description(
+                "With a `gateway` that has an `instructor` (and `persistent`), the terminal also serves the \
+                 instructor's live view of the student's session at `watch_url`, behind the instructor's \
+                 credential: read-only by default; `true` lets the instructor type into it (take-over).",
+            )),
             replace(Attribute::of_type("labels", Type::Map(Box::new(Type::String))).optional().description(
                 "Extra container labels, e.g. `{ \"lab.session\" = lab_session.s.id }`. Keys the provider owns \
                  (`lab.managed`, `lab.terminal`, ...) and, with `traefik`, `traefik.*` are rejected. Docker cannot \
@@ -300,6 +311,10 @@ fn schema_block() -> Block {
             Attribute::string("url").computed().keep_prior().description(
                 "Where students open the terminal: `https://<hostname>` when routed, else `http://<host_ip>:<port>` \
                  when published, else `http://<container ip>:7681`.",
+            ),
+            Attribute::string("watch_url").computed().keep_prior().description(
+                "The instructor's live view of this session, `<url>/watch/` (behind the gateway's `instructor` \
+                 credential); null without one, or when not `persistent`.",
             ),
             Attribute::bool("ready").computed().description(
                 "Whether ttyd answered HTTP (and, on create/start, the target's SSH port accepted a connection).",
@@ -603,7 +618,16 @@ fn state_from_info(
     } else if state.url.known().is_none() {
         state.url = Attr::Null;
     }
+    state.watch_url = watch_url(info, &state.url);
     state
+}
+
+/// `<url>/watch/` when the container serves the watch view (its label says so).
+fn watch_url(info: &ContainerInfo, url: &Attr<String>) -> Attr<String> {
+    match (info.labels.get(LABEL_WATCH).map(String::as_str), url) {
+        (Some("true"), Attr::Known(url)) => Attr::Known(watch::url(url)),
+        _ => Attr::Null,
+    }
 }
 
 /// `last_activity_at` and `clients` from the session. A stopped container has no session (its
