@@ -22,14 +22,14 @@ use serde::{Deserialize, Serialize};
 
 use crate::backends::libvirt::{Libvirt, VmInfo};
 use crate::backends::qcow2;
-use crate::lifecycle::{Rollback, Timeouts, exists_unowned, shell_command};
+use crate::lifecycle::{Rollback, Timeouts, exists_unowned, host_and_id, import_id, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::log;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
     Resource, Schema, Type,
 };
-use crate::settings::ProviderHandle;
+use crate::settings::{HostName, ProviderHandle};
 
 use config::{VmConfig, keys_from_cmdline, overlay_path, parse_timeouts, random_mac, seed_path, uri_is_local};
 use guest::{find_ip, is_active, shutdown_grace, stop_gracefully, wait_ready};
@@ -53,6 +53,7 @@ const MISSING: &str = "missing";
 pub struct LabVmState {
     pub id: Attr<String>,
     pub name: Attr<String>,
+    pub host: Attr<String>,
     pub base_image: Attr<String>,
     pub overlay_dir: Attr<String>,
     pub memory_mb: Attr<i64>,
@@ -93,7 +94,11 @@ fn vm_block() -> Block {
             computed("id", "Domain UUID.").keep_prior(),
             s("name").required().requires_replace().description(
                 "Domain name, also the overlay's file name: 1-63 characters `[a-z0-9-]`, not starting or ending \
-                 with `-`. Import uses it as the id.",
+                 with `-`. Import uses it as the id (`<host>/<name>` on a named host).",
+            ),
+            s("host").optional().requires_replace().description(
+                "The provider's `host \"<name>\"` block the VM runs on; unset: the provider's own `libvirt_uri`. \
+                 A name without a block is a plan-time error. Changing it re-creates the VM on the new host.",
             ),
             s("base_image").required().requires_replace().description(
                 "Absolute path of the base image (qcow2 or raw) on the libvirt host. Never written: each VM \
@@ -180,9 +185,9 @@ fn vm_block() -> Block {
 
 pub struct VmResource {
     provider: ProviderHandle,
-    /// Memory (MiB) of the VMs planned by this provider process, by name: the capacity check
-    /// compares their sum with the host's free memory.
-    planned_memory: std::sync::Mutex<BTreeMap<String, i64>>,
+    /// Memory (MiB) of the VMs planned by this provider process, by host and name: the capacity
+    /// check compares a host's sum with that host's free memory.
+    planned_memory: std::sync::Mutex<BTreeMap<(HostName, String), i64>>,
 }
 
 impl VmResource {
@@ -190,9 +195,9 @@ impl VmResource {
         VmResource { provider, planned_memory: Default::default() }
     }
 
-    /// The provider's libvirt connection (made on first use, reconnected when libvirtd drops it).
-    async fn libvirt(&self) -> Result<Libvirt, Diagnostics> {
-        self.provider.libvirt(TYPE_NAME).await
+    /// The libvirt connection of the VM's host (made on first use, reconnected when libvirtd drops it).
+    async fn libvirt(&self, state: &LabVmState) -> Result<Libvirt, Diagnostics> {
+        self.provider.libvirt_on(host_of(state), TYPE_NAME).await
     }
 }
 
@@ -224,7 +229,8 @@ impl Resource for VmResource {
         }
 
         let settings = self.provider.settings()?;
-        let uri = settings.require_libvirt_uri(TYPE_NAME)?.to_string();
+        settings.check_host(&planned.host)?;
+        let uri = settings.require_libvirt_uri_on(host_of(&planned), TYPE_NAME)?.to_string();
         if let Some(base) = planned.base_image.known()
             && uri_is_local(&uri)
             && !Path::new(base).is_file()
@@ -254,7 +260,8 @@ impl Resource for VmResource {
         };
         if memory_grows && let (Some(name), Some(memory)) = (planned.name.known(), planned.memory_mb.known()) {
             let prior_memory = req.prior.as_ref().and_then(|p| p.memory_mb.known().copied()).unwrap_or(0);
-            diags.extend(self.check_capacity(name, memory - prior_memory, settings.strict_capacity).await?);
+            let host = planned.host.known().cloned();
+            diags.extend(self.check_capacity(host, name, memory - prior_memory, settings.strict_capacity).await?);
         }
         let mut out = Planned::new(planned);
         if req.prior.as_ref().is_some_and(|p| p.state.known().is_some_and(|s| s == MISSING)) {
@@ -265,7 +272,7 @@ impl Resource for VmResource {
     }
 
     async fn create(&self, planned: LabVmState, ctx: &OpContext) -> Result<LabVmState, Diagnostics> {
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(&planned).await?;
         let cfg = VmConfig::from_state(&planned)?;
         let timeout = cfg.create_timeout;
         let started = Instant::now();
@@ -276,7 +283,8 @@ impl Resource for VmResource {
             Some(found) => match orphan::judge_domain(&cfg, &found.summary).await {
                 FoundDomain::Unowned => {
                     let what = format!("A libvirt domain named `{}`", cfg.name);
-                    return Err(exists_unowned(AttrPath::root("name"), TYPE_NAME, &what, &cfg.name).into());
+                    let id = import_id(host_of(&planned), &cfg.name);
+                    return Err(exists_unowned(AttrPath::root("name"), TYPE_NAME, &what, &id).into());
                 }
                 FoundDomain::Matches => {
                     log::info(&format!("{}: adopting the domain of an apply that never recorded it", cfg.name));
@@ -304,7 +312,7 @@ impl Resource for VmResource {
     }
 
     async fn read(&self, current: LabVmState, _ctx: &OpContext) -> Result<Option<LabVmState>, Diagnostics> {
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(&current).await?;
         let found = match current.id.known() {
             Some(uuid) => lv.lookup_uuid(uuid).await,
             None => match current.name.known() {
@@ -322,7 +330,7 @@ impl Resource for VmResource {
     }
 
     async fn update(&self, prior: LabVmState, planned: LabVmState, ctx: &OpContext) -> Result<LabVmState, Diagnostics> {
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(&planned).await?;
         let cfg = VmConfig::from_state(&planned)?;
         let name = cfg.name.clone();
         let info = lv.lookup(&name).await.or_diag("Reading the domain")?.ok_or_else(|| {
@@ -378,7 +386,7 @@ impl Resource for VmResource {
     }
 
     async fn delete(&self, current: LabVmState, ctx: &OpContext) -> Result<(), Diagnostics> {
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(&current).await?;
         let Some(name) = current.name.known().cloned() else {
             return Ok(());
         };
@@ -414,10 +422,15 @@ impl Resource for VmResource {
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<LabVmState>, Diagnostics> {
+        let (host, id) = host_and_id(id);
         if let Err(why) = crate::validate::name(id) {
-            return Err(Diagnostic::error("Invalid import id", format!("Import `lab_vm` by domain name: {why}")).into());
+            return Err(Diagnostic::error(
+                "Invalid import id",
+                format!("Import `lab_vm` by domain name, or `<host>/<name>` on a named host: {why}"),
+            )
+            .into());
         }
-        let lv = self.libvirt().await?;
+        let lv = self.provider.libvirt_on(host, TYPE_NAME).await?;
         let Some(info) = lv.lookup(id).await.or_diag("Looking up the domain")? else {
             return Ok(None);
         };
@@ -432,6 +445,7 @@ impl Resource for VmResource {
         let mut state = LabVmState {
             id: Attr::Known(s.uuid.clone()),
             name: Attr::Known(s.name.clone()),
+            host: host.map(str::to_string).into(),
             base_image: base_image.into(),
             overlay_dir: disk.parent().map(|p| p.to_string_lossy().into_owned()).into(),
             network: s.network.clone().into(),
@@ -534,14 +548,20 @@ impl VmResource {
 
     /// Warn (or fail with `strict_capacity`) when the VMs planned so far need more memory than
     /// the host has free. `extra_mb` is what this VM adds.
-    async fn check_capacity(&self, name: &str, extra_mb: i64, strict: bool) -> Result<Diagnostics, Diagnostics> {
+    async fn check_capacity(
+        &self,
+        host: HostName,
+        name: &str,
+        extra_mb: i64,
+        strict: bool,
+    ) -> Result<Diagnostics, Diagnostics> {
         let mut diags = Diagnostics::new();
         let total_mb = {
             let mut planned = self.planned_memory.lock().map_err(|_| lock_poisoned())?;
-            planned.insert(name.to_string(), extra_mb.max(0));
-            planned.values().sum::<i64>()
+            planned.insert((host.clone(), name.to_string()), extra_mb.max(0));
+            planned.iter().filter(|((h, _), _)| *h == host).map(|(_, mb)| mb).sum::<i64>()
         };
-        let lv = self.libvirt().await?;
+        let lv = self.provider.libvirt_on(host.as_deref(), TYPE_NAME).await?;
         let host = lv.host_info().await.or_diag("Reading host capacity")?;
         // Page cache counts as free: the kernel gives it to a guest that needs it.
         let free_mb = i64::try_from(host.available_memory_bytes / (1024 * 1024)).unwrap_or(i64::MAX);
@@ -561,6 +581,11 @@ impl VmResource {
         }
         Ok(diags)
     }
+}
+
+/// The VM's `host` (None: the provider's own libvirt).
+fn host_of(state: &LabVmState) -> Option<&str> {
+    state.host.known().map(String::as_str)
 }
 
 fn lock_poisoned() -> Diagnostic {
