@@ -9,7 +9,9 @@
 //               "username": "ann", "password": "...", "forbid": ["vm-bob"]}]
 //             (username/password optional; forbid: text that must not be on this screen)
 // Env: LAB_T0_MS (epoch ms to measure "time to prompt" from, e.g. terraform apply start),
-//      LAB_BROWSER_TIMEOUT_S (per student, default 180).
+//      LAB_BROWSER_TIMEOUT_S (per student, default 180),
+//      LAB_HOST_RESOLVER_RULES (chromium's --host-resolver-rules, e.g. "MAP lab-x.lab.test 10.77.1.2":
+//      each session hostname at its host's gateway, as DNS would resolve it).
 // Prints one JSON line per student; exits 1 if any student's check failed.
 
 import { readFileSync, mkdirSync } from 'node:fs';
@@ -130,7 +132,12 @@ async function checkStudent(browser, c) {
 const browser = await chromium.launch({
   executablePath: process.env.LAB_CHROMIUM || '/usr/bin/chromium',
   // Root in a container-less rig: chromium's sandbox needs user namespaces we don't set up.
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
+  args: [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-dev-shm-usage',
+    ...(process.env.LAB_HOST_RESOLVER_RULES ? [`--host-resolver-rules=${process.env.LAB_HOST_RESOLVER_RULES}`] : []),
+  ],
 });
 let failed = 0;
 try {
