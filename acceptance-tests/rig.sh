@@ -36,6 +36,7 @@ DOCKER_DATA=$LAB_CACHE/docker           # dockerd's data root (each host of `hos
 LIBVIRT_CACHE=$LAB_CACHE/libvirt-cache  # libvirtd's /var/cache/libvirt (qemu capabilities)
 
 NETWORK=labnet
+POOL=lab-vms                    # dir pool over $LAB_CACHE/vms: lab_vm overlays and seeds are its volumes
 BRIDGE=labbr0
 VM_PREFIX=192.168.150           # VM subnet /24, inside the netns only
 DOCKER_BIP=10.20.0.1/24         # docker0 inside the netns (the default 172.17/16 is avoided on purpose)
@@ -194,6 +195,19 @@ EOF
   fi
 }
 
+pool_active() { [[ "$(virsh_ pool-info "$POOL" 2>/dev/null)" =~ State:\ +running ]]; }
+
+ensure_pool() {
+  mkdir -p "$LAB_CACHE/vms"
+  if ! virsh_ pool-info "$POOL" >/dev/null 2>&1; then
+    virsh_ pool-define-as "$POOL" dir --target "$LAB_CACHE/vms" >/dev/null || die "cannot define storage pool $POOL"
+    virsh_ pool-autostart "$POOL" >/dev/null || die "cannot mark storage pool $POOL autostart"
+  fi
+  if ! pool_active; then
+    virsh_ pool-start "$POOL" >/dev/null || die "cannot start storage pool $POOL"
+  fi
+}
+
 docker_up() { pid_alive "$RUN/dockerd.pid" && docker_ version >/dev/null 2>&1; }
 
 ensure_dockerd() {
@@ -282,6 +296,7 @@ export LAB_CLOUDINIT_KERNEL=$cloudinit/vmlinuz
 export LAB_CLOUDINIT_INITRD=$cloudinit/initrd.img
 export LAB_CLOUDINIT_CMDLINE='$CLOUDINIT_CMDLINE'
 export LAB_NETWORK=$NETWORK
+export LAB_STORAGE_POOL=$POOL
 export LAB_NETWORK_CIDR=$VM_PREFIX.0/24
 export LAB_DOCKER_CIDR=${DOCKER_BIP%.*}.0/24
 export LAB_SSH_KEY=$KEY
@@ -323,6 +338,7 @@ cmd_up() {
   ensure_netns
   ensure_libvirtd
   ensure_network
+  ensure_pool
   ensure_dockerd
   ensure_terminal_image
   ensure_gateway_image
@@ -341,6 +357,7 @@ cmd_status() {
   check netns "/run/netns/$NS" test -e "/run/netns/$NS"
   check libvirtd "pid $(cat "$RUN/libvirtd.pid" 2>/dev/null || echo -), $LIBVIRT_URI" libvirt_up
   check network "$NETWORK: $VM_PREFIX.0/24 on bridge $BRIDGE, routed" network_active
+  check pool "$POOL: dir pool over $LAB_CACHE/vms" pool_active
   check dockerd "pid $(cat "$RUN/dockerd.pid" 2>/dev/null || echo -), $DOCKER_SOCK" docker_up
   check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
   check gateway-image "$GATEWAY_IMAGE" docker_ image inspect "$GATEWAY_IMAGE"
@@ -477,7 +494,7 @@ cmd_restart() { # restart|stop DAEMON
   case $2 in
     libvirtd)
       stop_pidfile "$RUN/libvirtd.pid" libvirtd
-      [ "$1" = stop ] || { ensure_libvirtd && ensure_network; }
+      [ "$1" = stop ] || { ensure_libvirtd && ensure_network && ensure_pool; }
       ;;
     dockerd)
       stop_pidfile "$RUN/dockerd.pid" dockerd
@@ -503,6 +520,8 @@ cmd_down() {
       virsh_ destroy "$dom" >/dev/null 2>&1 || true
       virsh_ undefine "$dom" --nvram >/dev/null 2>&1 || virsh_ undefine "$dom" >/dev/null 2>&1 || true
     done
+    virsh_ pool-destroy "$POOL" >/dev/null 2>&1 || true
+    virsh_ pool-undefine "$POOL" >/dev/null 2>&1 || true
     virsh_ net-destroy "$NETWORK" >/dev/null 2>&1 || true
     virsh_ net-undefine "$NETWORK" >/dev/null 2>&1 || true
   fi

@@ -39,6 +39,9 @@ impl Provider for LabProvider {
         if let Some(uri) = config.libvirt_uri.known() {
             validate::check(&mut diags, AttrPath::root("libvirt_uri"), validate::libvirt_uri(uri));
         }
+        if let Some(pool) = config.storage_pool.known() {
+            validate::check(&mut diags, AttrPath::root("storage_pool"), validate::pool_name(pool));
+        }
         if let Some(domain) = config.domain.known() {
             validate::check(&mut diags, AttrPath::root("domain"), validate::domain(domain));
         }
@@ -50,6 +53,9 @@ impl Provider for LabProvider {
             validate::check(&mut diags, path.clone(), validate::name(name).map_err(|why| format!("host name {why}")));
             if let Some(uri) = host.libvirt_uri.known() {
                 validate::check(&mut diags, path.clone().attr("libvirt_uri"), validate::libvirt_uri(uri));
+            }
+            if let Some(pool) = host.storage_pool.known() {
+                validate::check(&mut diags, path.clone().attr("storage_pool"), validate::pool_name(pool));
             }
         }
         diags
@@ -93,6 +99,11 @@ fn provider_block() -> Block {
             ),
             Attribute::bool("strict_capacity").optional().description(
                 "When true, planning more VM memory than the host has free is an error instead of a warning.",
+            ),
+            Attribute::string("storage_pool").optional().description(
+                "libvirt storage pool (on the libvirt host) that holds `lab_vm` overlays and seeds as volumes. \
+                 Defaults to `$LAB_STORAGE_POOL`; when neither is set, each VM uses the dir pool over its \
+                 `overlay_dir` (made as a transient pool when the host has none).",
             ),
         ],
         blocks: vec![

@@ -28,6 +28,7 @@ pub struct LabConfig {
     pub docker_host: Attr<String>,
     pub domain: Attr<String>,
     pub strict_capacity: Attr<bool>,
+    pub storage_pool: Attr<String>,
     pub dns: Option<DnsBlock>,
     /// `host "<name>" { ... }` blocks: the hosts a resource's `host` argument can name.
     pub host: Option<BTreeMap<String, HostBlock>>,
@@ -87,6 +88,9 @@ pub struct Settings {
     pub docker_host: Option<String>,
     pub domain: Option<String>,
     pub strict_capacity: bool,
+    /// libvirt storage pool for `lab_vm` overlays and seeds (`LAB_STORAGE_POOL`); None: the dir
+    /// pool over each VM's `overlay_dir`.
+    pub storage_pool: Option<String>,
     /// The DNS backend of the `dns` block; None: sessions only compute hostnames.
     pub dns: Option<Arc<DnsBackend>>,
     /// Client TLS material for `tcp://` Docker daemons (`DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`).
@@ -143,7 +147,7 @@ impl Settings {
             let host = HostSettings {
                 libvirt_uri: known(&block.libvirt_uri, "libvirt_uri", validate::libvirt_uri)?,
                 docker_host: block.docker_host.known().cloned(),
-                storage_pool: block.storage_pool.known().cloned(),
+                storage_pool: known(&block.storage_pool, "storage_pool", validate::pool_name)?,
             };
             hosts.insert(name, host);
         }
@@ -153,6 +157,7 @@ impl Settings {
             docker_host: or_env(config.docker_host, "DOCKER_HOST"),
             domain: checked(config.domain, "domain", "LAB_DOMAIN", validate::domain)?,
             strict_capacity: config.strict_capacity.known().copied().unwrap_or(false),
+            storage_pool: checked(config.storage_pool, "storage_pool", "LAB_STORAGE_POOL", validate::pool_name)?,
             dns,
             docker_tls: docker_tls(env),
         })

@@ -6,3 +6,4 @@ pub mod domain_xml;
 pub mod libvirt;
 pub mod qcow2;
 pub mod seed;
+pub mod volume_xml;
