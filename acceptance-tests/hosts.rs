@@ -3,7 +3,7 @@
 //! on each (`element(local.host_names, index)`) with a gateway per host. Each session URL shows
 //! that student's own VM prompt in headless Chromium (in the control namespace, every session
 //! hostname resolved to its host's gateway, as DNS would), a second apply plans nothing, and
-//! destroy leaves no domain, container or network on either host (checked through each daemon's
+//! destroy leaves no domain, volume, container or network on either host (checked through each daemon's
 //! own socket from the root namespace, so a failing check fails the test).
 //!
 //! `flock /tmp/lab-boot.lock cargo test --test acc_hosts -- --nocapture`. The rig of hosts is
@@ -51,6 +51,7 @@ fn leftovers(host: &BTreeMap<String, String>, run_id: &str) -> Vec<String> {
         .lines()
         .chain(on_host("docker", &["-H", docker, "ps", "-a", "--format", "{{.Names}}"]).lines())
         .chain(on_host("docker", &["-H", docker, "network", "ls", "--format", "{{.Name}}"]).lines())
+        .chain(on_host("virsh", &["-q", "-c", uri, "vol-list", &host["LAB_HOST_STORAGE_POOL"]]).lines())
         .filter(|n| n.contains(run_id))
         .map(str::to_string)
         .collect();
@@ -78,8 +79,6 @@ fn one_student_per_host_each_url_shows_that_students_vm() {
 
     let ws = Workspace::in_hosts("hosts", &netns, &cache);
     let run_id = format!("{:x}", std::process::id());
-    let overlays = ws.path().join("overlays");
-    std::fs::create_dir_all(&overlays).expect("overlay dir");
     let gateway_port = 18600 + std::process::id() % 300;
     let host_vars: Vec<String> = hosts
         .iter()
@@ -97,14 +96,13 @@ fn one_student_per_host_each_url_shows_that_students_vm() {
     let key = &control["LAB_SSH_KEY"];
     let tfvars = format!(
         "run_id = \"{run_id}\"\nstudents = {STUDENTS:?}\nhosts = {{\n{}\n}}\nbase_image = \"{}\"\nkernel = \"{}\"\n\
-         initrd = \"{}\"\ncmdline = \"{}\"\noverlay_dir = \"{}\"\nssh_private_key_file = \"{key}\"\n\
+         initrd = \"{}\"\ncmdline = \"{}\"\nssh_private_key_file = \"{key}\"\n\
          ssh_public_key_file = \"{key}.pub\"\nterminal_image = \"{}\"\ngateway_image = \"{}\"\ngateway_port = {gateway_port}\n",
         host_vars.join("\n"),
         control["LAB_BASE_IMAGE"],
         control["LAB_KERNEL"],
         control["LAB_INITRD"],
         control["LAB_CMDLINE"],
-        overlays.display(),
         control["LAB_TERMINAL_IMAGE"],
         control["LAB_GATEWAY_IMAGE"],
     );
@@ -150,6 +148,10 @@ fn one_student_per_host_each_url_shows_that_students_vm() {
         assert_eq!(st["ready"], true, "{s}: {st}");
         let vm = st["vm"].as_str().expect("vm");
         for (name, h) in &hosts {
+            // Its overlay is a volume in its own host's pool, made through libvirt.
+            let pool = &h["LAB_HOST_STORAGE_POOL"];
+            let volumes = on_host("virsh", &["-q", "-c", &h["LAB_HOST_LOCAL_LIBVIRT_URI"], "vol-list", pool]);
+            assert_eq!(volumes.contains(vm), *name == host, "{vm}'s overlay in pool {pool} of {name}: {volumes}");
             let domains = on_host("virsh", &["-q", "-c", &h["LAB_HOST_LOCAL_LIBVIRT_URI"], "list", "--name"]);
             assert_eq!(domains.lines().any(|d| d == vm), *name == host, "{vm} on {name}: {domains}");
         }
@@ -186,6 +188,4 @@ fn one_student_per_host_each_url_shows_that_students_vm() {
     for (name, h) in &hosts {
         assert_eq!(leftovers(h, &run_id), Vec::<String>::new(), "left on {name} after destroy");
     }
-    let overlays_left: Vec<_> = std::fs::read_dir(&overlays).expect("overlay dir").collect();
-    assert!(overlays_left.is_empty(), "overlays left: {overlays_left:?}");
 }

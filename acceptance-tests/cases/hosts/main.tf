@@ -23,7 +23,6 @@ variable "base_image" { type = string }
 variable "kernel" { type = string }
 variable "initrd" { type = string }
 variable "cmdline" { type = string }
-variable "overlay_dir" { type = string }
 variable "ssh_private_key_file" { type = string }
 variable "ssh_public_key_file" { type = string }
 variable "terminal_image" { type = string }
@@ -64,8 +63,7 @@ resource "lab_vm" "student" {
 
   host                = each.value
   name                = "hosts-${var.run_id}-${each.key}"
-  base_image          = var.base_image
-  overlay_dir         = var.overlay_dir
+  base_image          = var.base_image # overlays: volumes in the host block's storage_pool
   kernel              = var.kernel
   initrd              = var.initrd
   cmdline             = "${var.cmdline} lab.hostname=hosts-${var.run_id}-${each.key}"
