@@ -57,8 +57,7 @@ resource "lab_vm" "student" {
   host                = each.value
   name                = "${var.course}-${local.slug[each.key]}"
   hostname            = "${var.course}-${local.slug[each.key]}"
-  base_image          = var.base_image
-  overlay_dir         = var.overlay_dir
+  base_image          = var.base_image # overlays: volumes in the host block's storage_pool
   kernel              = var.kernel
   initrd              = var.initrd
   cmdline             = var.cmdline == null ? null : "${var.cmdline} lab.hostname=${var.course}-${local.slug[each.key]}"

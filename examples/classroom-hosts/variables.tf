@@ -27,12 +27,6 @@ variable "base_image" {
   description = "Base image path on every host (each VM is a thin clone of it)."
 }
 
-variable "overlay_dir" {
-  type        = string
-  default     = "/var/lib/libvirt/images"
-  description = "Directory of the VMs' overlays."
-}
-
 variable "kernel" {
   type        = string
   default     = null
