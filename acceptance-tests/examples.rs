@@ -43,7 +43,7 @@ fn every_example_validates() {
             dirs.extend(entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()));
         }
     }
-    for name in ["roster", "classroom", "scheduled-destroy", "idle-stop", "multi-vm-lab"] {
+    for name in ["roster", "classroom", "classroom-hosts", "scheduled-destroy", "idle-stop", "multi-vm-lab"] {
         dirs.push(examples.join(name));
     }
     dirs.sort();

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use knot::{KEY_NAME, Knot, TUNNEL_TARGET, ZONE};
 use serde_json::{Value, json};
-use support::{DestroyOnDrop, Workspace, browser_check_with, docker, plan_counts, rig_exec, rig_var};
+use support::{DestroyOnDrop, Workspace, browser_check_in, docker, plan_counts, rig_exec, rig_var};
 
 const FUTURE: &str = "2099-06-30T16:00:00Z";
 const PAST: &str = "2020-01-31T12:00:00Z";
@@ -44,7 +44,15 @@ fn browser(case: Value, name: &str) -> JoinHandle<Vec<Value>> {
     let file = out.join(format!("{name}-cases.json"));
     std::fs::write(&file, serde_json::to_string(&json!([case])).unwrap()).unwrap();
     std::thread::spawn(move || {
-        browser_check_with(&file, &out, 0, 1, &[("LAB_BROWSER_HOST_RULES", &format!("MAP *.{ZONE} 127.0.0.1"))])
+        browser_check_in(
+            &[],
+            "exec",
+            &[("LAB_HOST_RESOLVER_RULES", &format!("MAP *.{ZONE} 127.0.0.1"))],
+            &file,
+            &out,
+            0,
+            1,
+        )
     })
 }
 

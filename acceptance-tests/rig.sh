@@ -10,6 +10,9 @@
 #   rig.sh restart D   stop daemon D (libvirtd|dockerd) and start it again the way `up` does
 #   rig.sh stop D      stop daemon D only (`up` starts it again); the fault tests use both
 #   rig.sh down        remove everything `up` made (keeps the image cache) and restore the host
+#   rig.sh hosts-up N  N hosts (netns $LAB_NETNS-h<i>: sshd, libvirtd, dockerd, pool) and the control netns
+#                      $LAB_NETNS where terraform runs; writes $LAB_CACHE/hosts.env and hosts/<name>.env
+#   rig.sh hosts-status | hosts-exec CMD.. (in the control netns) | hosts-down (removes all of it)
 #
 # Env: LAB_CACHE (/var/tmp/lab-cache), LAB_NETNS (labtest; another netns + another LAB_CACHE = a second,
 #      independent rig), LAB_PROVIDER_DIR (dir of terraform-provider-lab,
@@ -29,8 +32,11 @@ STATE=$LAB_CACHE/state          # daemon state for this `up`; removed by `down`
 IMAGE_ROOT=$LAB_CACHE/image     # image/<stamp>/{base.qcow2,vmlinuz,initrd.img}; kept by `down`
 KEY=$LAB_CACHE/keys/id_ed25519
 ENV_FILE=$LAB_CACHE/rig.env
+DOCKER_DATA=$LAB_CACHE/docker           # dockerd's data root (each host of `hosts-up` has its own)
+LIBVIRT_CACHE=$LAB_CACHE/libvirt-cache  # libvirtd's /var/cache/libvirt (qemu capabilities)
 
 NETWORK=labnet
+POOL=lab-vms                    # dir pool over $LAB_CACHE/vms: lab_vm overlays and seeds are its volumes
 BRIDGE=labbr0
 VM_PREFIX=192.168.150           # VM subnet /24, inside the netns only
 DOCKER_BIP=10.20.0.1/24         # docker0 inside the netns (the default 172.17/16 is avoided on purpose)
@@ -140,7 +146,7 @@ ensure_libvirtd() {
   # Private /etc/libvirt, /var/lib/libvirt, /run/libvirt, ... bind-mounted in the daemons' own mount
   # namespace: no clash with a libvirtd on the host, and `down` can simply delete them. The image
   # directory /var/lib/libvirt/images stays the host's, so files a test puts there are seen by qemu.
-  mkdir -p "$RUN/libvirt" "$STATE"/{etc-libvirt,lib-libvirt/images,log-libvirt} "$LAB_CACHE/libvirt-cache" \
+  mkdir -p "$RUN/libvirt" "$STATE"/{etc-libvirt,lib-libvirt/images,log-libvirt} "$LIBVIRT_CACHE" \
     /run/libvirt /var/lib/libvirt/images
   # qemu as root: no /dev/kvm permission games (an unusable /dev/kvm makes libvirt re-probe qemu on every
   # define, ~50 s) and no chown of the images; tests use domain type qemu (TCG) anyway.
@@ -160,7 +166,7 @@ EOF
     mount --bind "$2/log-libvirt" /var/log/libvirt
     mount --bind "$3" /var/cache/libvirt
     if [ "$4" = 1 ]; then virtlogd -d -p "$1/virtlogd.pid"; fi
-    libvirtd -d -p "$1/libvirtd.pid"' "$RUN" "$STATE" "$LAB_CACHE/libvirt-cache" "$start_virtlogd" ||
+    libvirtd -d -p "$1/libvirtd.pid"' "$RUN" "$STATE" "$LIBVIRT_CACHE" "$start_virtlogd" ||
     die "cannot start libvirtd in netns $NS"
   wait_until 60 libvirt_up ||
     die "libvirtd did not answer on $RUN/libvirt/libvirt-sock within 60 s (logs: $STATE/log-libvirt)"
@@ -191,17 +197,30 @@ EOF
   fi
 }
 
+pool_active() { [[ "$(virsh_ pool-info "$POOL" 2>/dev/null)" =~ State:\ +running ]]; }
+
+ensure_pool() {
+  mkdir -p "$LAB_CACHE/vms"
+  if ! virsh_ pool-info "$POOL" >/dev/null 2>&1; then
+    virsh_ pool-define-as "$POOL" dir --target "$LAB_CACHE/vms" >/dev/null || die "cannot define storage pool $POOL"
+    virsh_ pool-autostart "$POOL" >/dev/null || die "cannot mark storage pool $POOL autostart"
+  fi
+  if ! pool_active; then
+    virsh_ pool-start "$POOL" >/dev/null || die "cannot start storage pool $POOL"
+  fi
+}
+
 docker_up() { pid_alive "$RUN/dockerd.pid" && docker_ version >/dev/null 2>&1; }
 
 ensure_dockerd() {
   docker_up && return 0
   stop_pidfile "$RUN/dockerd.pid" dockerd
   log "starting dockerd in netns $NS"
-  mkdir -p "$RUN/docker" "$LAB_CACHE/docker"
+  mkdir -p "$RUN/docker" "$DOCKER_DATA"
   echo '{}' >"$RUN/daemon.json" # ignore any /etc/docker/daemon.json of the host
   in_netns_sh 'exec setsid -f "$@" </dev/null >"'"$STATE"'/dockerd.log" 2>&1' \
     dockerd --config-file "$RUN/daemon.json" -H "$DOCKER_SOCK" --pidfile "$RUN/dockerd.pid" \
-    --data-root "$LAB_CACHE/docker" --exec-root "$RUN/docker" --bip "$DOCKER_BIP" \
+    --data-root "$DOCKER_DATA" --exec-root "$RUN/docker" --bip "$DOCKER_BIP" \
     --default-address-pool "base=$DOCKER_POOL,size=24" --storage-driver overlay2 ||
     die "cannot start dockerd in netns $NS"
   wait_until 60 docker_up ||
@@ -308,6 +327,7 @@ export LAB_CLOUDINIT_KERNEL=$cloudinit/vmlinuz
 export LAB_CLOUDINIT_INITRD=$cloudinit/initrd.img
 export LAB_CLOUDINIT_CMDLINE='$CLOUDINIT_CMDLINE'
 export LAB_NETWORK=$NETWORK
+export LAB_STORAGE_POOL=$POOL
 export LAB_NETWORK_CIDR=$VM_PREFIX.0/24
 export LAB_DOCKER_CIDR=${DOCKER_BIP%.*}.0/24
 export LAB_SSH_KEY=$KEY
@@ -351,6 +371,7 @@ cmd_up() {
   ensure_netns
   ensure_libvirtd
   ensure_network
+  ensure_pool
   ensure_dockerd
   ensure_terminal_image
   ensure_console_image
@@ -371,6 +392,7 @@ cmd_status() {
   check netns "/run/netns/$NS" test -e "/run/netns/$NS"
   check libvirtd "pid $(cat "$RUN/libvirtd.pid" 2>/dev/null || echo -), $LIBVIRT_URI" libvirt_up
   check network "$NETWORK: $VM_PREFIX.0/24 on bridge $BRIDGE, routed" network_active
+  check pool "$POOL: dir pool over $LAB_CACHE/vms" pool_active
   check dockerd "pid $(cat "$RUN/dockerd.pid" 2>/dev/null || echo -), $DOCKER_SOCK" docker_up
   check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
   check console-image "$CONSOLE_IMAGE" docker_ image inspect "$CONSOLE_IMAGE"
@@ -509,7 +531,7 @@ cmd_restart() { # restart|stop DAEMON
   case $2 in
     libvirtd)
       stop_pidfile "$RUN/libvirtd.pid" libvirtd
-      [ "$1" = stop ] || { ensure_libvirtd && ensure_network; }
+      [ "$1" = stop ] || { ensure_libvirtd && ensure_network && ensure_pool; }
       ;;
     dockerd)
       stop_pidfile "$RUN/dockerd.pid" dockerd
@@ -535,6 +557,8 @@ cmd_down() {
       virsh_ destroy "$dom" >/dev/null 2>&1 || true
       virsh_ undefine "$dom" --nvram >/dev/null 2>&1 || virsh_ undefine "$dom" >/dev/null 2>&1 || true
     done
+    virsh_ pool-destroy "$POOL" >/dev/null 2>&1 || true
+    virsh_ pool-undefine "$POOL" >/dev/null 2>&1 || true
     virsh_ net-destroy "$NETWORK" >/dev/null 2>&1 || true
     virsh_ net-undefine "$NETWORK" >/dev/null 2>&1 || true
   fi
@@ -555,6 +579,308 @@ cmd_down() {
   log "down (kept: $(image_dir), $(cloudinit_image_dir), docker images, keys, ttyd, package caches)"
 }
 
+# ------------------------------------------------------------------------------------------------ hosts
+# `hosts-up N`: a class across N hosts. Host i is the netns $NS-h<i> with sshd, libvirtd (+ virtlogd),
+# dockerd, a libvirt network and a storage pool, as a remote hypervisor would have them; the netns $NS
+# itself is the control namespace, the instructor's machine, where terraform runs (`hosts-exec`). They
+# are joined by one veth pair per host, 10.77.<i>.1 (control) <-> 10.77.<i>.2 (host): the control
+# namespace reaches each host's sshd and published ports, never the VMs or containers behind it.
+# Use a LAB_NETNS and LAB_CACHE of your own (not the shared rig's): `hosts-down` removes all of it.
+HOSTS_DIR=$LAB_CACHE/hosts                 # <name>.env per host, <name>/ its state, keys and pool
+HOSTS_ENV=$LAB_CACHE/hosts.env             # the control namespace's environment (LAB_HOSTS, images, CLI config)
+HOST_ADMIN_KEY=$LAB_CACHE/keys/host-admin  # root on every host, over ssh from the control namespace
+CONTROL_SSH=$LAB_CACHE/control/ssh         # /root/.ssh of the control namespace: known_hosts, config
+HOSTS_LINK=10.77                           # 10.77.<i>.0/24 per host
+HOST_POOL=lab                              # each host's storage pool (dir pool under $HOSTS_DIR/<name>/pool)
+
+# Sets the globals the daemon functions above use (NS, RUN, STATE, sockets, subnets) to host I's; call in a
+# subshell. HOST_NAME, HOST_ADDR, HOST_DIR describe the host.
+select_host() { # I
+  HOST_NAME=h$1
+  HOST_ADDR=$HOSTS_LINK.$1.2
+  HOST_DIR=$HOSTS_DIR/$HOST_NAME
+  CONTROL_NS=$NS
+  NS=$CONTROL_NS-$HOST_NAME
+  RUN=/run/lab-rig-$NS
+  STATE=$HOST_DIR/state
+  DOCKER_DATA=$HOST_DIR/docker
+  LIBVIRT_CACHE=$HOST_DIR/libvirt-cache
+  VM_PREFIX=192.168.$((150 + $1))
+  DOCKER_BIP=10.$((30 + $1)).0.1/24
+  DOCKER_POOL=10.$((40 + $1)).0.0/16
+  LIBVIRT_URI="qemu+unix:///system?socket=$RUN/libvirt/libvirt-sock"
+  DOCKER_SOCK=unix://$RUN/docker.sock
+}
+
+host_count() { # the hosts hosts-up made, from their directories
+  local n=0
+  while [ -d "$HOSTS_DIR/h$((n + 1))" ]; do n=$((n + 1)); done
+  echo "$n"
+}
+
+ensure_host_admin_key() {
+  [ -f "$HOST_ADMIN_KEY" ] && return 0
+  mkdir -p "$(dirname "$HOST_ADMIN_KEY")"
+  ssh-keygen -q -t ed25519 -N '' -C lab-host-admin -f "$HOST_ADMIN_KEY" || die "cannot create $HOST_ADMIN_KEY"
+}
+
+ensure_link() { # veth control <-> host, after select_host
+  ip netns exec "$CONTROL_NS" ip link show "lab-$HOST_NAME" >/dev/null 2>&1 && return 0
+  ip link add "lab-$HOST_NAME" netns "$CONTROL_NS" type veth peer name lab-control netns "$NS" ||
+    die "cannot link netns $CONTROL_NS and $NS"
+  ip netns exec "$CONTROL_NS" ip addr add "${HOST_ADDR%.2}.1/24" dev "lab-$HOST_NAME"
+  ip netns exec "$CONTROL_NS" ip link set "lab-$HOST_NAME" up
+  ip netns exec "$NS" ip addr add "$HOST_ADDR/24" dev lab-control
+  ip netns exec "$NS" ip link set lab-control up
+}
+
+sshd_up() { pid_alive "$RUN/sshd.pid"; }
+
+# sshd runs in the same kind of private mount namespace as libvirtd: /run/libvirt is the host's own, so
+# `qemu+ssh://root@<host>/system` finds this host's libvirtd (virt-ssh-helper), and DOCKER_HOST points
+# `ssh://root@<host>` (docker system dial-stdio) at this host's dockerd.
+ensure_sshd() {
+  sshd_up && return 0
+  local dir=$HOST_DIR/ssh
+  mkdir -p "$dir"
+  [ -f "$dir/ssh_host_ed25519_key" ] || ssh-keygen -q -t ed25519 -N '' -C "$HOST_NAME" -f "$dir/ssh_host_ed25519_key"
+  cp "$HOST_ADMIN_KEY.pub" "$dir/authorized_keys"
+  cat >"$dir/sshd_config" <<EOS
+ListenAddress $HOST_ADDR
+HostKey $dir/ssh_host_ed25519_key
+PidFile $RUN/sshd.pid
+AuthorizedKeysFile $dir/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+MaxSessions 200
+MaxStartups 200
+SetEnv DOCKER_HOST=$DOCKER_SOCK
+Subsystem sftp internal-sftp
+EOS
+  mkdir -p /run/sshd # sshd's privilege separation directory (Debian's unit makes it)
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  in_netns_sh 'mount --bind "$1/libvirt" /run/libvirt; /usr/sbin/sshd -f "$2" -E "$3"' \
+    "$RUN" "$dir/sshd_config" "$STATE/sshd.log" || die "cannot start sshd in netns $NS"
+  wait_until 20 sshd_up || die "sshd did not start in netns $NS; tail of $STATE/sshd.log:
+$(tail -n 15 "$STATE/sshd.log" 2>/dev/null)"
+}
+
+pool_active() { [[ "$(virsh_ pool-info "$HOST_POOL" 2>/dev/null)" =~ State:\ +running ]]; }
+
+ensure_pool() {
+  if ! virsh_ pool-info "$HOST_POOL" >/dev/null 2>&1; then
+    mkdir -p "$HOST_DIR/pool"
+    virsh_ pool-define-as "$HOST_POOL" dir --target "$HOST_DIR/pool" >/dev/null ||
+      die "cannot define storage pool $HOST_POOL on $HOST_NAME"
+  fi
+  pool_active || virsh_ pool-start "$HOST_POOL" >/dev/null || die "cannot start storage pool $HOST_POOL on $HOST_NAME"
+}
+
+host_libvirt_uri() { # what the control namespace uses: libvirt's ssh transport (the ssh client, ~/.ssh)
+  echo "qemu+ssh://root@$HOST_ADDR/system?keyfile=$HOST_ADMIN_KEY&no_tty=1"
+}
+
+write_host_env() {
+  cat >"$HOSTS_DIR/$HOST_NAME.env.tmp" <<EOS
+# Host $HOST_NAME of acceptance-tests/rig.sh hosts-up ($(date -u +%FT%TZ)); for the control namespace $CONTROL_NS.
+export LAB_HOST_NAME=$HOST_NAME
+export LAB_HOST_ADDRESS=$HOST_ADDR
+export LAB_HOST_LIBVIRT_URI='$(host_libvirt_uri)'
+export LAB_HOST_DOCKER_HOST=ssh://root@$HOST_ADDR
+export LAB_HOST_DOCKER_SOCKET=${DOCKER_SOCK#unix://}
+export LAB_HOST_STORAGE_POOL=$HOST_POOL
+export LAB_HOST_GATEWAY_ADDRESS=$HOST_ADDR
+export LAB_HOST_NETWORK=$NETWORK
+export LAB_HOST_NETWORK_CIDR=$VM_PREFIX.0/24
+export LAB_HOST_DOCKER_CIDR=${DOCKER_BIP%.*}.0/24
+export LAB_HOST_NETNS=$NS
+# From the root namespace (tests that check what is left on a host): the daemons' own sockets.
+export LAB_HOST_LOCAL_LIBVIRT_URI='$LIBVIRT_URI'
+export LAB_HOST_LOCAL_DOCKER_HOST=$DOCKER_SOCK
+EOS
+  mv "$HOSTS_DIR/$HOST_NAME.env.tmp" "$HOSTS_DIR/$HOST_NAME.env"
+}
+
+host_up() { # I : one host, in a subshell (select_host changes the globals)
+  (
+    local t0=$EPOCHREALTIME
+    select_host "$1"
+    mkdir -p "$RUN" "$STATE"
+    ensure_netns
+    ensure_link
+    ensure_libvirtd
+    ensure_network
+    ensure_pool
+    ensure_dockerd
+    ensure_terminal_image
+    ensure_gateway_image
+    ensure_sshd
+    write_host_env
+    log "host $HOST_NAME ($HOST_ADDR, netns $NS) up in $(seconds_since "$t0") s"
+  )
+}
+
+write_control_ssh() { # known_hosts (the hosts' real keys) and config for the control namespace's /root/.ssh
+  local i n=$1 addr
+  mkdir -p "$CONTROL_SSH"
+  chmod 700 "$CONTROL_SSH"
+  : >"$CONTROL_SSH/known_hosts.tmp"
+  for i in $(seq 1 "$n"); do
+    addr=$HOSTS_LINK.$i.2
+    printf '%s %s\n' "$addr" "$(cut -d' ' -f1,2 "$HOSTS_DIR/h$i/ssh/ssh_host_ed25519_key.pub")" >>"$CONTROL_SSH/known_hosts.tmp"
+  done
+  mv "$CONTROL_SSH/known_hosts.tmp" "$CONTROL_SSH/known_hosts"
+  cat >"$CONTROL_SSH/config" <<EOS
+Host $HOSTS_LINK.*
+  User root
+  IdentityFile $HOST_ADMIN_KEY
+  IdentitiesOnly yes
+  UserKnownHostsFile $CONTROL_SSH/known_hosts
+  StrictHostKeyChecking yes
+  BatchMode yes
+  ConnectTimeout 10
+EOS
+  chmod 600 "$CONTROL_SSH/config" "$CONTROL_SSH/known_hosts"
+}
+
+write_hosts_env() { # N
+  local tfrc=$LAB_CACHE/terraformrc names="" i
+  for i in $(seq 1 "$1"); do names="$names h$i"; done
+  write_cli_config "$(provider_dir)" "$tfrc"
+  cat >"$HOSTS_ENV.tmp" <<EOS
+# Written by acceptance-tests/rig.sh hosts-up on $(date -u +%FT%TZ). Per host: $HOSTS_DIR/<name>.env.
+export LAB_CACHE=$LAB_CACHE
+export LAB_NETNS=$NS
+export LAB_HOSTS='${names# }'
+export LAB_HOSTS_DIR=$HOSTS_DIR
+export LAB_BASE_IMAGE=$(image_dir)/base.qcow2
+export LAB_KERNEL=$(image_dir)/vmlinuz
+export LAB_INITRD=$(image_dir)/initrd.img
+export LAB_CMDLINE='$BOOT_CMDLINE'
+export LAB_NETWORK=$NETWORK
+export LAB_SSH_KEY=$KEY
+export LAB_HOST_ADMIN_KEY=$HOST_ADMIN_KEY
+export LAB_DOMAIN_TYPE=qemu
+export LAB_TERMINAL_IMAGE=$TERMINAL_IMAGE
+export LAB_GATEWAY_IMAGE=$GATEWAY_IMAGE
+export TF_CLI_CONFIG_FILE=$tfrc
+export CHECKPOINT_DISABLE=1
+EOS
+  mv "$HOSTS_ENV.tmp" "$HOSTS_ENV"
+}
+
+cmd_hosts_up() { # N
+  local n=${1:-} t0=$EPOCHREALTIME i
+  [[ $n =~ ^[1-9]$ ]] || die "usage: rig.sh hosts-up N (1-9 hosts)"
+  [ "$NS" != labtest ] || die "hosts-up needs a LAB_NETNS and LAB_CACHE of its own (not the shared rig's labtest)"
+  lock_rig
+  if [ -z "${LAB_SKIP_DEPS:-}" ]; then "$REPO/scripts/deps.sh" all || die "scripts/deps.sh failed"; fi
+  mkdir -p "$RUN" "$HOSTS_DIR"
+  ensure_key
+  ensure_host_admin_key
+  ensure_base_image
+  ensure_netns # the control namespace
+  for i in $(seq 1 "$n"); do host_up "$i" || die "host h$i did not come up"; done
+  write_control_ssh "$n"
+  write_hosts_env "$n"
+  # Every host answers over ssh from the control namespace, with the host key checked.
+  for i in $(seq 1 "$n"); do
+    cmd_hosts_exec_inner ssh "$HOSTS_LINK.$i.2" true || die "ssh root@$HOSTS_LINK.$i.2 from netns $NS failed"
+  done
+  log "$n hosts up in $(seconds_since "$t0") s; environment: $HOSTS_ENV, $HOSTS_DIR/<name>.env"
+}
+
+# Runs CMD in the control namespace with hosts.env loaded and the control ssh config as /root/.ssh.
+cmd_hosts_exec_inner() {
+  mkdir -p /root/.ssh # the mount point (exists on most machines)
+  # shellcheck disable=SC2016 # expanded by the inner sh
+  ip netns exec "$NS" sh -c 'mount --bind "$1" /root/.ssh && shift && exec "$@"' sh "$CONTROL_SSH" "$@"
+}
+
+cmd_hosts_exec() {
+  [ $# -gt 0 ] || die "usage: rig.sh hosts-exec CMD [ARGS...]"
+  [ -f "$HOSTS_ENV" ] || die "$HOSTS_ENV not found: run rig.sh hosts-up N first"
+  local caller_provider_dir=${LAB_PROVIDER_DIR:-${CARGO_TARGET_DIR:+$CARGO_TARGET_DIR/debug}}
+  # shellcheck source=/dev/null
+  . "$HOSTS_ENV"
+  if [ -n "$caller_provider_dir" ]; then
+    local tfrc
+    tfrc=$LAB_CACHE/terraformrc.d/$(echo "$caller_provider_dir" | sha256sum | cut -c1-12).tfrc
+    mkdir -p "$(dirname "$tfrc")"
+    write_cli_config "$caller_provider_dir" "$tfrc"
+    export TF_CLI_CONFIG_FILE=$tfrc
+  fi
+  cmd_hosts_exec_inner "$@"
+}
+
+cmd_hosts_status() {
+  local n i rc=0
+  n=$(host_count)
+  echo "hosts rig: control netns $NS, cache $LAB_CACHE, $n hosts"
+  for i in $(seq 1 "$n"); do
+    (
+      select_host "$i"
+      state() { "$@" >/dev/null 2>&1 && echo up || echo DOWN; }
+      printf '  %-4s %-11s netns %-5s sshd %-5s libvirtd %-5s dockerd %-5s pool %-5s\n' "$HOST_NAME" "$HOST_ADDR" \
+        "$(state test -e "/run/netns/$NS")" "$(state sshd_up)" "$(state libvirt_up)" "$(state docker_up)" \
+        "$(state pool_active)"
+      libvirt_up && virsh_ list --all --name | sed "s/^/    domain /"
+      docker_up && docker_ ps -a --format '    container {{.Names}} {{.Status}}'
+      sshd_up && libvirt_up && docker_up && pool_active
+    ) || rc=1
+  done
+  return $rc
+}
+
+host_down() { # I
+  (
+    local id dom vol
+    select_host "$1"
+    if docker_up; then
+      for id in $(docker_ ps -aq); do docker_ rm -f "$id" >/dev/null || true; done
+      docker_ network prune -f >/dev/null || true
+      docker_ volume prune -f >/dev/null || true
+    fi
+    stop_pidfile "$RUN/dockerd.pid" dockerd
+    stop_pidfile "$RUN/sshd.pid" sshd
+    if libvirt_up; then
+      for dom in $(virsh_ list --all --name); do
+        virsh_ destroy "$dom" >/dev/null 2>&1 || true
+        virsh_ undefine "$dom" >/dev/null 2>&1 || true
+      done
+      for vol in $(virsh_ vol-list "$HOST_POOL" 2>/dev/null | awk 'NR > 2 { print $1 }'); do
+        virsh_ vol-delete "$vol" --pool "$HOST_POOL" >/dev/null 2>&1 || true
+      done
+      virsh_ pool-destroy "$HOST_POOL" >/dev/null 2>&1 || true
+      virsh_ pool-undefine "$HOST_POOL" >/dev/null 2>&1 || true
+      virsh_ net-destroy "$NETWORK" >/dev/null 2>&1 || true
+      virsh_ net-undefine "$NETWORK" >/dev/null 2>&1 || true
+    fi
+    for id in "$RUN"/libvirt/qemu/*.pid; do [ -f "$id" ] && stop_pidfile "$id" qemu; done
+    for id in "$RUN"/libvirt/network/*.pid; do [ -f "$id" ] && stop_pidfile "$id" dnsmasq; done
+    stop_pidfile "$RUN/libvirtd.pid" libvirtd
+    stop_pidfile "$RUN/virtlogd.pid" virtlogd
+    if [ -e "/run/netns/$NS" ]; then ip netns del "$NS" || die "cannot delete netns $NS"; fi
+    # the docker data root holds the imported images: kept, like the single rig's
+    rm -rf "$RUN" "$STATE" "$HOST_DIR/pool" "$HOST_DIR/ssh" "$HOSTS_DIR/$HOST_NAME.env"
+    log "host $HOST_NAME down"
+  )
+}
+
+cmd_hosts_down() {
+  local n i
+  [ "$NS" != labtest ] || die "hosts-down works on a LAB_NETNS of its own, never on the shared rig's labtest"
+  lock_rig
+  n=$(host_count)
+  for i in $(seq 1 "$n"); do host_down "$i"; done
+  if [ -e "/run/netns/$NS" ]; then ip netns del "$NS" || die "cannot delete netns $NS"; fi
+  rm -rf "$RUN" "$HOSTS_ENV" "$CONTROL_SSH" "$LAB_CACHE/terraformrc" "$LAB_CACHE/terraformrc.d"
+  log "$n hosts down (kept: images, docker data, keys)"
+}
+
 case ${1:-} in
   up) cmd_up ;;
   status) cmd_status ;;
@@ -562,8 +888,12 @@ case ${1:-} in
   vm-smoke) cmd_vm_smoke ;;
   restart | stop) cmd_restart "$1" "${2:-}" ;;
   down) cmd_down ;;
+  hosts-up) cmd_hosts_up "${2:-}" ;;
+  hosts-status) cmd_hosts_status ;;
+  hosts-exec) shift && cmd_hosts_exec "$@" ;;
+  hosts-down) cmd_hosts_down ;;
   *)
-    echo "usage: $0 up|status|exec CMD...|vm-smoke|restart D|stop D|down" >&2
+    echo "usage: $0 up|status|exec CMD...|vm-smoke|restart D|stop D|down|hosts-up N|hosts-status|hosts-exec CMD...|hosts-down" >&2
     exit 2
     ;;
 esac

@@ -8,6 +8,12 @@
 #                               per student: http://lab-<id>.lab.localhost:8080
 #   scripts/classroom.sh down   destroy the classroom (gateway included), stop the port forwarder and
 #                               the rig (LAB_KEEP_RIG=1 keeps the rig up)
+#   scripts/classroom.sh up --hosts 2    the same class spread over two hosts (rig.sh hosts-up 2: netns
+#                               $LAB_HOSTS_NETNS-h1/-h2 with sshd, libvirtd and dockerd; terraform in the
+#                               control netns $LAB_HOSTS_NETNS, default labh; cache $LAB_HOSTS_CACHE,
+#                               default /var/tmp/lab-cache-hosts): examples/classroom-hosts, a gateway per
+#                               host on port 8081/8082, URLs http://lab-<id>.lab.localhost:808<host>
+#   scripts/classroom.sh down --hosts 2  destroy it and remove both hosts (LAB_KEEP_RIG=1 keeps them)
 #
 # The gateway (Traefik) listens on 127.0.0.1:8080 inside the namespace; socat forwards that port from
 # this machine's own loopback into the namespace's loopback. Browsers resolve *.localhost to the
@@ -16,8 +22,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
-work=${LAB_CLASSROOM_DIR:-/var/tmp/lab-classroom}
-LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
+command=${1:-}
+hosts=0
+if [ "${2:-}" = --hosts ]; then
+  hosts=${3:-}
+  [ "$hosts" = 2 ] || { echo "usage: $0 up|down [--hosts 2] (examples/classroom-hosts has two hosts)" >&2; exit 2; }
+fi
+if [ "$hosts" = 0 ]; then
+  work=${LAB_CLASSROOM_DIR:-/var/tmp/lab-classroom}
+  LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
+  example=classroom
+  rig_exec=exec
+else
+  work=${LAB_CLASSROOM_DIR:-/var/tmp/lab-classroom-hosts}
+  export LAB_NETNS=${LAB_HOSTS_NETNS:-labh} LAB_CACHE=${LAB_HOSTS_CACHE:-/var/tmp/lab-cache-hosts}
+  example=classroom-hosts
+  rig_exec=hosts-exec
+fi
 export LAB_PROVIDER_DIR=${CARGO_TARGET_DIR:-$repo/target}/release
 export CHECKPOINT_DISABLE=1 TF_IN_AUTOMATION=1 TF_INPUT=0
 
@@ -27,13 +48,38 @@ prepare() {
   scripts/deps.sh all >&2
   log "building the provider (release)"
   cargo build --release --locked >&2
-  acceptance-tests/rig.sh up >&2
-  # shellcheck source=/dev/null
-  . "$LAB_CACHE/rig.env"
+  if [ "$hosts" = 0 ]; then
+    acceptance-tests/rig.sh up >&2
+    # shellcheck source=/dev/null
+    . "$LAB_CACHE/rig.env"
+  else
+    LAB_SKIP_DEPS=1 acceptance-tests/rig.sh hosts-up "$hosts" >&2
+    # shellcheck source=/dev/null
+    . "$LAB_CACHE/hosts.env"
+  fi
   mkdir -p "$work"
   # The configuration is copied next to its state, so the state survives checkouts.
-  cp "$repo"/examples/classroom/*.tf "$repo"/examples/classroom/students.csv "$work/"
+  cp "$repo/examples/$example"/*.tf "$repo/examples/$example/students.csv" "$work/"
+  [ "$hosts" = 0 ] || write_hosts_tfvars
   install_provider
+}
+
+# examples/classroom-hosts' var.hosts from the rig's $LAB_CACHE/hosts/<name>.env, gateway i on port 808i.
+write_hosts_tfvars() {
+  local i
+  {
+    echo "hosts = {"
+    for i in $(seq 1 "$hosts"); do
+      (
+        # shellcheck source=/dev/null
+        . "$LAB_CACHE/hosts/h$i.env"
+        printf '  %s = { libvirt_uri = "%s", docker_host = "%s", storage_pool = "%s", docker_socket = "%s", network = "%s", gateway_port = %s }\n' \
+          "$LAB_HOST_NAME" "$LAB_HOST_LIBVIRT_URI" "$LAB_HOST_DOCKER_HOST" "$LAB_HOST_STORAGE_POOL" \
+          "$LAB_HOST_DOCKER_SOCKET" "$LAB_HOST_NETWORK" "$((8080 + i))"
+      )
+    done
+    echo "}"
+  } >"$work/hosts.auto.tfvars"
 }
 
 # Terraform installs the provider from a local filesystem mirror, as a user's terraform installs
@@ -84,16 +130,18 @@ EOF
 # terraform inside the rig's namespace, with the classroom's own CLI config (rig.sh exec would
 # point it at the development build).
 tf_plain() {
-  acceptance-tests/rig.sh exec env TF_CLI_CONFIG_FILE="$work/terraformrc" terraform -chdir="$work" "$@"
+  acceptance-tests/rig.sh "$rig_exec" env TF_CLI_CONFIG_FILE="$work/terraformrc" terraform -chdir="$work" "$@"
 }
 
 tf() {
+  local network=() class_page=()
+  # per host in hosts.auto.tfvars; the class page and instructor are examples/classroom's (one host)
+  [ "$hosts" != 0 ] || network=(-var "network=$LAB_NETWORK") class_page=(-var "class_page_image=${LAB_CLASS_PAGE_IMAGE:-lab/class-page:1}")
   tf_plain "$@" \
     -var "base_image=$LAB_BASE_IMAGE" -var "kernel=$LAB_KERNEL" -var "initrd=$LAB_INITRD" \
-    -var "cmdline=$LAB_CMDLINE" -var "network=$LAB_NETWORK" -var "domain_type=$LAB_DOMAIN_TYPE" \
+    -var "cmdline=$LAB_CMDLINE" "${network[@]}" -var "domain_type=$LAB_DOMAIN_TYPE" \
     -var "ssh_public_key_file=$LAB_SSH_KEY.pub" -var "ssh_private_key_file=$LAB_SSH_KEY" \
-    -var "terminal_image=$LAB_TERMINAL_IMAGE" -var "gateway_image=$LAB_GATEWAY_IMAGE" \
-    -var "class_page_image=${LAB_CLASS_PAGE_IMAGE:-lab/class-page:1}"
+    -var "terminal_image=$LAB_TERMINAL_IMAGE" -var "gateway_image=$LAB_GATEWAY_IMAGE" "${class_page[@]}"
 }
 
 # The instructor's password: $LAB_INSTRUCTOR_PASSWORD, else the one generated at the first `up`
@@ -122,50 +170,76 @@ stop_forwarders() {
   rm -f "$work/forwarders.pid"
 }
 
-# 127.0.0.1:PORT here -> 127.0.0.1:PORT inside the rig's namespace.
+# 127.0.0.1:PORT here -> ADDRESS:PORT (default 127.0.0.1) inside the rig's namespace (with hosts:
+# the control namespace, ADDRESS a host's gateway address).
 forward() {
-  local port=$1
+  local port=$1 address=${2:-127.0.0.1}
   setsid socat "TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr,fork" \
-    "EXEC:ip netns exec $LAB_NETNS socat STDIO TCP\\:127.0.0.1\\:$port" </dev/null >/dev/null 2>&1 &
+    "EXEC:ip netns exec $LAB_NETNS socat STDIO TCP\\:$address\\:$port" </dev/null >/dev/null 2>&1 &
   echo $! >>"$work/forwarders.pid"
 }
 
-case "${1:-}" in
+forward_gateways() {
+  local i
+  if [ "$hosts" = 0 ]; then
+    forward "$(tf_plain output -raw gateway_port)"
+    return
+  fi
+  for i in $(seq 1 "$hosts"); do
+    forward "$((8080 + i))" "$(. "$LAB_CACHE/hosts/h$i.env" && echo "$LAB_HOST_GATEWAY_ADDRESS")"
+  done
+}
+
+case "$command" in
   up)
     prepare
-    instructor_password
-    log "applying examples/classroom (VMs boot under software emulation: about a minute)"
+    [ "$hosts" != 0 ] || instructor_password
+    log "applying examples/$example (VMs boot under software emulation: about a minute)"
+    t0=$EPOCHREALTIME
     tf apply -auto-approve -no-color >&2
+    log "applied in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
     stop_forwarders
-    forward "$(tf_plain output -raw gateway_port)"
+    forward_gateways
+    [ "$hosts" = 0 ] || { echo; echo "Placement:"; tf_plain output -json placement |
+      python3 -c 'import json,sys; [print(f"  {k:<24} {v}") for k, v in json.load(sys.stdin).items()]'; }
     urls=$(tf_plain output -json urls)
     echo
     echo "Session URLs (each opens that student's terminal in a browser on this machine):"
     python3 -c 'import json,sys; [print(f"  {k:<24} {v}") for k, v in json.load(sys.stdin).items()]' <<<"$urls"
     echo
-    echo "Instructor: the class page, and each session's read-only view at <URL>/watch/:"
-    echo "  class page  $(tf_plain output -raw class_url)"
-    echo "  username    $(tf_plain output -raw instructor_username)"
-    if [ "${LAB_SHOW_PASSWORD:-0}" = 1 ]; then
-      echo "  password    $TF_VAR_instructor_password"
+    if [ "$hosts" = 0 ]; then
+      echo "Instructor: the class page, and each session's read-only view at <URL>/watch/:"
+      echo "  class page  $(tf_plain output -raw class_url)"
+      echo "  username    $(tf_plain output -raw instructor_username)"
+      if [ "${LAB_SHOW_PASSWORD:-0}" = 1 ]; then
+        echo "  password    $TF_VAR_instructor_password"
+      else
+        echo "  password    in $password_source (LAB_SHOW_PASSWORD=1 prints it)"
+      fi
+      echo
+      echo "Tear down with: scripts/classroom.sh down"
     else
-      echo "  password    in $password_source (LAB_SHOW_PASSWORD=1 prints it)"
+      echo "Tear down with: scripts/classroom.sh down --hosts $hosts"
     fi
-    echo
-    echo "Tear down with: scripts/classroom.sh down"
     ;;
   down)
     stop_forwarders
-    if [ -f "$LAB_CACHE/rig.env" ] && [ -f "$work/terraform.tfstate" ]; then
+    env_file=$LAB_CACHE/rig.env
+    [ "$hosts" = 0 ] || env_file=$LAB_CACHE/hosts.env
+    if [ -f "$env_file" ] && [ -f "$work/terraform.tfstate" ]; then
       prepare
-      instructor_password
+      [ "$hosts" != 0 ] || instructor_password
+      t0=$EPOCHREALTIME
       tf destroy -auto-approve -no-color >&2
+      log "destroyed in $(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }') s"
     fi
-    [ "${LAB_KEEP_RIG:-0}" = 1 ] || acceptance-tests/rig.sh down >&2
+    if [ "${LAB_KEEP_RIG:-0}" != 1 ]; then
+      if [ "$hosts" = 0 ]; then acceptance-tests/rig.sh down >&2; else acceptance-tests/rig.sh hosts-down >&2; fi
+    fi
     log "classroom removed"
     ;;
   *)
-    echo "usage: $0 up|down" >&2
+    echo "usage: $0 up|down [--hosts 2]" >&2
     exit 2
     ;;
 esac

@@ -23,10 +23,11 @@ BUILD_PKGS=(libvirt-dev pkg-config gcc libc6-dev)
 # file, xz-utils: rig/build-image.sh (static busybox check, compressed kernel modules); binutils:
 # readelf in tests/libvirt_helper.rs; util-linux: flock/setsid (rig.sh), blkid (seed unit test);
 # tmux, ncurses-base: the persistent sessions of the rig's terminal image (binary + terminfo entries);
-# xorriso: the ISO images acc_media inserts into guests (users bring their own ISOs; the provider never makes one).
+# xorriso: the ISO images acc_media inserts into guests (users bring their own ISOs; the provider never makes one);
+# openssh-server: the hosts of `rig.sh hosts-up` (qemu+ssh libvirt, ssh:// Docker), never started as a service.
 RIG_PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 dnsmasq-base iptables docker.io socat
-  debootstrap busybox-static e2fsprogs iproute2 openssh-client ca-certificates python3-websockets curl
-  file xz-utils binutils util-linux tmux ncurses-base xorriso)
+  debootstrap busybox-static e2fsprogs iproute2 openssh-client openssh-server ca-certificates python3-websockets
+  curl file xz-utils binutils util-linux tmux ncurses-base xorriso)
 DNS_PKGS=(knot knot-dnsutils)
 BROWSER_PKGS=(chromium)
 
@@ -167,7 +168,7 @@ case $mode in
     check_unpackaged all
     # Every command scripts/, acceptance-tests/ and tests/ run on the host (the guest's are in the image).
     check_commands pkg-config cc cargo virsh libvirtd virtlogd qemu-system-x86_64 qemu-img qemu-io dockerd docker \
-      debootstrap chroot mkfs.ext4 busybox file xz ip iptables dnsmasq ssh ssh-keygen socat curl flock setsid \
+      debootstrap chroot mkfs.ext4 busybox file xz ip iptables dnsmasq ssh ssh-keygen sshd socat curl flock setsid \
       blkid readelf knotd kdig knotc knsupdate chromium node npm python3 terraform
     # rig.sh runs acceptance-tests/rig/wsprobe.py with Debian's python3 and its websockets module.
     /usr/bin/python3 -c 'import websockets' 2>/dev/null || die "/usr/bin/python3 cannot import websockets (python3-websockets)"

@@ -215,9 +215,33 @@ pub fn exists_unowned(attr: AttrPath, type_name: &str, what: &str, import_id: &s
     )
 }
 
+/// The import id of an object on a host: `<host>/<name>` on a named host (`host` argument),
+/// `<name>` on the provider's own. Names never hold `/` (`validate::name`, Docker names).
+pub fn import_id(host: Option<&str>, name: &str) -> String {
+    match host {
+        Some(host) => format!("{host}/{name}"),
+        None => name.to_string(),
+    }
+}
+
+/// `import_id` read back: the host (None: the provider's own) and the name.
+pub fn host_and_id(id: &str) -> (Option<&str>, &str) {
+    match id.split_once('/') {
+        Some((host, name)) => (Some(host), name),
+        None => (None, id),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn import_ids_carry_the_host() {
+        assert_eq!(import_id(Some("h2"), "ada"), "h2/ada");
+        assert_eq!(host_and_id("h2/ada"), (Some("h2"), "ada"));
+        assert_eq!(host_and_id(&import_id(None, "ada")), (None, "ada"));
+    }
 
     #[test]
     fn an_unowned_object_gets_an_import_block_on_its_attribute() {

@@ -41,11 +41,24 @@ impl Provider for LabProvider {
         if let Some(uri) = config.libvirt_uri.known() {
             validate::check(&mut diags, AttrPath::root("libvirt_uri"), validate::libvirt_uri(uri));
         }
+        if let Some(pool) = config.storage_pool.known() {
+            validate::check(&mut diags, AttrPath::root("storage_pool"), validate::pool_name(pool));
+        }
         if let Some(domain) = config.domain.known() {
             validate::check(&mut diags, AttrPath::root("domain"), validate::domain(domain));
         }
         if let Some(dns) = &config.dns {
             diags.extend(validate_dns(dns));
+        }
+        for (name, host) in config.host.iter().flatten() {
+            let path = AttrPath::root("host").key(name);
+            validate::check(&mut diags, path.clone(), validate::name(name).map_err(|why| format!("host name {why}")));
+            if let Some(uri) = host.libvirt_uri.known() {
+                validate::check(&mut diags, path.clone().attr("libvirt_uri"), validate::libvirt_uri(uri));
+            }
+            if let Some(pool) = host.storage_pool.known() {
+                validate::check(&mut diags, path.clone().attr("storage_pool"), validate::pool_name(pool));
+            }
         }
         diags
     }
@@ -91,17 +104,34 @@ fn provider_block() -> Block {
             Attribute::bool("strict_capacity").optional().description(
                 "When true, planning more VM memory than the host has free is an error instead of a warning.",
             ),
+            Attribute::string("storage_pool").optional().description(
+                "libvirt storage pool (on the libvirt host) that holds `lab_vm` overlays and seeds as volumes. \
+                 Defaults to `$LAB_STORAGE_POOL`; when neither is set, each VM uses the dir pool over its \
+                 `overlay_dir` (made as a transient pool when the host has none).",
+            ),
         ],
-        blocks: vec![single_block(
-            "dns",
-            Block {
-                description: "Where session DNS records are made: at most one of `cloudflare` or `rfc2136`. \
-                              Without this block, sessions only compute hostnames (wildcard DNS)."
-                    .into(),
-                blocks: vec![single_block("cloudflare", cloudflare_block()), single_block("rfc2136", rfc2136_block())],
-                ..Default::default()
+        blocks: vec![
+            single_block(
+                "dns",
+                Block {
+                    description: "Where session DNS records are made: at most one of `cloudflare` or `rfc2136`. \
+                                  Without this block, sessions only compute hostnames (wildcard DNS)."
+                        .into(),
+                    blocks: vec![
+                        single_block("cloudflare", cloudflare_block()),
+                        single_block("rfc2136", rfc2136_block()),
+                    ],
+                    ..Default::default()
+                },
+            ),
+            NestedBlock {
+                type_name: "host".into(),
+                block: host_block(),
+                nesting: Nesting::Map,
+                min_items: 0,
+                max_items: 0,
             },
-        )],
+        ],
         ..Default::default()
     }
 }
@@ -109,6 +139,29 @@ fn provider_block() -> Block {
 /// An optional block that appears at most once (Terraform wants min == max == 0 for those).
 fn single_block(name: &str, block: Block) -> NestedBlock {
     NestedBlock { type_name: name.into(), block, nesting: Nesting::Single, min_items: 0, max_items: 0 }
+}
+
+fn host_block() -> Block {
+    Block {
+        description: "A host a class is spread over: `host \"<name>\" { ... }`, named by the `host` argument of \
+                      `lab_vm`, `lab_terminal` and `lab_gateway` (resources without `host` use the provider's own \
+                      `libvirt_uri` and `docker_host`). Names: `[a-z0-9-]`, 1-63 characters."
+            .into(),
+        attributes: vec![
+            Attribute::string("libvirt_uri").optional().description(
+                "libvirt connection URI of the host, e.g. `qemu+ssh://root@hv1.example.edu/system?keyfile=...` \
+                 (libvirt's ssh transport: the ssh client, `~/.ssh/config` and `known_hosts`).",
+            ),
+            Attribute::string("docker_host").optional().description(
+                "Docker daemon of the host: `ssh://root@hv1.example.edu` (the ssh client runs `docker system \
+                 dial-stdio` there), `tcp://` with TLS from `$DOCKER_CERT_PATH`, or `unix://`.",
+            ),
+            Attribute::string("storage_pool")
+                .optional()
+                .description("libvirt storage pool on the host for `lab_vm` overlays and seeds."),
+        ],
+        ..Default::default()
+    }
 }
 
 fn cloudflare_block() -> Block {

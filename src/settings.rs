@@ -6,6 +6,7 @@
 //! variable, so acceptance tests and CI need no provider block. All those fallbacks resolve here.
 //! Depends on backends (and protocol types) only: resources and the provider both import it.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
@@ -27,7 +28,18 @@ pub struct LabConfig {
     pub docker_host: Attr<String>,
     pub domain: Attr<String>,
     pub strict_capacity: Attr<bool>,
+    pub storage_pool: Attr<String>,
     pub dns: Option<DnsBlock>,
+    /// `host "<name>" { ... }` blocks: the hosts a resource's `host` argument can name.
+    pub host: Option<BTreeMap<String, HostBlock>>,
+}
+
+/// One `host "<name>" { ... }` block: a libvirt host and the Docker daemon next to it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HostBlock {
+    pub libvirt_uri: Attr<String>,
+    pub docker_host: Attr<String>,
+    pub storage_pool: Attr<String>,
 }
 
 /// `dns { cloudflare { ... } }` or `dns { rfc2136 { ... } }`: at most one backend.
@@ -76,11 +88,28 @@ pub struct Settings {
     pub docker_host: Option<String>,
     pub domain: Option<String>,
     pub strict_capacity: bool,
+    /// libvirt storage pool for `lab_vm` overlays and seeds (`LAB_STORAGE_POOL`); None: the dir
+    /// pool over each VM's `overlay_dir`.
+    pub storage_pool: Option<String>,
     /// The DNS backend of the `dns` block; None: sessions only compute hostnames.
     pub dns: Option<Arc<DnsBackend>>,
     /// Client TLS material for `tcp://` Docker daemons (`DOCKER_TLS_VERIFY`/`DOCKER_CERT_PATH`).
     pub docker_tls: Option<TlsFiles>,
+    /// The named hosts of the `host` blocks; resources without `host` use the fields above.
+    pub hosts: BTreeMap<String, HostSettings>,
 }
+
+/// A named host as resources see it. Unlike the provider's own fields, nothing falls back to the
+/// environment: a host block says where its daemons are.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostSettings {
+    pub libvirt_uri: Option<String>,
+    pub docker_host: Option<String>,
+    pub storage_pool: Option<String>,
+}
+
+/// Which host a resource runs on: `None` is the provider's own `libvirt_uri`/`docker_host`.
+pub type HostName = Option<String>;
 
 impl Settings {
     /// The provider block with its environment fallbacks (`env` reads one variable).
@@ -105,11 +134,30 @@ impl Settings {
                 _ => Ok(value),
             }
         };
+        let mut hosts = BTreeMap::new();
+        for (name, block) in config.host.unwrap_or_default() {
+            let path = AttrPath::root("host").key(&name);
+            let known = |attr: &Attr<String>, attribute: &str, valid: fn(&str) -> Result<(), String>| {
+                let value = attr.known().cloned();
+                match value.as_deref().map(valid) {
+                    Some(Err(why)) => Err(Diagnostics::from(validate::invalid(path.clone().attr(attribute), why))),
+                    _ => Ok(value),
+                }
+            };
+            let host = HostSettings {
+                libvirt_uri: known(&block.libvirt_uri, "libvirt_uri", validate::libvirt_uri)?,
+                docker_host: block.docker_host.known().cloned(),
+                storage_pool: known(&block.storage_pool, "storage_pool", validate::pool_name)?,
+            };
+            hosts.insert(name, host);
+        }
         Ok(Settings {
+            hosts,
             libvirt_uri: checked(config.libvirt_uri, "libvirt_uri", "LAB_LIBVIRT_URI", validate::libvirt_uri)?,
             docker_host: or_env(config.docker_host, "DOCKER_HOST"),
             domain: checked(config.domain, "domain", "LAB_DOMAIN", validate::domain)?,
             strict_capacity: config.strict_capacity.known().copied().unwrap_or(false),
+            storage_pool: checked(config.storage_pool, "storage_pool", "LAB_STORAGE_POOL", validate::pool_name)?,
             dns,
             docker_tls: docker_tls(env),
         })
@@ -124,6 +172,67 @@ impl Settings {
     pub fn require_domain(&self, resource: &str) -> Result<&str, Diagnostics> {
         require(&self.domain, resource, "domain", "LAB_DOMAIN", "lab.example.edu")
     }
+
+    /// The libvirt URI of `host` (a `host` block's, or the provider's own when None).
+    pub fn require_libvirt_uri_on(&self, host: Option<&str>, resource: &str) -> Result<&str, Diagnostics> {
+        match host {
+            None => self.require_libvirt_uri(resource),
+            Some(name) => require_on(&self.named_host(name)?.libvirt_uri, name, resource, "libvirt_uri"),
+        }
+    }
+
+    /// The Docker host of `host` (a `host` block's, or the provider's own when None).
+    pub fn require_docker_host_on(&self, host: Option<&str>, resource: &str) -> Result<&str, Diagnostics> {
+        match host {
+            None => self.require_docker_host(resource),
+            Some(name) => require_on(&self.named_host(name)?.docker_host, name, resource, "docker_host"),
+        }
+    }
+
+    /// The `host` block called `name`; the error names the hosts there are. Resources call it at
+    /// plan time through `check_host`, so it is also what a create meets if the block went away.
+    pub fn named_host(&self, name: &str) -> Result<&HostSettings, Diagnostics> {
+        self.hosts.get(name).ok_or_else(|| Diagnostics::from(unknown_host(&self.hosts, name)))
+    }
+
+    /// The plan-time check of a resource's `host` argument, on its attribute.
+    pub fn check_host(&self, host: &Attr<String>) -> Result<(), Diagnostics> {
+        match host.known() {
+            Some(name) if !self.hosts.contains_key(name) => {
+                let mut diag = unknown_host(&self.hosts, name);
+                diag.attribute = Some(AttrPath::root("host"));
+                Err(diag.into())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+fn unknown_host(hosts: &BTreeMap<String, HostSettings>, name: &str) -> Diagnostic {
+    let known = if hosts.is_empty() {
+        "The provider block has no `host` blocks: add `host \"<name>\" { libvirt_uri = ..., docker_host = ... }`, \
+         or remove `host` to use the provider's own libvirt_uri and docker_host."
+            .to_string()
+    } else {
+        let names: Vec<String> = hosts.keys().map(|k| format!("`{k}`")).collect();
+        format!("The provider block's hosts are {}.", names.join(", "))
+    };
+    Diagnostic::error("Unknown host", format!("No `host \"{name}\"` block in `provider \"lab\"`. {known}"))
+}
+
+fn require_on<'a>(
+    value: &'a Option<String>,
+    host: &str,
+    resource: &str,
+    attribute: &str,
+) -> Result<&'a str, Diagnostics> {
+    value.as_deref().ok_or_else(|| {
+        Diagnostic::error(
+            format!("{resource} needs `{attribute}` in host \"{host}\""),
+            format!("Set `{attribute}` in the provider's `host \"{host}\" {{ ... }}` block."),
+        )
+        .into()
+    })
 }
 
 /// As the Docker CLI does: TLS when `DOCKER_TLS_VERIFY` or `DOCKER_CERT_PATH` is set, with
@@ -164,7 +273,8 @@ fn require<'a>(
 #[derive(Clone, Default)]
 pub struct ProviderHandle {
     settings: Arc<OnceLock<Settings>>,
-    clients: Arc<Clients>,
+    /// One `Clients` per host (None: the provider's own), made with the settings at configure.
+    clients: Arc<OnceLock<BTreeMap<HostName, Clients>>>,
 }
 
 #[derive(Default)]
@@ -187,7 +297,23 @@ impl ProviderHandle {
     /// ConfigureProvider: Terraform configures a provider instance once; a second call keeps the
     /// first settings.
     pub fn configure(&self, settings: Settings) {
+        let hosts = std::iter::once(None).chain(settings.hosts.keys().cloned().map(Some));
+        let _ = self.clients.set(hosts.map(|host| (host, Clients::default())).collect());
         let _ = self.settings.set(settings);
+    }
+
+    fn clients_of(&self, host: Option<&str>) -> Result<&Clients, Diagnostics> {
+        let settings = self.settings()?;
+        if let Some(name) = host {
+            settings.named_host(name)?;
+        }
+        self.clients.get().and_then(|c| c.get(&host.map(str::to_string))).ok_or_else(|| {
+            Diagnostic::error(
+                "Provider not configured",
+                "No clients were made for this host; this is a bug in the provider.",
+            )
+            .into()
+        })
     }
 
     /// For tests and for resources used without a provider block.
@@ -200,23 +326,34 @@ impl ProviderHandle {
     /// The connection to `libvirt_uri`, made on the first call that needs it (a failed attempt is
     /// tried again at the next); `resource` names who needs it when no URI is configured.
     pub async fn libvirt(&self, resource: &str) -> Result<Libvirt, Diagnostics> {
-        let uri = self.settings()?.require_libvirt_uri(resource)?;
-        let libvirt = self.clients.libvirt.get_or_try_init(|| Libvirt::connect(uri)).await;
+        self.libvirt_on(None, resource).await
+    }
+
+    /// The connection to `host`'s libvirt (None: the provider's own `libvirt_uri`), one per host.
+    pub async fn libvirt_on(&self, host: Option<&str>, resource: &str) -> Result<Libvirt, Diagnostics> {
+        let uri = self.settings()?.require_libvirt_uri_on(host, resource)?;
+        let libvirt = self.clients_of(host)?.libvirt.get_or_try_init(|| Libvirt::connect(uri)).await;
         libvirt.cloned().or_diag("Cannot reach libvirt")
     }
 
     /// The client of `docker_host`, made on first use; `resource` names who needs it when no host
     /// is configured. `tcp://` daemons use TLS when the settings found the Docker CLI's files.
     pub fn docker(&self, resource: &str) -> Result<&DockerClient, Diagnostics> {
-        if let Some(client) = self.clients.docker.get() {
+        self.docker_on(None, resource)
+    }
+
+    /// The client of `host`'s Docker daemon (None: the provider's own `docker_host`), one per host.
+    pub fn docker_on(&self, host: Option<&str>, resource: &str) -> Result<&DockerClient, Diagnostics> {
+        let clients = self.clients_of(host)?;
+        if let Some(client) = clients.docker.get() {
             return Ok(client);
         }
         let settings = self.settings()?;
-        let host = settings.require_docker_host(resource)?;
-        let client = DockerHost::parse(host, settings.docker_tls.clone())
+        let docker_host = settings.require_docker_host_on(host, resource)?;
+        let client = DockerHost::parse(docker_host, settings.docker_tls.clone())
             .and_then(|host| DockerClient::connect(&host))
             .or_diag("Cannot use the Docker host")?;
-        Ok(self.clients.docker.get_or_init(|| client))
+        Ok(clients.docker.get_or_init(|| client))
     }
 }
 
@@ -262,6 +399,37 @@ mod tests {
         assert_eq!(s.libvirt_uri, None);
         let err = s.require_libvirt_uri("lab_vm").unwrap_err();
         assert!(err.0[0].summary.contains("lab_vm needs `libvirt_uri`"), "{err:?}");
+    }
+
+    #[test]
+    fn named_hosts_resolve_without_environment_fallbacks() {
+        let env = |var: &str| (var == "DOCKER_HOST").then(|| "unix:///env.sock".to_string());
+        let host = HostBlock {
+            libvirt_uri: Attr::Known("qemu+ssh://root@10.77.1.2/system".into()),
+            docker_host: Attr::Known("ssh://root@10.77.1.2".into()),
+            storage_pool: Attr::Null,
+        };
+        let config = LabConfig { host: Some(BTreeMap::from([("h1".to_string(), host)])), ..Default::default() };
+        let s = Settings::resolve(config, env).unwrap();
+        assert_eq!(s.require_docker_host_on(None, "lab_terminal").unwrap(), "unix:///env.sock");
+        assert_eq!(s.require_docker_host_on(Some("h1"), "lab_terminal").unwrap(), "ssh://root@10.77.1.2");
+        assert_eq!(s.require_libvirt_uri_on(Some("h1"), "lab_vm").unwrap(), "qemu+ssh://root@10.77.1.2/system");
+        assert!(s.check_host(&Attr::Known("h1".into())).is_ok() && s.check_host(&Attr::Null).is_ok());
+        let err = s.check_host(&Attr::Known("h3".into())).unwrap_err();
+        assert_eq!(err.0[0].summary, "Unknown host");
+        assert_eq!(err.0[0].attribute, Some(AttrPath::root("host")));
+        assert!(err.0[0].detail.contains("No `host \"h3\"` block") && err.0[0].detail.contains("`h1`"), "{err:?}");
+        let none = Settings::resolve(LabConfig::default(), env).unwrap();
+        let err = none.check_host(&Attr::Known("h1".into())).unwrap_err();
+        assert!(err.0[0].detail.contains("has no `host` blocks"), "{err:?}");
+    }
+
+    #[test]
+    fn a_bad_host_uri_is_named_by_its_block() {
+        let host = HostBlock { libvirt_uri: Attr::Known("qemu:///system'; id".into()), ..Default::default() };
+        let config = LabConfig { host: Some(BTreeMap::from([("h1".to_string(), host)])), ..Default::default() };
+        let err = Settings::resolve(config, |_| None).err().unwrap();
+        assert_eq!(err.0[0].attribute.as_ref().map(|p| p.to_string()).as_deref(), Some("host[\"h1\"].libvirt_uri"));
     }
 
     #[test]

@@ -43,6 +43,20 @@ pub fn name(name: &str) -> Result<(), String> {
     if ok { Ok(()) } else { Err(format!("`{name}`: use 1-63 characters [a-z0-9-], not starting or ending with '-'")) }
 }
 
+/// libvirt storage pool and volume names as the provider accepts them: 1-128 characters
+/// `[A-Za-z0-9._-]`, not starting with `-` or `.` (libvirt itself only forbids `/`).
+pub fn pool_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        && !name.starts_with(['-', '.']);
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("`{name}`: use 1-128 characters [A-Za-z0-9._-], not starting with '-' or '.'"))
+    }
+}
+
 /// POSIX-portable user names, as `useradd` accepts them.
 pub fn user(user: &str) -> Result<(), String> {
     let mut bytes = user.bytes();
@@ -193,6 +207,16 @@ mod tests {
         }
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", "a b", &"a".repeat(64), "x<y"] {
             assert!(name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn pool_names() {
+        for ok in ["default", "lab-vms", "Images_2.d", &"p".repeat(128)] {
+            assert!(pool_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".hidden", "a/b", "a b", "x'y", &"p".repeat(129)] {
+            assert!(pool_name(bad).is_err(), "{bad}");
         }
     }
 

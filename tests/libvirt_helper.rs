@@ -115,3 +115,31 @@ async fn the_helper_ignores_ctrl_c_and_a_dead_one_is_replaced_instead_of_hanging
         assert!(stat.is_empty() || stat.contains(") Z "), "helper {dead} still runs: {stat}");
     }
 }
+
+/// Pools and volumes cross the pipe too: the test driver's `default-pool` (a dir pool over
+/// `/default-pool`, held in memory) takes a volume, finds it by name and path, and deletes it.
+#[tokio::test]
+async fn volumes_are_made_found_and_deleted_through_the_helper() {
+    use terraform_provider_lab::backends::volume_xml::VolumeSpec;
+    let lv = Libvirt::connect_with(Path::new(HELPER), "test:///default").await.expect("connect");
+    let pool = lv.pool("default-pool").await.unwrap().expect("the test driver's pool");
+    assert_eq!(pool.summary.kind, "dir");
+    assert!(lv.pool("no-such-pool").await.unwrap().is_none());
+    let spec = VolumeSpec {
+        name: "acc-<vol>&.img".into(),
+        capacity_bytes: 1 << 20,
+        format: "raw".into(),
+        backing: None,
+        mode: None,
+    };
+    let made = lv.create_volume("default-pool", &spec).await.expect("create volume");
+    assert_eq!(made.summary.name, spec.name);
+    assert_eq!(made.summary.capacity_bytes, 1 << 20);
+    let found = lv.volume("default-pool", &spec.name).await.unwrap().expect("found by name");
+    assert_eq!(found.summary.path, made.summary.path);
+    let by_path = lv.volume_by_path(&made.summary.path).await.unwrap().expect("found by path");
+    assert_eq!((by_path.pool.as_str(), by_path.summary.name.as_str()), ("default-pool", spec.name.as_str()));
+    lv.delete_volume("default-pool", &spec.name).await.expect("delete");
+    assert!(lv.volume("default-pool", &spec.name).await.unwrap().is_none());
+    lv.delete_volume("default-pool", &spec.name).await.expect("deleting a gone volume is fine");
+}

@@ -24,8 +24,8 @@
 //             (username/password optional; forbid: text that must not be on this screen)
 // Env: LAB_T0_MS (epoch ms to measure "time to prompt" from, e.g. terraform apply start),
 //      LAB_BROWSER_TIMEOUT_S (per student, default 180),
-//      LAB_BROWSER_HOST_RULES (chromium --host-resolver-rules, e.g. `MAP *.lab.example.test 127.0.0.1`
-//      for session hostnames outside `*.localhost`).
+//      LAB_HOST_RESOLVER_RULES (chromium's --host-resolver-rules, e.g. "MAP lab-x.lab.test 10.77.1.2":
+//      each session hostname at its host's gateway, as DNS would resolve it).
 // Prints one JSON line per student; exits 1 if any student's check failed.
 
 import { readFileSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
@@ -266,7 +266,7 @@ const browser = await chromium.launch({
     '--no-sandbox',
     '--disable-gpu',
     '--disable-dev-shm-usage',
-    ...(process.env.LAB_BROWSER_HOST_RULES ? [`--host-resolver-rules=${process.env.LAB_BROWSER_HOST_RULES}`] : []),
+    ...(process.env.LAB_HOST_RESOLVER_RULES ? [`--host-resolver-rules=${process.env.LAB_HOST_RESOLVER_RULES}`] : []),
   ],
 });
 let failed = 0;

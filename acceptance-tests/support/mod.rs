@@ -65,6 +65,9 @@ pub fn parallelism(default: u32) -> String {
 pub struct Workspace {
     dir: tempfile::TempDir,
     in_rig: bool,
+    /// The rig.sh command terraform runs under: `exec` (the rig's netns) or `hosts-exec` (the
+    /// control namespace of a rig of hosts).
+    rig_verb: &'static str,
     /// Extra environment for every command (e.g. `LAB_NETNS`/`LAB_CACHE` of a rig of its own).
     env: Vec<(String, String)>,
 }
@@ -115,13 +118,21 @@ impl Workspace {
             provider_dir.display()
         );
         std::fs::write(dir.path().join(".terraformrc"), rc).expect("write terraformrc");
-        Workspace { dir, in_rig: false, env: Vec::new() }
+        Workspace { dir, in_rig: false, rig_verb: "exec", env: Vec::new() }
     }
 
     /// Like `new`, but terraform runs inside the rig's netns with rig.env loaded.
     pub fn in_rig(case: &str) -> Self {
         rig_env_file();
         Workspace { in_rig: true, ..Self::new(case) }
+    }
+
+    /// A case run by terraform in the control namespace of a rig of hosts (`rig.sh hosts-up`),
+    /// with that rig's `LAB_NETNS` and `LAB_CACHE`.
+    pub fn in_hosts(case: &str, netns: &str, cache: &str) -> Self {
+        Workspace { in_rig: true, rig_verb: "hosts-exec", ..Self::new(case) }
+            .with_env("LAB_NETNS", netns)
+            .with_env("LAB_CACHE", cache)
     }
 
     /// Sets `key=value` in the environment of every command this workspace runs (`rig.sh exec`
@@ -164,7 +175,7 @@ impl Workspace {
         let rc = self.dir.path().join(".terraformrc");
         let mut cmd = if self.in_rig {
             let mut c = Command::new(repo_root().join("acceptance-tests/rig.sh"));
-            c.args(["exec", "env", &format!("TF_CLI_CONFIG_FILE={}", rc.display()), "terraform"]);
+            c.args([self.rig_verb, "env", &format!("TF_CLI_CONFIG_FILE={}", rc.display()), "terraform"]);
             c
         } else {
             let mut c = Command::new(terraform_command());
@@ -439,21 +450,24 @@ pub fn process_alive(pid: i32) -> bool {
 /// netns: one result per case, each `ok`, or the test fails with what the browser printed.
 /// `t0_ms` (epoch ms) is where its "time to prompt" figures count from.
 pub fn browser_check(cases_file: &Path, out_dir: &Path, t0_ms: u128, cases: usize) -> Vec<serde_json::Value> {
-    browser_check_with(cases_file, out_dir, t0_ms, cases, &[])
+    browser_check_in(&[], "exec", &[], cases_file, out_dir, t0_ms, cases)
 }
 
-/// `browser_check` with more of terminal.mjs's environment (e.g. `LAB_BROWSER_HOST_RULES`).
-pub fn browser_check_with(
+/// `browser_check` under `rig.sh <verb>` with `rig_env` (e.g. another rig's `LAB_NETNS`) and
+/// `env` for the browser (e.g. `LAB_HOST_RESOLVER_RULES`).
+pub fn browser_check_in(
+    rig_env: &[(&str, &str)],
+    verb: &str,
+    env: &[(&str, &str)],
     cases_file: &Path,
     out_dir: &Path,
     t0_ms: u128,
     cases: usize,
-    env: &[(&str, &str)],
 ) -> Vec<serde_json::Value> {
-    let env: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let browser = Command::new(repo_root().join("acceptance-tests/rig.sh"))
-        .args(["exec", "env", &format!("LAB_T0_MS={t0_ms}")])
-        .args(&env)
+        .envs(rig_env.iter().copied())
+        .args([verb, "env", &format!("LAB_T0_MS={t0_ms}")])
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
         .arg("node")
         .arg(repo_root().join("acceptance-tests/browser/terminal.mjs"))
         .arg(cases_file)

@@ -136,6 +136,22 @@ impl DockerHost {
             Err(unsupported())
         }
     }
+
+    /// The host part of a `tcp://host:port` or `ssh://user@host:port` URL (None for `unix://`).
+    pub fn remote_host(&self) -> Option<String> {
+        let rest = match self {
+            DockerHost::Unix(_) => return None,
+            DockerHost::Tcp { url, .. } => url.strip_prefix("tcp://")?,
+            DockerHost::Ssh(url) => url.strip_prefix("ssh://")?,
+        };
+        let authority = rest.split('/').next()?;
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host_port.strip_prefix('[') {
+            Some(v6) => v6.split(']').next()?,
+            None => host_port.split(':').next()?,
+        };
+        (!host.is_empty()).then(|| host.to_string())
+    }
 }
 
 /// A port of the container published on the Docker host.
@@ -306,6 +322,10 @@ pub struct ContainerInfo {
     pub env: Vec<String>,
     /// Bind mounts, as the daemon reports them.
     pub mounts: Vec<BindMount>,
+    /// Set when the daemon is remote (`tcp://`, `ssh://`): the address of its host, where ports
+    /// published on all addresses are reached. The container's own `networks` addresses are then
+    /// private to that host, not reachable from here.
+    pub remote: Option<IpAddr>,
 }
 
 impl ContainerInfo {
@@ -320,6 +340,10 @@ impl ContainerInfo {
 pub struct DockerClient {
     docker: Docker,
     host: String,
+    /// The host name of a `tcp://` or `ssh://` daemon: where its published ports listen.
+    remote_host: Option<String>,
+    /// `remote_host` resolved once at connect (None when it does not resolve).
+    remote_ip: Option<IpAddr>,
 }
 
 impl DockerClient {
@@ -341,12 +365,25 @@ impl DockerClient {
             DockerHost::Ssh(url) => (url.clone(), Docker::connect_with_ssh(url, REQUEST_TIMEOUT_SECS, version, None)),
         };
         let docker = result.map_err(|source| DockerError::Connect { host: label.clone(), source: Box::new(source) })?;
-        Ok(DockerClient { docker, host: label })
+        let remote_host = host.remote_host();
+        let remote_ip = remote_host.as_deref().and_then(|h| {
+            h.parse().ok().or_else(|| {
+                use std::net::ToSocketAddrs;
+                (h, 0).to_socket_addrs().ok()?.next().map(|a| a.ip())
+            })
+        });
+        Ok(DockerClient { docker, host: label, remote_host, remote_ip })
     }
 
     /// The daemon's address, for messages.
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The host name of a remote (`tcp://`, `ssh://`) daemon, where the ports it publishes on
+    /// all addresses are reached; None for a local socket.
+    pub fn remote_host(&self) -> Option<&str> {
+        self.remote_host.as_deref()
     }
 
     /// Check that the daemon answers.
@@ -500,7 +537,7 @@ impl DockerClient {
     /// Inspect by id or name; `None` when no such container exists.
     pub async fn inspect_container(&self, container: &str) -> Result<Option<ContainerInfo>, DockerError> {
         match self.docker.inspect_container(container, None).await {
-            Ok(response) => Ok(Some(container_info(response))),
+            Ok(response) => Ok(Some(ContainerInfo { remote: self.remote_ip, ..container_info(response) })),
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(self.container_err("inspecting", container)(e)),
         }
@@ -822,6 +859,26 @@ fn container_info(r: bollard::models::ContainerInspectResponse) -> ContainerInfo
         requested_publish,
         env: config.env.unwrap_or_default(),
         mounts,
+        remote: None,
+    }
+}
+
+impl ContainerInfo {
+    /// Where a port published on `host_ip` is reached from here: a specific address as is; all
+    /// addresses (or none given) at the remote daemon's host, or loopback for a local daemon.
+    pub fn published_at(&self, host_ip: &str) -> IpAddr {
+        match host_ip.parse::<IpAddr>() {
+            Ok(ip) if !ip.is_unspecified() => ip,
+            _ => self.remote.unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        }
+    }
+
+    /// The container's address on its first network, when reachable from here (local daemons).
+    pub fn network_address(&self) -> Option<IpAddr> {
+        if self.remote.is_some() {
+            return None;
+        }
+        self.networks.values().flatten().next().copied()
     }
 }
 
@@ -858,6 +915,11 @@ mod tests {
             DockerHost::Tcp { url: "tcp://10.0.0.5:2376".into(), tls: Some(tls) }
         );
         assert!(matches!(DockerHost::parse("ssh://me@box", None).unwrap(), DockerHost::Ssh(_)));
+        let remote = |h: &str| DockerHost::parse(h, None).unwrap().remote_host();
+        assert_eq!(remote("ssh://root@10.77.1.2"), Some("10.77.1.2".into()));
+        assert_eq!(remote("ssh://root@hv1.example.edu:2222"), Some("hv1.example.edu".into()));
+        assert_eq!(remote("tcp://[fd00::2]:2376"), Some("fd00::2".into()));
+        assert_eq!(remote("unix:///run/docker.sock"), None);
         for bad in ["", "npipe:////./pipe/docker", "unix://", "docker.sock", "tcp://"] {
             let err = DockerHost::parse(bad, None).unwrap_err();
             assert!(err.to_string().contains("unsupported Docker host"), "{bad}: {err}");

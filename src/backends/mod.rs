@@ -7,3 +7,4 @@ pub mod libvirt;
 pub mod network_xml;
 pub mod qcow2;
 pub mod seed;
+pub mod volume_xml;

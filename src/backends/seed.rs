@@ -14,8 +14,6 @@ pub enum SeedError {
     Build { path: PathBuf, source: std::io::Error },
     #[error("writing seed file {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
-    #[error("reading seed file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
 }
 
 /// The volume label cloud-init looks for (FAT labels are upper case by convention).
@@ -94,22 +92,18 @@ impl NoCloudSeed {
     }
 }
 
-/// The instance id in the `meta-data` of the seed image at `path`; `None` when the file is not a
-/// FAT volume labelled [`LABEL`] holding a `meta-data` with one (so not a seed this module wrote).
-pub async fn read_instance_id(path: &Path) -> Result<Option<String>, SeedError> {
+/// The instance id in the `meta-data` of a seed image's bytes; `None` when they are not a FAT
+/// volume labelled [`LABEL`] holding a `meta-data` with one (so not a seed this module wrote).
+pub fn instance_id(bytes: Vec<u8>) -> Option<String> {
     use std::io::Read;
-    let bytes = tokio::fs::read(path).await.map_err(|source| SeedError::Read { path: path.to_path_buf(), source })?;
-    let Ok(fs) = fatfs::FileSystem::new(Cursor::new(bytes), fatfs::FsOptions::new()) else { return Ok(None) };
+    let fs = fatfs::FileSystem::new(Cursor::new(bytes), fatfs::FsOptions::new()).ok()?;
     if fs.volume_label() != LABEL {
-        return Ok(None);
+        return None;
     }
     let mut meta_data = String::new();
-    let Ok(mut file) = fs.root_dir().open_file("meta-data") else { return Ok(None) };
-    if file.read_to_string(&mut meta_data).is_err() {
-        return Ok(None);
-    }
-    let meta: Option<serde_json::Value> = serde_json::from_str(&meta_data).ok();
-    Ok(meta.and_then(|m| m["instance-id"].as_str().map(str::to_string)))
+    fs.root_dir().open_file("meta-data").ok()?.read_to_string(&mut meta_data).ok()?;
+    let meta: serde_json::Value = serde_json::from_str(&meta_data).ok()?;
+    meta["instance-id"].as_str().map(str::to_string)
 }
 
 #[cfg(test)]
@@ -149,10 +143,8 @@ mod tests {
         std::fs::write(&path, b"an older seed").unwrap();
         seed.write_image(&path).await.unwrap();
         assert!(!dir.path().join("seed.img.tmp").exists(), "temporary file left behind");
-        assert_eq!(read_instance_id(&path).await.unwrap().as_deref(), Some("vm-1-abc"));
-        let other = dir.path().join("other.img");
-        std::fs::write(&other, b"not a seed").unwrap();
-        assert_eq!(read_instance_id(&other).await.unwrap(), None);
+        assert_eq!(instance_id(std::fs::read(&path).unwrap()).as_deref(), Some("vm-1-abc"));
+        assert_eq!(instance_id(b"not a seed".to_vec()), None);
 
         let (label, root_label, names, user_data, meta_data) = read_back(std::fs::read(&path).unwrap());
         assert_eq!(label, "CIDATA");

@@ -92,7 +92,8 @@ impl ConsoleResource {
     }
 
     fn docker(&self) -> Result<&DockerClient, Diagnostics> {
-        self.docker.get(TYPE_NAME)
+        // A console runs on the provider's own Docker host (it has no `host` argument yet).
+        self.docker.get(&Attr::Null, TYPE_NAME)
     }
 }
 
@@ -336,9 +337,15 @@ impl Resource for ConsoleResource {
         let image_config = docker.image_config(image).await.or_diag("Preparing the console image")?;
         // A container of ours under the name was left by an earlier create: its token was never
         // recorded, so it is of no use. `claim_name` refuses one that is not ours.
-        if let Some(found) =
-            docker_client::claim_name(docker, &container, &image_config.labels, (LABEL_CONSOLE, spec.name), TYPE_NAME)
-                .await?
+        if let Some(found) = docker_client::claim_name(
+            docker,
+            None,
+            &container,
+            &image_config.labels,
+            (LABEL_CONSOLE, spec.name),
+            TYPE_NAME,
+        )
+        .await?
         {
             docker.remove_container(&found.id).await.or_diag("Removing the console left by an earlier create")?;
         }

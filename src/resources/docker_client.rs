@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::backends::docker::{ContainerInfo, ContainerSpec, DockerClient, DockerError};
-use crate::lifecycle::{MANAGED_LABEL, WaitError, exists_unowned, wait_until};
+use crate::lifecycle::{MANAGED_LABEL, WaitError, exists_unowned, import_id, wait_until};
 use crate::protocol::diag::error_chain;
-use crate::protocol::{AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext, log};
+use crate::protocol::{Attr, AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext, log};
 use crate::settings::ProviderHandle;
 
 /// The provider's Docker client as a Docker-backed resource reaches it (the client itself is
@@ -21,15 +21,28 @@ impl DockerConnection {
         DockerConnection { provider }
     }
 
-    /// The client for the provider's `docker_host`; `resource` names who needs it in the
-    /// diagnostic when no host is configured.
-    pub fn get(&self, resource: &str) -> Result<&DockerClient, Diagnostics> {
-        self.provider.docker(resource)
+    /// The client for the Docker daemon of `host` (the resource's `host` argument; null: the
+    /// provider's own `docker_host`); `resource` names who needs it in the diagnostic when no
+    /// daemon is configured.
+    pub fn get(&self, host: &Attr<String>, resource: &str) -> Result<&DockerClient, Diagnostics> {
+        self.provider.docker_on(host.known().map(String::as_str), resource)
     }
 
-    /// The provider's `docker_host` as configured (for defaults derived from it).
-    pub fn host(&self) -> Result<Option<String>, Diagnostics> {
-        Ok(self.provider.settings()?.docker_host.clone())
+    /// The Docker host of `host` as configured (for defaults derived from it).
+    pub fn host(&self, host: &Attr<String>) -> Result<Option<String>, Diagnostics> {
+        let settings = self.provider.settings()?;
+        Ok(match host.known() {
+            Some(name) => settings.named_host(name)?.docker_host.clone(),
+            None => settings.docker_host.clone(),
+        })
+    }
+
+    /// The plan-time check of a resource's `host` argument (on its attribute).
+    pub fn check_host(&self, host: &Attr<String>) -> Result<(), Diagnostics> {
+        match host {
+            Attr::Known(_) => self.provider.settings()?.check_host(host),
+            _ => Ok(()),
+        }
     }
 
     /// The provider's `domain` (for hostnames derived from it).
@@ -45,6 +58,7 @@ impl DockerConnection {
 /// labels is never touched: the error says how to import it (`type_name`, by its name).
 pub async fn claim_name(
     docker: &DockerClient,
+    host: Option<&str>,
     spec: &ContainerSpec,
     image_labels: &BTreeMap<String, String>,
     kind: (&str, &str),
@@ -57,7 +71,8 @@ pub async fn claim_name(
     let label = |k: &str| found.labels.get(k).map(String::as_str);
     if label(MANAGED_LABEL) != Some("true") || label(kind.0) != Some(kind.1) {
         let what = format!("A Docker container named `{}` on {}", spec.name, docker.host());
-        return Err(exists_unowned(AttrPath::root("name"), type_name, &what, &spec.name).into());
+        let id = import_id(host, &spec.name);
+        return Err(exists_unowned(AttrPath::root("name"), type_name, &what, &id).into());
     }
     let mut differ = spec.mismatches(&found, image_labels);
     if !found.running {

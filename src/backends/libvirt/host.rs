@@ -13,10 +13,16 @@ use virt::domain::{Domain, DomainState};
 use virt::enumutil::Enum;
 use virt::error::ErrorNumber;
 use virt::network::Network;
+use virt::storage_pool::StoragePool;
+use virt::storage_vol::StorageVol;
+use virt::stream::Stream;
 use virt::sys;
 
+use base64::Engine;
+
 use super::wire::{
-    AddressSource, Envelope, GuestAddress, HostInfo, RawNetworkInfo, RawVmInfo, Reply, Request, VmState,
+    AddressSource, Envelope, GuestAddress, HostInfo, RawNetworkInfo, RawPool, RawVmInfo, RawVolume, Reply, Request,
+    UploadReport, VmState,
 };
 
 type Result<T> = std::result::Result<T, String>;
@@ -161,6 +167,62 @@ fn handle(conn: &OnceLock<Connect>, request: Request) -> Result<serde_json::Valu
             };
             json(net.map(|n| network_info(&n)).transpose()?)
         }
+        Request::Pool { pool } => match conn.lookup_storage_pool_by_name(&pool) {
+            Ok(p) => {
+                refresh(&p);
+                json(Some(raw_pool(&p)?))
+            }
+            Err(e) if e.code() == Enum::Known(ErrorNumber::NoStoragePool) => json(None::<RawPool>),
+            Err(e) => Err(text(e)),
+        },
+        Request::PoolForDir { dir, name, build } => {
+            json(pool_for_dir(conn, &dir, &name, build)?.map(|p| raw_pool(&p)).transpose()?)
+        }
+        Request::VolCreate { pool, xml } => {
+            let pool = active_pool(conn, &pool)?;
+            let vol = StorageVol::create_xml(&pool, &xml, 0).map_err(text)?;
+            json(raw_volume(&pool, &vol)?)
+        }
+        Request::VolLookup { pool, name } => {
+            let pool = active_pool(conn, &pool)?;
+            refresh(&pool);
+            json(volume_if_any(&pool, &name)?.map(|v| raw_volume(&pool, &v)).transpose()?)
+        }
+        Request::VolByPath { path } => match conn.lookup_storage_vol_by_path(&path) {
+            Ok(vol) => json(Some(raw_volume(&vol.lookup_storage_pool().map_err(text)?, &vol)?)),
+            Err(e) if e.code() == Enum::Known(ErrorNumber::NoStorageVolume) => json(None::<RawVolume>),
+            Err(e) => Err(text(e)),
+        },
+        Request::VolDelete { pool, name } => {
+            let pool = active_pool(conn, &pool)?;
+            refresh(&pool);
+            let Some(vol) = volume_if_any(&pool, &name)? else { return json(()) };
+            match vol.delete(sys::VIR_STORAGE_VOL_DELETE_NORMAL) {
+                Err(e) if e.code() != Enum::Known(ErrorNumber::NoStorageVolume) => Err(text(e)),
+                _ => json(()),
+            }
+        }
+        Request::VolUpload { pool, name, data } => {
+            let data = base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| e.to_string())?;
+            let pool = active_pool(conn, &pool)?;
+            let vol = pool.lookup_storage_vol_by_name(&name).map_err(text)?;
+            json(upload(conn, &vol, &data)?)
+        }
+        Request::VolUploadFile { pool, name, path } => {
+            let pool = active_pool(conn, &pool)?;
+            let vol = pool.lookup_storage_vol_by_name(&name).map_err(text)?;
+            json(upload_file(conn, &vol, &name, std::path::Path::new(&path))?)
+        }
+        Request::VolSha256 { pool, name, length } => {
+            let pool = active_pool(conn, &pool)?;
+            let vol = pool.lookup_storage_vol_by_name(&name).map_err(text)?;
+            json(sha256_of(conn, &vol, length)?)
+        }
+        Request::VolDownload { pool, name, limit } => {
+            let pool = active_pool(conn, &pool)?;
+            let vol = pool.lookup_storage_vol_by_name(&name).map_err(text)?;
+            json(base64::engine::general_purpose::STANDARD.encode(download(conn, &vol, limit)?))
+        }
     }
 }
 
@@ -176,8 +238,210 @@ fn network_if_any(conn: &Connect, name: &str) -> Result<Option<Network>> {
     }
 }
 
+/// Best effort: a pool busy with a volume being built refuses a refresh ("asynchronous jobs
+/// running"), and then what libvirt knew a moment ago is still right.
+fn refresh(pool: &StoragePool) {
+    let _ = pool.refresh(0);
+}
+
+fn active_pool(conn: &Connect, name: &str) -> Result<StoragePool> {
+    let pool = conn.lookup_storage_pool_by_name(name).map_err(text)?;
+    if !pool.is_active().map_err(text)? {
+        return Err(format!("storage pool {name} is not active (start it: virsh pool-start {name})"));
+    }
+    Ok(pool)
+}
+
+/// The active pool over `dir`, or a transient dir pool `name` made over it; `None` when `dir`
+/// does not exist and `build` is false. Two calls racing to make the same pool both get it.
+fn pool_for_dir(conn: &Connect, dir: &str, name: &str, build: bool) -> Result<Option<StoragePool>> {
+    let lookup = || match conn.lookup_storage_pool_by_target_path(dir) {
+        Ok(pool) if pool.is_active().unwrap_or(false) => Ok(Some(pool)),
+        // Someone's pool: not ours to start.
+        Ok(pool) => {
+            let name = pool.name().unwrap_or_default();
+            Err(format!("storage pool {name} over {dir} is defined but not active (start it: virsh pool-start {name})"))
+        }
+        Err(e) if e.code() == Enum::Known(ErrorNumber::NoStoragePool) => Ok(None),
+        Err(e) => Err(text(e)),
+    };
+    if let Some(pool) = lookup()? {
+        refresh(&pool);
+        return Ok(Some(pool));
+    }
+    let xml = super::super::volume_xml::dir_pool_xml(name, std::path::Path::new(dir)).map_err(|e| e.to_string())?;
+    let flags = if build { sys::VIR_STORAGE_POOL_CREATE_WITH_BUILD } else { sys::VIR_STORAGE_POOL_CREATE_NORMAL };
+    match conn.create_storage_pool_xml(&xml, flags) {
+        Ok(pool) => Ok(Some(pool)),
+        Err(e) => match lookup()? {
+            Some(pool) => Ok(Some(pool)),
+            None => match conn.lookup_storage_pool_by_name(name) {
+                // Made by a racing call: it is active once that call returns.
+                Ok(pool) if pool.is_active().unwrap_or(false) => Ok(Some(pool)),
+                // libvirt's words for a directory that is not there ("cannot open directory ...").
+                _ if !build && e.to_string().contains("No such file or directory") => Ok(None),
+                _ => Err(text(e)),
+            },
+        },
+    }
+}
+
+fn volume_if_any(pool: &StoragePool, name: &str) -> Result<Option<StorageVol>> {
+    match pool.lookup_storage_vol_by_name(name) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.code() == Enum::Known(ErrorNumber::NoStorageVolume) => Ok(None),
+        Err(e) => Err(text(e)),
+    }
+}
+
 fn network_info(net: &Network) -> Result<RawNetworkInfo> {
     Ok(RawNetworkInfo { active: net.is_active().map_err(text)?, xml: net.xml_desc(0).map_err(text)? })
+}
+
+fn raw_pool(pool: &StoragePool) -> Result<RawPool> {
+    Ok(RawPool { xml: pool.xml_desc(0).map_err(text)?, persistent: pool.is_persistent().map_err(text)? })
+}
+
+fn raw_volume(pool: &StoragePool, vol: &StorageVol) -> Result<RawVolume> {
+    Ok(RawVolume { pool: pool.name().map_err(text)?, xml: vol.xml_desc(0).map_err(text)? })
+}
+
+/// Write `data` over the start of `vol` through a stream (virStorageVolUpload).
+fn upload(conn: &Connect, vol: &StorageVol, data: &[u8]) -> Result<()> {
+    let stream = Stream::new(conn, 0).map_err(text)?;
+    vol.upload(&stream, 0, data.len() as u64, 0).map_err(text)?;
+    let mut rest = data;
+    while !rest.is_empty() {
+        match stream.send(rest) {
+            Ok(n) if n > 0 => rest = &rest[usize::try_from(n).unwrap_or(rest.len()).min(rest.len())..],
+            Ok(_) => {
+                let _ = stream.abort();
+                return Err("the upload stream accepted no data".into());
+            }
+            Err(e) => {
+                let _ = stream.abort();
+                return Err(text(e));
+            }
+        }
+    }
+    stream.finish().map_err(text)
+}
+
+/// Chunks of uploads and checksums: large enough that the per-call cost of the RPC is small.
+const CHUNK: usize = 4 << 20;
+
+/// Send `data` whole down `stream`.
+fn send_all(stream: &Stream, mut data: &[u8]) -> Result<()> {
+    while !data.is_empty() {
+        match stream.send(data).map_err(text)? {
+            n if n > 0 => data = &data[usize::try_from(n).unwrap_or(data.len()).min(data.len())..],
+            _ => return Err("the upload stream accepted no data".into()),
+        }
+    }
+    Ok(())
+}
+
+/// Stream the file at `path` into `vol` (virStorageVolUpload), hashing what is sent and logging
+/// progress every 10% (and at most every 5 s).
+fn upload_file(conn: &Connect, vol: &StorageVol, name: &str, path: &std::path::Path) -> Result<UploadReport> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).map_err(|e| format!("opening {}: {e}", path.display()))?;
+    let total = file.metadata().map_err(|e| format!("reading {}: {e}", path.display()))?.len();
+    let started = std::time::Instant::now();
+    let stream = Stream::new(conn, 0).map_err(text)?;
+    vol.upload(&stream, 0, total, 0).map_err(text)?;
+    let mut hasher = sha2::Sha256::new();
+    let (mut sent, mut buf) = (0u64, vec![0u8; CHUNK]);
+    let (mut next_tenth, mut last_log) = (1u64, started);
+    let result = loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => break Err(format!("reading {}: {e}", path.display())),
+        };
+        if let Err(e) = send_all(&stream, &buf[..n]) {
+            break Err(e);
+        }
+        hasher.update(&buf[..n]);
+        sent += n as u64;
+        if total > 0 && (sent * 10 >= next_tenth * total || last_log.elapsed().as_secs() >= 5) {
+            next_tenth = sent * 10 / total + 1;
+            last_log = std::time::Instant::now();
+            let secs = started.elapsed().as_secs_f64().max(1e-6);
+            crate::protocol::log::info(&format!(
+                "lab_image {name}: uploaded {} of {} MiB ({}%, {:.1} MiB/s)",
+                sent >> 20,
+                total >> 20,
+                sent * 100 / total,
+                sent as f64 / secs / f64::from(1u32 << 20)
+            ));
+        }
+    };
+    if let Err(e) = result {
+        let _ = stream.abort();
+        return Err(e);
+    }
+    if sent != total {
+        let _ = stream.abort();
+        return Err(format!("{} changed during the upload: {sent} bytes read, {total} expected", path.display()));
+    }
+    stream.finish().map_err(text)?;
+    let sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    Ok(UploadReport { bytes: sent, sha256, seconds: started.elapsed().as_secs_f64() })
+}
+
+/// SHA-256 (hex) of the first `length` bytes of `vol`, read through a download stream.
+fn sha256_of(conn: &Connect, vol: &StorageVol, length: u64) -> Result<String> {
+    use sha2::Digest;
+    let stream = Stream::new(conn, 0).map_err(text)?;
+    vol.download(&stream, 0, length, 0).map_err(text)?;
+    let mut hasher = sha2::Sha256::new();
+    let (mut got, mut buf) = (0u64, vec![0u8; CHUNK]);
+    loop {
+        match stream.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let n = usize::try_from(n).unwrap_or(0).min(buf.len());
+                hasher.update(&buf[..n]);
+                got += n as u64;
+            }
+            Err(e) => {
+                let _ = stream.abort();
+                return Err(text(e));
+            }
+        }
+    }
+    stream.finish().map_err(text)?;
+    if got != length {
+        return Err(format!("the volume holds {got} bytes, {length} expected"));
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The first `limit` bytes of `vol` (all of it when smaller), through a stream (virStorageVolDownload).
+fn download(conn: &Connect, vol: &StorageVol, limit: u64) -> Result<Vec<u8>> {
+    let stream = Stream::new(conn, 0).map_err(text)?;
+    vol.download(&stream, 0, limit, 0).map_err(text)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match stream.recv(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..usize::try_from(n).unwrap_or(0).min(buf.len())]),
+            Err(e) => {
+                let _ = stream.abort();
+                return Err(text(e));
+            }
+        }
+        if out.len() as u64 > limit {
+            let _ = stream.abort();
+            return Err(format!("the volume sent more than the {limit} bytes asked for"));
+        }
+    }
+    stream.finish().map_err(text)?;
+    Ok(out)
 }
 
 fn json(value: impl serde::Serialize) -> Result<serde_json::Value> {

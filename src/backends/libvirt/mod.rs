@@ -20,10 +20,13 @@ use serde::de::DeserializeOwned;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
+use base64::Engine;
+
 use super::domain_xml::{DomainSummary, DomainXmlError, cdrom_device_xml};
 use super::network_xml::{NetworkSummary, NetworkXmlError};
-pub use wire::{AddressSource, GuestAddress, HostInfo, VmState};
-use wire::{Envelope, RawNetworkInfo, RawVmInfo, Reply, Request};
+use super::volume_xml::{PoolSummary, VolumeSpec, VolumeSummary, VolumeXmlError};
+pub use wire::{AddressSource, GuestAddress, HostInfo, UploadReport, VmState};
+use wire::{Envelope, RawNetworkInfo, RawPool, RawVmInfo, RawVolume, Reply, Request};
 
 /// File name of the helper binary; it lives in the provider binary's directory.
 pub const HELPER_NAME: &str = "terraform-provider-lab-libvirt";
@@ -41,6 +44,8 @@ pub enum LibvirtError {
     Xml { what: String, source: DomainXmlError },
     #[error("{what}: {source}")]
     NetworkXml { what: String, source: NetworkXmlError },
+    #[error("{what}: {source}")]
+    VolumeXml { what: String, source: VolumeXmlError },
     /// libvirtd does not answer at `uri` (stopped, restarting, or a wrong socket).
     #[error(
         "{what}: libvirtd at {uri} does not answer ({message}). Check that libvirtd is running \
@@ -66,6 +71,21 @@ pub struct NetworkInfo {
     pub active: bool,
     /// Parsed live XML (inactive XML when stopped).
     pub summary: NetworkSummary,
+}
+
+/// A storage pool on the connection's host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pool {
+    pub summary: PoolSummary,
+    /// False for the transient pools made over a directory (`pool_for_dir`).
+    pub persistent: bool,
+}
+
+/// A storage volume, with the pool that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub pool: String,
+    pub summary: VolumeSummary,
 }
 
 /// One libvirt connection (one helper process at a time), cloned cheaply; safe to share between
@@ -243,6 +263,96 @@ impl Libvirt {
         raw.map(|r| network_info(r, what)).transpose()
     }
 
+    /// The pool `name`, refreshed; `None` when the host has no such pool.
+    pub async fn pool(&self, name: &str) -> Result<Option<Pool>, LibvirtError> {
+        let what = format!("looking up storage pool {name}");
+        let raw: Option<RawPool> = self.call(what.clone(), Request::Pool { pool: name.into() }).await?;
+        raw.map(|r| pool(r, what)).transpose()
+    }
+
+    /// The active pool over directory `dir`, or else a transient dir pool named `name` made over it.
+    /// `build` creates the directory when it is missing; without it, a missing directory is `None`.
+    pub async fn pool_for_dir(&self, dir: &Path, name: &str, build: bool) -> Result<Option<Pool>, LibvirtError> {
+        let what = format!("finding a storage pool over {}", dir.display());
+        let dir = dir.to_string_lossy().into_owned();
+        let request = Request::PoolForDir { dir, name: name.into(), build };
+        let raw: Option<RawPool> = self.call(what.clone(), request).await?;
+        raw.map(|r| pool(r, what)).transpose()
+    }
+
+    /// Create a volume in `pool`. A create the connection was lost under may have reached
+    /// libvirtd: on the new connection, a volume of that name means it did.
+    pub async fn create_volume(&self, pool: &str, spec: &VolumeSpec) -> Result<Volume, LibvirtError> {
+        let what = format!("creating volume {} in pool {pool}", spec.name);
+        let xml = spec.to_xml().map_err(|source| LibvirtError::VolumeXml { what: what.clone(), source })?;
+        let before = self.current();
+        let request = Request::VolCreate { pool: pool.into(), xml };
+        match self.call::<RawVolume>(what.clone(), request).await {
+            Ok(raw) => volume(raw, what),
+            Err(e) if !Arc::ptr_eq(&before, &self.current()) => match self.volume(pool, &spec.name).await? {
+                Some(made) => Ok(made),
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The volume `name` in `pool` (refreshed first); `None` when there is none.
+    pub async fn volume(&self, pool: &str, name: &str) -> Result<Option<Volume>, LibvirtError> {
+        let what = format!("looking up volume {name} in pool {pool}");
+        let request = Request::VolLookup { pool: pool.into(), name: name.into() };
+        let raw: Option<RawVolume> = self.call(what.clone(), request).await?;
+        raw.map(|r| volume(r, what)).transpose()
+    }
+
+    /// The volume at `path` in whichever active pool holds it; `None` when none does.
+    pub async fn volume_by_path(&self, path: &Path) -> Result<Option<Volume>, LibvirtError> {
+        let what = format!("looking up the volume at {}", path.display());
+        let request = Request::VolByPath { path: path.to_string_lossy().into_owned() };
+        let raw: Option<RawVolume> = self.call(what.clone(), request).await?;
+        raw.map(|r| volume(r, what)).transpose()
+    }
+
+    /// Delete a volume. Gone already is fine.
+    pub async fn delete_volume(&self, pool: &str, name: &str) -> Result<(), LibvirtError> {
+        let what = format!("deleting volume {name} in pool {pool}");
+        self.call(what, Request::VolDelete { pool: pool.into(), name: name.into() }).await
+    }
+
+    /// Write `data` over the start of a volume (a libvirt upload stream).
+    pub async fn upload_volume(&self, pool: &str, name: &str, data: &[u8]) -> Result<(), LibvirtError> {
+        let what = format!("uploading {} bytes into volume {name} in pool {pool}", data.len());
+        let data = base64::engine::general_purpose::STANDARD.encode(data);
+        self.call(what, Request::VolUpload { pool: pool.into(), name: name.into(), data }).await
+    }
+
+    /// The first `limit` bytes of a volume (all of a smaller one), through a download stream.
+    pub async fn download_volume(&self, pool: &str, name: &str, limit: u64) -> Result<Vec<u8>, LibvirtError> {
+        let what = format!("downloading volume {name} in pool {pool}");
+        let request = Request::VolDownload { pool: pool.into(), name: name.into(), limit };
+        let data: String = self.call(what.clone(), request).await?;
+        base64::engine::general_purpose::STANDARD.decode(data).map_err(|e| LibvirtError::Helper {
+            what,
+            helper: self.inner.helper_path.clone(),
+            reason: format!("unexpected reply: {e}"),
+        })
+    }
+
+    /// Stream the local file at `path` into the volume `name` of `pool`, from its start (the
+    /// helper reads the file: it runs where the provider does). Progress goes to the log.
+    pub async fn upload_file(&self, pool: &str, name: &str, path: &Path) -> Result<UploadReport, LibvirtError> {
+        let what = format!("uploading {} into volume {name} in pool {pool}", path.display());
+        let request =
+            Request::VolUploadFile { pool: pool.into(), name: name.into(), path: path.to_string_lossy().into_owned() };
+        self.call(what, request).await
+    }
+
+    /// SHA-256 (hex) of the first `length` bytes of a volume, read back through libvirt.
+    pub async fn volume_sha256(&self, pool: &str, name: &str, length: u64) -> Result<String, LibvirtError> {
+        let what = format!("reading back volume {name} in pool {pool}");
+        self.call(what, Request::VolSha256 { pool: pool.into(), name: name.into(), length }).await
+    }
+
     fn current(&self) -> Arc<Helper> {
         self.inner.helper.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
@@ -329,6 +439,16 @@ fn vm_info(raw: RawVmInfo, what: String) -> Result<VmInfo, LibvirtError> {
 fn network_info(raw: RawNetworkInfo, what: String) -> Result<NetworkInfo, LibvirtError> {
     let summary = NetworkSummary::parse(&raw.xml).map_err(|source| LibvirtError::NetworkXml { what, source })?;
     Ok(NetworkInfo { active: raw.active, summary })
+}
+
+fn pool(raw: RawPool, what: String) -> Result<Pool, LibvirtError> {
+    let summary = PoolSummary::parse(&raw.xml).map_err(|source| LibvirtError::VolumeXml { what, source })?;
+    Ok(Pool { summary, persistent: raw.persistent })
+}
+
+fn volume(raw: RawVolume, what: String) -> Result<Volume, LibvirtError> {
+    let summary = VolumeSummary::parse(&raw.xml).map_err(|source| LibvirtError::VolumeXml { what, source })?;
+    Ok(Volume { pool: raw.pool, summary })
 }
 
 /// The running helper: one writer task owns its stdin (so a cancelled call never leaves half a

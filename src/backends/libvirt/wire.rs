@@ -80,14 +80,79 @@ pub enum Request {
     NetworkLookupUuid {
         uuid: String,
     },
+    /// The pool named `pool`, refreshed (files changed behind libvirt's back show up, or go).
+    Pool {
+        pool: String,
+    },
+    /// The active pool whose target is `dir`; when none, a transient dir pool `name` over it
+    /// (made with `build`: the directory is created when missing).
+    PoolForDir {
+        dir: String,
+        name: String,
+        build: bool,
+    },
+    /// Create a volume in `pool` from volume XML.
+    VolCreate {
+        pool: String,
+        xml: String,
+    },
+    /// `None` when `pool` has no volume `name`.
+    VolLookup {
+        pool: String,
+        name: String,
+    },
+    /// The volume at `path`, in whichever active pool holds it; `None` when no pool does.
+    VolByPath {
+        path: String,
+    },
+    /// Delete a volume. Gone already is fine.
+    VolDelete {
+        pool: String,
+        name: String,
+    },
+    /// Write `data` (base64) over the start of a volume, through a libvirt stream.
+    VolUpload {
+        pool: String,
+        name: String,
+        data: String,
+    },
+    /// The first bytes of a volume (at most `limit`), base64, through a libvirt stream.
+    VolDownload {
+        pool: String,
+        name: String,
+        limit: u64,
+    },
+    /// Stream the local file at `path` (on the machine running the helper) into a volume, from
+    /// its start, logging progress; replies an `UploadReport`.
+    VolUploadFile {
+        pool: String,
+        name: String,
+        path: String,
+    },
+    /// The SHA-256 (hex) of a volume's first `length` bytes, read through a download stream.
+    VolSha256 {
+        pool: String,
+        name: String,
+        length: u64,
+    },
+}
+
+/// What an upload of a file sent.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadReport {
+    pub bytes: u64,
+    /// SHA-256 (hex) of the bytes sent, computed as they were read.
+    pub sha256: String,
+    pub seconds: f64,
 }
 
 impl Request {
     /// Whether asking again has the same effect as asking once, so a call cut off by a lost
     /// connection may be repeated on a new one. Not `Start`: a start that reached libvirtd before
-    /// the connection went fails the second time ("already running").
+    /// the connection went fails the second time ("already running"); nor `VolCreate` ("volume
+    /// already exists": the caller looks the volume up instead).
     pub fn safe_to_repeat(&self) -> bool {
-        !matches!(self, Request::Start { .. } | Request::Connect { .. })
+        !matches!(self, Request::Start { .. } | Request::Connect { .. } | Request::VolCreate { .. })
     }
 }
 
@@ -133,6 +198,21 @@ impl VmState {
             VmState::Other => "other",
         }
     }
+}
+
+/// A pool as libvirt reports it; the provider side parses the XML.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawPool {
+    pub xml: String,
+    /// False for the transient pools the provider makes over a directory.
+    pub persistent: bool,
+}
+
+/// A volume as libvirt reports it, with the pool that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RawVolume {
+    pub pool: String,
+    pub xml: String,
 }
 
 /// A defined domain as libvirt reports it; the provider side parses the XML.

@@ -25,7 +25,7 @@ use self::container::{
 };
 use self::route::{GatewayRoute, LABEL_GATEWAY, LABEL_ROLE, ROLE_GATEWAY, probe_address, url_for};
 use crate::backends::docker::{ContainerInfo, DockerClient, DockerError};
-use crate::lifecycle::{Rollback, Timeouts, shell_command};
+use crate::lifecycle::{Rollback, Timeouts, host_and_id, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
@@ -88,6 +88,7 @@ impl std::fmt::Debug for InstructorBlock {
 pub struct GatewayState {
     pub id: Attr<String>,
     pub name: Attr<String>,
+    pub host: Attr<String>,
     pub image: Attr<String>,
     pub pull_image: Attr<bool>,
     pub docker_socket: Attr<String>,
@@ -115,14 +116,15 @@ impl GatewayResource {
         GatewayResource { docker: DockerConnection::new(provider) }
     }
 
-    fn docker(&self) -> Result<&DockerClient, Diagnostics> {
-        self.docker.get(TYPE_NAME)
+    /// The Docker client of the gateway's `host`.
+    fn docker(&self, host: &Attr<String>) -> Result<&DockerClient, Diagnostics> {
+        self.docker.get(host, TYPE_NAME)
     }
 
     /// Whether the network named after the gateway exists with this gateway's labels.
     async fn own_network(&self, state: &GatewayState) -> Result<bool, Diagnostics> {
         let Some(name) = state.name.known() else { return Ok(false) };
-        let network = self.docker()?.inspect_network(name).await.or_diag("Reading the gateway network")?;
+        let network = self.docker(&state.host)?.inspect_network(name).await.or_diag("Reading the gateway network")?;
         Ok(network.is_some_and(|n| n.labels == network_labels(name)))
     }
 
@@ -131,7 +133,7 @@ impl GatewayResource {
     /// page's container is.
     async fn remains_only(&self, state: &GatewayState) -> Result<bool, Diagnostics> {
         let Some(id) = state.id.known().or(state.name.known()) else { return Ok(false) };
-        let container = self.docker()?.inspect_container(id).await.or_diag("Reading the gateway")?;
+        let container = self.docker(&state.host)?.inspect_container(id).await.or_diag("Reading the gateway")?;
         let page_missing = match self.class_page(state).await? {
             Some(page) => page.is_none_or(|p| p.never_started()),
             None => false,
@@ -147,7 +149,7 @@ impl GatewayResource {
             return Ok(None);
         }
         let page = self
-            .docker()?
+            .docker(&state.host)?
             .inspect_container(&class_page::container_name(name))
             .await
             .or_diag("Reading the class page")?;
@@ -167,6 +169,7 @@ fn is_class_page_of(info: &ContainerInfo, gateway: &str) -> bool {
 /// files uploaded before the start; undone by `rollback`. Nothing without an instructor.
 async fn start_class_page(
     docker: &DockerClient,
+    host: Option<&str>,
     settings: &GatewaySettings,
     image: &str,
     pull: bool,
@@ -176,7 +179,7 @@ async fn start_class_page(
     docker.ensure_image(image, pull).await.or_diag("Preparing the class page image")?;
     let image_config = docker.image_config(image).await.or_diag("Preparing the class page image")?;
     let adopted =
-        docker_client::claim_name(docker, &spec, &image_config.labels, (LABEL_ROLE, ROLE_CLASS_PAGE), TYPE_NAME)
+        docker_client::claim_name(docker, host, &spec, &image_config.labels, (LABEL_ROLE, ROLE_CLASS_PAGE), TYPE_NAME)
             .await?;
     let id = match &adopted {
         Some(found) => found.id.clone(),
@@ -226,6 +229,7 @@ impl Resource for GatewayResource {
     async fn plan(&self, req: PlanRequest<GatewayState>) -> Result<Planned<GatewayState>, Diagnostics> {
         validate_config(&req.config).into_result()?;
         let mut planned = Planned::new(req.planned);
+        self.docker.check_host(&planned.state.host)?;
         let state = &mut planned.state;
         if state.http.is_null() && state.https.is_null() {
             return Err(Diagnostic::attr_error(
@@ -236,7 +240,7 @@ impl Resource for GatewayResource {
             .into());
         }
         if state.docker_socket.is_null() || state.docker_socket.is_unknown() && req.config.docker_socket.is_null() {
-            state.docker_socket = Attr::Known(default_socket(self.docker.host()?.as_deref()));
+            state.docker_socket = Attr::Known(default_socket(self.docker.host(&state.host)?.as_deref()));
         }
         if req.config.url_scheme.is_null() {
             state.url_scheme = match (&state.https, &state.http) {
@@ -289,7 +293,7 @@ impl Resource for GatewayResource {
             && let (Some(cert), Some(key), Some(id)) =
                 (after.certificate_pem.known(), after.private_key_pem.known(), prior.id.known())
         {
-            let info = self.docker()?.inspect_container(id).await.or_diag("Reading the gateway")?;
+            let info = self.docker(&prior.host)?.inspect_container(id).await.or_diag("Reading the gateway")?;
             if info.is_none_or(|i| i.labels.get(LABEL_TLS_SHA256) != Some(&tls_digest(cert, key))) {
                 planned.requires_replace.push(AttrPath::root("https"));
             }
@@ -298,7 +302,7 @@ impl Resource for GatewayResource {
     }
 
     async fn create(&self, planned: GatewayState, ctx: &OpContext) -> Result<GatewayState, Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&planned.host)?;
         let planned = with_password_hash(planned)?;
         let settings = settings_from_state(&planned)?;
         let (create_timeout, _) = timeouts(&planned)?;
@@ -341,8 +345,15 @@ impl Resource for GatewayResource {
                 }
             }
             let spec = settings.container_spec();
-            let adopted =
-                docker_client::claim_name(docker, &spec, &image.labels, (LABEL_ROLE, ROLE_GATEWAY), TYPE_NAME).await?;
+            let adopted = docker_client::claim_name(
+                docker,
+                planned.host.known().map(String::as_str),
+                &spec,
+                &image.labels,
+                (LABEL_ROLE, ROLE_GATEWAY),
+                TYPE_NAME,
+            )
+            .await?;
             let id = match &adopted {
                 Some(found) => found.id.clone(),
                 None => docker.create_container(&spec).await.or_diag("Creating the gateway container")?,
@@ -367,7 +378,15 @@ impl Resource for GatewayResource {
             let page_image =
                 planned.class_page_image.known().cloned().unwrap_or_else(|| class_page::DEFAULT_IMAGE.into());
             let pull = planned.pull_image.known() == Some(&true);
-            start_class_page(docker, &settings, &page_image, pull, &mut rollback).await?;
+            start_class_page(
+                docker,
+                planned.host.known().map(String::as_str),
+                &settings,
+                &page_image,
+                pull,
+                &mut rollback,
+            )
+            .await?;
             let started = std::time::Instant::now();
             let info = wait_ready(docker, &id, &settings.name, create_timeout, ctx).await?;
             log::debug(&format!(
@@ -386,7 +405,7 @@ impl Resource for GatewayResource {
     /// so destroy removes the rest; one without the other reads as not running, and the plan
     /// replaces it (`remains_only`).
     async fn read(&self, current: GatewayState, _ctx: &OpContext) -> Result<Option<GatewayState>, Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&current.host)?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(None) };
         let container = docker.inspect_container(&id).await.or_diag("Reading the gateway")?;
         let network = self.own_network(&current).await?;
@@ -418,7 +437,7 @@ impl Resource for GatewayResource {
         planned: GatewayState,
         ctx: &OpContext,
     ) -> Result<GatewayState, Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&planned.host)?;
         let id = prior.id.known().cloned().ok_or_else(|| missing(AttrPath::root("id")))?;
         let settings = settings_from_state(&planned)?;
         if prior.https != planned.https {
@@ -447,7 +466,7 @@ impl Resource for GatewayResource {
     }
 
     async fn delete(&self, current: GatewayState, ctx: &OpContext) -> Result<(), Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&current.host)?;
         let Some(name) = current.name.known().cloned() else { return Ok(()) };
         let id = current.id.known().cloned().unwrap_or_else(|| name.clone());
         let (_, timeout) = timeouts(&current)?;
@@ -468,12 +487,14 @@ impl Resource for GatewayResource {
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<GatewayState>, Diagnostics> {
-        let docker = self.docker()?;
+        let (host, id) = host_and_id(id);
+        let host = Attr::from(host.map(str::to_string));
+        let docker = self.docker(&host)?;
         let Some(info) = docker.inspect_container(id).await.or_diag("Importing the gateway")? else {
             return Ok(None);
         };
         GatewayRoute::from_container(&info).map_err(|why| Diagnostic::error("Not a lab gateway", why))?;
-        let mut state = state_from_container(&info);
+        let mut state = GatewayState { host, ..state_from_container(&info) };
         let page = docker
             .inspect_container(&class_page::container_name(&info.name))
             .await
@@ -533,7 +554,12 @@ fn schema_block() -> Block {
             Attribute::string("id").computed().keep_prior().description("Docker container id."),
             replace(Attribute::string("name").required().description(
                 "Name of the container and of the Docker network it owns: 1-63 characters `[a-z0-9-]`, starting and \
-                 ending with a letter or digit. Import uses it.",
+                 ending with a letter or digit. Import uses it (`<host>/<name>` on a named host).",
+            )),
+            replace(Attribute::string("host").optional().description(
+                "The provider's `host \"<name>\"` block whose Docker daemon runs the gateway (each host of a class \
+                 has its own gateway); unset: the provider's own `docker_host`. A name without a block is a \
+                 plan-time error.",
             )),
             replace(Attribute::string("image").default_str(DEFAULT_IMAGE).description(
                 "Traefik v3 image. Its entrypoint must run `traefik` with the container's arguments, as the \
@@ -894,6 +920,7 @@ fn state_from_container(info: &ContainerInfo) -> GatewayState {
     GatewayState {
         id: Attr::Known(info.id.clone()),
         name: Attr::Known(back.name.clone()),
+        host: Attr::Null,
         image: Attr::Known(back.image),
         pull_image: Attr::Known(false),
         docker_socket: back.docker_socket.into(),

@@ -2,7 +2,7 @@
 //! that check that a hostname is routed through it (the student's path: Host header -> Traefik
 //! router -> ttyd).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use base64::Engine;
@@ -103,14 +103,10 @@ pub fn probe_address(info: &ContainerInfo) -> Option<(SocketAddr, bool)> {
     }
     for (port, tls) in [(CONTAINER_HTTP_PORT, false), (CONTAINER_HTTPS_PORT, true)] {
         if let Some(p) = info.published.iter().find(|p| p.container_port == port && p.host_port.is_some()) {
-            let ip = match p.host_ip.parse::<IpAddr>() {
-                Ok(ip) if !ip.is_unspecified() => ip,
-                _ => IpAddr::from([127, 0, 0, 1]),
-            };
-            return Some((SocketAddr::new(ip, p.host_port.unwrap_or(port)), tls));
+            return Some((SocketAddr::new(info.published_at(&p.host_ip), p.host_port.unwrap_or(port)), tls));
         }
     }
-    let ip = info.networks.values().flatten().next()?;
+    let ip = &info.network_address()?;
     let https_only = info.labels.get(LABEL_ENTRYPOINTS).is_some_and(|e| !e.split(',').any(|x| x == ENTRYPOINT_HTTP));
     Some(if https_only {
         (SocketAddr::new(*ip, CONTAINER_HTTPS_PORT), true)

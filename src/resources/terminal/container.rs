@@ -200,6 +200,18 @@ impl TerminalSettings {
         cmd
     }
 
+    /// The ssh of `command` as a readiness probe run inside the container (`docker exec`): a
+    /// login with the uploaded key that runs `true`, never prompting, bounded by a timeout.
+    pub fn ssh_probe_command(&self) -> Vec<String> {
+        let cmd = self.command();
+        let ssh_at = cmd.iter().position(|a| a == "ssh").unwrap_or(cmd.len());
+        let mut probe: Vec<String> = cmd[ssh_at..].to_vec();
+        let host_at = probe.iter().position(|a| a == "--").unwrap_or(probe.len());
+        probe.splice(host_at..host_at, ["-o", "BatchMode=yes", "-o", "ConnectTimeout=3"].map(String::from));
+        probe.push("true".into());
+        probe
+    }
+
     /// Ownership labels, Traefik routing labels and the user's labels.
     pub fn labels(&self, key_sha256: &str) -> BTreeMap<String, String> {
         let mut labels = self.labels.clone();
@@ -327,14 +339,9 @@ impl TerminalSettings {
 /// container's address on its first network.
 pub fn ttyd_address(info: &ContainerInfo) -> Option<(IpAddr, u16)> {
     if let Some(p) = info.published.iter().find(|p| p.container_port == TTYD_PORT && p.host_port.is_some()) {
-        let ip = match p.host_ip.parse::<IpAddr>() {
-            Ok(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
-            Ok(ip) => ip,
-            Err(_) => IpAddr::from([127, 0, 0, 1]),
-        };
-        return Some((ip, p.host_port.unwrap_or(TTYD_PORT)));
+        return Some((info.published_at(&p.host_ip), p.host_port.unwrap_or(TTYD_PORT)));
     }
-    info.networks.values().flatten().next().map(|ip| (*ip, TTYD_PORT))
+    info.network_address().map(|ip| (ip, TTYD_PORT))
 }
 
 /// Labels the user set: everything except the provider's (and Traefik's when it manages them) and
@@ -381,6 +388,7 @@ pub(super) fn state_from_container(info: &ContainerInfo, image_labels: &BTreeMap
     let mut state = TerminalState {
         id: Attr::Known(info.id.clone()),
         name: Attr::Known(info.name.clone()),
+        host: Attr::Null,
         target_host: ssh_args.last().cloned().into(),
         target_port: ssh_after("-p").and_then(|p| p.parse().ok()).into(),
         ssh_user: ssh_after("-l").into(),
@@ -424,6 +432,15 @@ mod tests {
     use super::*;
     use crate::resources::terminal::key_digest;
     use crate::resources::terminal::tests::{KEY, config};
+
+    #[test]
+    fn ssh_probe_logs_in_with_the_same_ssh_and_runs_true() {
+        let s = TerminalSettings::from_state(&super::super::tests::config()).unwrap();
+        let probe = s.ssh_probe_command();
+        assert_eq!(&probe[..3], &["ssh", "-i", KEY_PATH]);
+        let n = probe.len();
+        assert_eq!(&probe[n - 7..], &["-o", "BatchMode=yes", "-o", "ConnectTimeout=3", "--", "10.10.10.20", "true"]);
+    }
 
     #[test]
     fn command_runs_ssh_with_the_uploaded_key_and_no_secret() {

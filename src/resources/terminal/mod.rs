@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backends::docker::{ContainerInfo, DockerClient, UploadFile};
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, shell_command};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, host_and_id, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
@@ -107,6 +107,7 @@ impl std::fmt::Debug for Credential {
 pub struct TerminalState {
     pub id: Attr<String>,
     pub name: Attr<String>,
+    pub host: Attr<String>,
     pub target_host: Attr<String>,
     pub target_port: Attr<i64>,
     pub ssh_user: Attr<String>,
@@ -162,8 +163,9 @@ impl TerminalResource {
         TerminalResource { docker: DockerConnection::new(provider) }
     }
 
-    fn docker(&self) -> Result<&DockerClient, Diagnostics> {
-        self.docker.get(TYPE_NAME)
+    /// The Docker client of the terminal's `host`.
+    fn docker(&self, host: &Attr<String>) -> Result<&DockerClient, Diagnostics> {
+        self.docker.get(host, TYPE_NAME)
     }
 }
 
@@ -181,7 +183,12 @@ fn schema_block() -> Block {
             Attribute::string("id").computed().keep_prior().description("Docker container id."),
             replace(Attribute::string("name").required().description(
                 "Container name, also the Traefik router name: 1-63 characters `[a-z0-9-]`, starting with a \
-                 letter or digit. Import uses it.",
+                 letter or digit. Import uses it (`<host>/<name>` on a named host).",
+            )),
+            replace(Attribute::string("host").optional().description(
+                "The provider's `host \"<name>\"` block whose Docker daemon runs the container, usually the \
+                 host of the VM it reaches and of its `gateway`; unset: the provider's own `docker_host`. A name \
+                 without a block is a plan-time error.",
             )),
             replace(Attribute::string("target_host").required().description(
                 "Address of the machine to SSH into, usually `lab_vm.<name>.ip`. Reached from the container.",
@@ -356,6 +363,7 @@ impl Resource for TerminalResource {
     async fn plan(&self, req: PlanRequest<TerminalState>) -> Result<Planned<TerminalState>, Diagnostics> {
         let mut planned = Planned::new(req.planned);
         validate_config(&planned.state).into_result()?;
+        self.docker.check_host(&planned.state.host)?;
         let state = &planned.state;
         if !state.gateway.is_null() {
             let misfit = |attr: &str, why: &str| {
@@ -391,7 +399,7 @@ impl Resource for TerminalResource {
             && planned.state.running.known() == Some(&true)
             && let Some(id) = prior.id.known()
             && self
-                .docker()?
+                .docker(&prior.host)?
                 .inspect_container(id)
                 .await
                 .or_diag("Reading the terminal")?
@@ -410,7 +418,7 @@ impl Resource for TerminalResource {
         if prior.ssh_private_key != planned.state.ssh_private_key {
             let same_key = match (&prior.ssh_private_key, planned.state.ssh_private_key.known(), prior.id.known()) {
                 (Attr::Null, Some(key), Some(id)) => {
-                    let info = self.docker()?.inspect_container(id).await.or_diag("Reading the terminal")?;
+                    let info = self.docker(&prior.host)?.inspect_container(id).await.or_diag("Reading the terminal")?;
                     info.is_some_and(|i| i.labels.get(LABEL_KEY_SHA256) == Some(&key_digest(key)))
                 }
                 _ => false,
@@ -423,7 +431,7 @@ impl Resource for TerminalResource {
     }
 
     async fn create(&self, planned: TerminalState, ctx: &OpContext) -> Result<TerminalState, Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&planned.host)?;
         let mut settings = TerminalSettings::from_state(&planned)?;
         settings.route = resolve_gateway(docker, settings.gateway_ref.as_deref()).await?;
         let key = planned.ssh_private_key.known().cloned().ok_or_else(|| missing(AttrPath::root("ssh_private_key")))?;
@@ -437,7 +445,15 @@ impl Resource for TerminalResource {
         let mut rollback = Rollback::new();
         let result = async {
             let kind = (LABEL_TERMINAL, settings.name.as_str());
-            let adopted = docker_client::claim_name(docker, &spec, &image.labels, kind, TYPE_NAME).await?;
+            let adopted = docker_client::claim_name(
+                docker,
+                planned.host.known().map(String::as_str),
+                &spec,
+                &image.labels,
+                kind,
+                TYPE_NAME,
+            )
+            .await?;
             let id = match &adopted {
                 Some(found) => found.id.clone(),
                 None => docker.create_container(&spec).await.or_diag("Creating the terminal container")?,
@@ -486,7 +502,7 @@ impl Resource for TerminalResource {
     }
 
     async fn read(&self, current: TerminalState, _ctx: &OpContext) -> Result<Option<TerminalState>, Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&current.host)?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(None) };
         let Some(info) = docker.inspect_container(&id).await.or_diag("Reading the terminal")? else {
             return Ok(None);
@@ -509,7 +525,7 @@ impl Resource for TerminalResource {
         planned: TerminalState,
         ctx: &OpContext,
     ) -> Result<TerminalState, Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&planned.host)?;
         let id = prior.id.known().cloned().ok_or_else(|| missing(AttrPath::root("id")))?;
         let mut settings = TerminalSettings::from_state(&planned)?;
         settings.route = resolve_gateway(docker, settings.gateway_ref.as_deref()).await?;
@@ -529,7 +545,7 @@ impl Resource for TerminalResource {
     }
 
     async fn delete(&self, current: TerminalState, ctx: &OpContext) -> Result<(), Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&current.host)?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(()) };
         let timeout = current.delete_timeout()?;
         let route = match (current.gateway.known(), current.hostname.known()) {
@@ -554,7 +570,9 @@ impl Resource for TerminalResource {
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<TerminalState>, Diagnostics> {
-        let docker = self.docker()?;
+        let (host, id) = host_and_id(id);
+        let host = Attr::from(host.map(str::to_string));
+        let docker = self.docker(&host)?;
         let Some(info) = docker.inspect_container(id).await.or_diag("Importing the terminal")? else {
             return Ok(None);
         };
@@ -568,7 +586,7 @@ impl Resource for TerminalResource {
             .into());
         }
         let image_labels = image_labels(docker, &info.image).await;
-        Ok(Some(state_from_container(&info, &image_labels)))
+        Ok(Some(TerminalState { host, ..state_from_container(&info, &image_labels) }))
     }
 }
 

@@ -152,7 +152,11 @@ pub(super) async fn probe_ttyd(info: &ContainerInfo, settings: &TerminalSettings
     if let (Some(route), Some(host)) = (&settings.route, &settings.hostname) {
         return terminal_routed(route.probe_address, host, credential).await.map_err(ProbeError::Routed);
     }
-    let (ip, port) = ttyd_address(info).ok_or(ProbeError::NoAddress)?;
+    let Some((ip, port)) = ttyd_address(info) else {
+        // Unpublished on a remote host: nothing of it is reachable from here; the ssh probe
+        // (run in the container) still has to pass.
+        return if info.remote.is_some() { Ok(()) } else { Err(ProbeError::NoAddress) };
+    };
     let url = match ip {
         IpAddr::V6(v6) => format!("http://[{v6}]:{port}/"),
         IpAddr::V4(v4) => format!("http://{v4}:{port}/"),
@@ -173,8 +177,23 @@ pub(super) async fn probe_ttyd(info: &ContainerInfo, settings: &TerminalSettings
     }
 }
 
-/// The target's SSH port accepts a TCP connection (from where the provider runs).
-pub(super) async fn probe_ssh(settings: &TerminalSettings) -> Result<(), ProbeError> {
+/// The target's SSH: on a remote Docker host (whose VMs are private to it) a login with the
+/// terminal's own key and ssh, run in the container; on a local one, its port accepts a TCP
+/// connection from where the provider runs.
+pub(super) async fn probe_ssh(docker: &DockerClient, id: &str, settings: &TerminalSettings) -> Result<(), ProbeError> {
+    if docker.remote_host().is_some() {
+        let addr = format!("{}@{}:{}", settings.ssh_user, settings.target_host, settings.target_port);
+        let probe = settings.ssh_probe_command();
+        let args: Vec<&str> = probe.iter().map(String::as_str).collect();
+        return match docker.exec(id, &args).await {
+            Ok(out) if out.succeeded() => Ok(()),
+            Ok(out) => Err(ProbeError::Ssh(
+                addr,
+                format!("ssh in the terminal container exited with {:?}: {}", out.exit_code, out.stderr.trim()),
+            )),
+            Err(e) => Err(ProbeError::Ssh(addr, crate::protocol::diag::error_chain(&e))),
+        };
+    }
     let addr = format!("{}:{}", settings.target_host, settings.target_port);
     let connect = tokio::net::TcpStream::connect((settings.target_host.as_str(), settings.target_port));
     match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
@@ -200,7 +219,7 @@ pub(super) async fn wait_ready(
     let poll = Poll { timeout, interval: PROBE_INTERVAL };
     docker_client::wait_ready(docker, id, "terminal", &what, poll, ctx, |info| async move {
         probe_ttyd(&info, settings).await.map_err(|e| e.to_string())?;
-        probe_ssh(settings).await.map_err(|e| e.to_string())?;
+        probe_ssh(docker, id, settings).await.map_err(|e| e.to_string())?;
         Ok(info)
     })
     .await

@@ -29,6 +29,10 @@ pub(super) enum WaitFor {
 pub(super) struct VmConfig {
     pub(super) name: String,
     pub(super) base_image: PathBuf,
+    /// The pool named for the VM's volumes; `None`: the dir pool over `overlay_dir`.
+    pub(super) storage_pool: Option<String>,
+    pub(super) overlay_dir: PathBuf,
+    /// Where the volumes are on the host: in `overlay_dir` until `placed` in a named pool.
     pub(super) overlay_path: PathBuf,
     pub(super) seed_path: PathBuf,
     pub(super) memory_mb: i64,
@@ -62,8 +66,10 @@ impl VmConfig {
         let (create_timeout, delete_timeout) = parse_timeouts(s)?;
         Ok(VmConfig {
             base_image: PathBuf::from(s.base_image.known().ok_or_else(|| missing("base_image"))?),
+            storage_pool: s.storage_pool.known().cloned(),
             overlay_path: overlay_path(&overlay_dir, &name),
             seed_path: seed_path(&overlay_dir, &name),
+            overlay_dir: PathBuf::from(overlay_dir),
             memory_mb: s.memory_mb.known().copied().unwrap_or(DEFAULT_MEMORY_MB),
             vcpus: s.vcpus.known().copied().unwrap_or(DEFAULT_VCPUS),
             network: s.network.known().cloned().unwrap_or_else(|| "default".into()),
@@ -94,6 +100,12 @@ impl VmConfig {
             delete_timeout,
             name,
         })
+    }
+
+    /// The paths of the VM's volumes in the directory of the pool they are in.
+    pub(super) fn placed(&mut self, dir: &Path) {
+        self.overlay_path = dir.join(super::storage::overlay_volume(&self.name));
+        self.seed_path = dir.join(super::storage::seed_volume(&self.name));
     }
 
     /// Whether the domain definition (or seed) must be rewritten to go from `old` to `self`.
@@ -171,11 +183,11 @@ pub(super) fn keys_from_cmdline(cmdline: &str) -> Option<Vec<String>> {
 }
 
 pub(super) fn overlay_path(dir: &str, name: &str) -> PathBuf {
-    Path::new(dir).join(format!("{name}.qcow2"))
+    Path::new(dir).join(super::storage::overlay_volume(name))
 }
 
 pub(super) fn seed_path(dir: &str, name: &str) -> PathBuf {
-    Path::new(dir).join(format!("{name}-seed.img"))
+    Path::new(dir).join(super::storage::seed_volume(name))
 }
 
 /// A locally administered MAC in QEMU's `52:54:00` range; stored in state and the domain, so
@@ -246,9 +258,6 @@ mod tests {
 
     #[test]
     fn misc_helpers() {
-        assert!(uri_is_local("qemu:///system"));
-        assert!(uri_is_local("qemu+unix:///system?socket=/run/x/libvirt-sock"));
-        assert!(!uri_is_local("qemu+ssh://root@host/system"));
         let mac = random_mac();
         assert!(mac.starts_with("52:54:00:") && mac.len() == 17, "{mac}");
     }

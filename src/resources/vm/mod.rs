@@ -12,27 +12,28 @@ mod config;
 mod guest;
 mod media;
 mod orphan;
+mod storage;
 mod validate;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::backends::libvirt::{Libvirt, VmInfo};
-use crate::backends::qcow2;
-use crate::lifecycle::{Rollback, Timeouts, exists_unowned, shell_command};
+use crate::backends::libvirt::{Libvirt, VmInfo, Volume};
+use crate::lifecycle::{Rollback, Timeouts, exists_unowned, host_and_id, import_id, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::log;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
     Resource, Schema, Type,
 };
-use crate::settings::ProviderHandle;
+use crate::settings::{HostName, ProviderHandle};
 
-use config::{VmConfig, keys_from_cmdline, overlay_path, parse_timeouts, random_mac, seed_path, uri_is_local};
+use config::{VmConfig, keys_from_cmdline, parse_timeouts, random_mac};
 use guest::{find_ip, is_active, shutdown_grace, stop_gracefully, wait_ready};
 use orphan::FoundDomain;
 use validate::validate_config;
@@ -54,8 +55,10 @@ const MISSING: &str = "missing";
 pub struct LabVmState {
     pub id: Attr<String>,
     pub name: Attr<String>,
+    pub host: Attr<String>,
     pub base_image: Attr<String>,
     pub overlay_dir: Attr<String>,
+    pub storage_pool: Attr<String>,
     pub memory_mb: Attr<i64>,
     pub vcpus: Attr<i64>,
     pub network: Attr<String>,
@@ -95,16 +98,28 @@ fn vm_block() -> Block {
             computed("id", "Domain UUID.").keep_prior(),
             s("name").required().requires_replace().description(
                 "Domain name, also the overlay's file name: 1-63 characters `[a-z0-9-]`, not starting or ending \
-                 with `-`. Import uses it as the id.",
+                 with `-`. Import uses it as the id (`<host>/<name>` on a named host).",
+            ),
+            s("host").optional().requires_replace().description(
+                "The provider's `host \"<name>\"` block the VM runs on; unset: the provider's own `libvirt_uri`. \
+                 A name without a block is a plan-time error. Changing it re-creates the VM on the new host.",
             ),
             s("base_image").required().requires_replace().description(
-                "Absolute path of the base image (qcow2 or raw) on the libvirt host. Never written: each VM \
-                 gets its own overlay. Checked to exist at plan time when libvirt is local.",
+                "Absolute path of the base image (qcow2 or raw) on the libvirt host, e.g. a `lab_image`'s \
+                 `path`. Never written: each VM gets its own overlay, a qcow2 volume backed by it. Checked \
+                 through libvirt at plan time: in a storage pool, or in its directory.",
             ),
-            s("overlay_dir")
-                .default_str(DEFAULT_OVERLAY_DIR)
-                .requires_replace()
-                .description("Directory for the VM's overlay (`<name>.qcow2`) and seed (`<name>-seed.img`)."),
+            s("overlay_dir").default_str(DEFAULT_OVERLAY_DIR).requires_replace().description(
+                "Directory on the libvirt host for the VM's overlay (`<name>.qcow2`) and seed \
+                 (`<name>-seed.img`) volumes, used when no `storage_pool` applies: the VM uses the dir pool \
+                 over it (a transient one is made when the host has none). Set here, it wins over the \
+                 provider's `storage_pool`.",
+            ),
+            s("storage_pool").optional().computed().requires_replace().description(
+                "libvirt storage pool (of files: dir, fs, netfs) for the VM's overlay and seed volumes. \
+                 Defaults to the provider's `storage_pool` for a new VM that sets no `overlay_dir`; null: \
+                 the dir pool over `overlay_dir`. A VM keeps the pool it was created in.",
+            ),
             Attribute::number("memory_mb").default_int(DEFAULT_MEMORY_MB).unit("MiB").description(
                 "Memory in MiB (at least 128). Changed in place with a clean shutdown and restart. Planned \
                      totals are checked against the host's free memory.",
@@ -188,19 +203,22 @@ fn vm_block() -> Block {
 
 pub struct VmResource {
     provider: ProviderHandle,
-    /// Memory (MiB) of the VMs planned by this provider process, by name: the capacity check
-    /// compares their sum with the host's free memory.
-    planned_memory: std::sync::Mutex<BTreeMap<String, i64>>,
+    /// Memory (MiB) of the VMs planned by this provider process, by host and name: the capacity
+    /// check compares a host's sum with that host's free memory.
+    planned_memory: Mutex<BTreeMap<(HostName, String), i64>>,
+    /// Base images found at plan time, by host and path: one libvirt lookup per image, host and
+    /// plan, not per VM.
+    bases_seen: Mutex<BTreeMap<(HostName, PathBuf), Volume>>,
 }
 
 impl VmResource {
     pub fn new(provider: ProviderHandle) -> Self {
-        VmResource { provider, planned_memory: Default::default() }
+        VmResource { provider, planned_memory: Default::default(), bases_seen: Default::default() }
     }
 
-    /// The provider's libvirt connection (made on first use, reconnected when libvirtd drops it).
-    async fn libvirt(&self) -> Result<Libvirt, Diagnostics> {
-        self.provider.libvirt(TYPE_NAME).await
+    /// The libvirt connection of the VM's host (made on first use, reconnected when libvirtd drops it).
+    async fn libvirt(&self, state: &LabVmState) -> Result<Libvirt, Diagnostics> {
+        self.provider.libvirt_on(host_of(state), TYPE_NAME).await
     }
 }
 
@@ -232,19 +250,25 @@ impl Resource for VmResource {
         }
 
         let settings = self.provider.settings()?;
-        let uri = settings.require_libvirt_uri(TYPE_NAME)?.to_string();
-        if let Some(base) = planned.base_image.known()
-            && uri_is_local(&uri)
-            && !Path::new(base).is_file()
-        {
-            return Err(Diagnostic::attr_error(
-                AttrPath::root("base_image"),
-                "Base image not found",
-                format!("`{base}` does not exist on this host (libvirt at {uri} is local)."),
-            )
-            .into());
+        settings.check_host(&planned.host)?;
+        let uri = settings.require_libvirt_uri_on(host_of(&planned), TYPE_NAME)?.to_string();
+        // Where the VM's volumes go: an existing VM stays where it is; a new one takes its host's
+        // pool (the provider's own without `host`) unless it names its own directory.
+        if req.config.storage_pool.is_null() {
+            planned.storage_pool = match &req.prior {
+                Some(prior) => prior.storage_pool.clone(),
+                None if !req.config.overlay_dir.is_null() => Attr::Null,
+                None => match host_of(&planned) {
+                    Some(host) => settings.named_host(host)?.storage_pool.clone().into(),
+                    None => settings.storage_pool.clone().into(),
+                },
+            };
         }
-        if uri_is_local(&uri) {
+        if let Some(base) = planned.base_image.known() {
+            let size = planned.disk_size_gb.known().map(|g| (*g as u64) << 30);
+            self.check_base(&planned, Path::new(base), size).await?;
+        }
+        if config::uri_is_local(&uri) {
             media::check_on_host(&planned)?;
         }
         if (planned.ssh_authorized_keys.known().is_some_and(|k| !k.is_empty()))
@@ -265,7 +289,8 @@ impl Resource for VmResource {
         };
         if memory_grows && let (Some(name), Some(memory)) = (planned.name.known(), planned.memory_mb.known()) {
             let prior_memory = req.prior.as_ref().and_then(|p| p.memory_mb.known().copied()).unwrap_or(0);
-            diags.extend(self.check_capacity(name, memory - prior_memory, settings.strict_capacity).await?);
+            let host = planned.host.known().cloned();
+            diags.extend(self.check_capacity(host, name, memory - prior_memory, settings.strict_capacity).await?);
         }
         let mut out = Planned::new(planned);
         if req.prior.as_ref().is_some_and(|p| p.state.known().is_some_and(|s| s == MISSING)) {
@@ -276,22 +301,25 @@ impl Resource for VmResource {
     }
 
     async fn create(&self, planned: LabVmState, ctx: &OpContext) -> Result<LabVmState, Diagnostics> {
-        let lv = self.libvirt().await?;
-        let cfg = VmConfig::from_state(&planned)?;
+        let lv = self.libvirt(&planned).await?;
+        let mut cfg = VmConfig::from_state(&planned)?;
         let timeout = cfg.create_timeout;
         let started = Instant::now();
+        let place = placement_of(&lv, &cfg, true).await?;
+        cfg.placed(&place.dir);
         let mut rollback = Rollback::new();
         // A domain under the planned name that Terraform never recorded (lifecycle.rs has the rule).
         let created = match lv.lookup(&cfg.name).await.or_diag("Looking up the domain")? {
-            None => self.create_steps(&lv, &cfg, &mut rollback, timeout, ctx).await,
-            Some(found) => match orphan::judge_domain(&cfg, &found.summary).await {
+            None => self.create_steps(&lv, &cfg, &place, &mut rollback, timeout, ctx).await,
+            Some(found) => match orphan::judge_domain(&lv, &cfg, &found.summary).await {
                 FoundDomain::Unowned => {
                     let what = format!("A libvirt domain named `{}`", cfg.name);
-                    return Err(exists_unowned(AttrPath::root("name"), TYPE_NAME, &what, &cfg.name).into());
+                    let id = import_id(host_of(&planned), &cfg.name);
+                    return Err(exists_unowned(AttrPath::root("name"), TYPE_NAME, &what, &id).into());
                 }
                 FoundDomain::Matches => {
                     log::info(&format!("{}: adopting the domain of an apply that never recorded it", cfg.name));
-                    self.adopt_steps(&lv, &cfg, &found, &mut rollback, ctx).await
+                    self.adopt_steps(&lv, &cfg, &place, &found, &mut rollback, ctx).await
                 }
                 FoundDomain::Differs(fields) => {
                     log::info(&format!(
@@ -300,7 +328,7 @@ impl Resource for VmResource {
                         fields.join(", ")
                     ));
                     orphan::remove_domain(&lv, &found).await?;
-                    self.create_steps(&lv, &cfg, &mut rollback, timeout, ctx).await
+                    self.create_steps(&lv, &cfg, &place, &mut rollback, timeout, ctx).await
                 }
             },
         };
@@ -315,7 +343,7 @@ impl Resource for VmResource {
     }
 
     async fn read(&self, current: LabVmState, _ctx: &OpContext) -> Result<Option<LabVmState>, Diagnostics> {
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(&current).await?;
         let found = match current.id.known() {
             Some(uuid) => lv.lookup_uuid(uuid).await,
             None => match current.name.known() {
@@ -325,7 +353,7 @@ impl Resource for VmResource {
         }
         .or_diag("Reading the domain")?;
         let Some(info) = found else {
-            return Ok(half_deleted(current));
+            return half_deleted(&lv, current).await;
         };
         let mut state = current;
         refresh_state(&mut state, &info, &lv, false).await;
@@ -333,8 +361,8 @@ impl Resource for VmResource {
     }
 
     async fn update(&self, prior: LabVmState, planned: LabVmState, ctx: &OpContext) -> Result<LabVmState, Diagnostics> {
-        let lv = self.libvirt().await?;
-        let cfg = VmConfig::from_state(&planned)?;
+        let lv = self.libvirt(&planned).await?;
+        let mut cfg = VmConfig::from_state(&planned)?;
         let name = cfg.name.clone();
         let info = lv.lookup(&name).await.or_diag("Reading the domain")?.ok_or_else(|| {
             Diagnostic::error(
@@ -348,18 +376,25 @@ impl Resource for VmResource {
         if redefine {
             let uuid = prior.id.known().cloned().unwrap_or(info.summary.uuid.clone());
             let mac = prior.mac.known().cloned().or(info.summary.mac.clone()).unwrap_or_else(random_mac);
+            let place = placement_of(&lv, &cfg, true).await?;
+            cfg.placed(&place.dir);
+            // The domain keeps the overlay it has (an imported VM's may be anywhere).
+            if let Some(disk) = &info.summary.disk {
+                cfg.overlay_path = disk.clone();
+            }
             let seed = match &cfg.cloud_init {
                 Some(user_data) => {
-                    let seed = cfg.seed(user_data);
-                    seed.write_image(&cfg.seed_path).await.or_diag("Regenerating the NoCloud seed")?;
-                    Some(cfg.seed_path.clone())
+                    let bytes = cfg.seed(user_data).image().or_diag("Building the NoCloud seed")?;
+                    let vol = storage::write_seed(&lv, &cfg, &place, &bytes, None).await?;
+                    Some(vol.summary.path)
                 }
                 None => None,
             };
             let xml = cfg.domain_spec(Some(uuid), mac, seed.clone()).to_xml().or_diag("Building domain XML")?;
             lv.define(xml).await.or_diag("Redefining the domain")?;
             if seed.is_none() {
-                qcow2::delete(&cfg.seed_path).await.or_diag("Removing the old seed")?;
+                let seed = storage::seed_volume(&name);
+                lv.delete_volume(&place.pool, &seed).await.or_diag("Removing the old seed")?;
             }
             // A running guest only picks the new definition up after a cold restart.
             if was_active {
@@ -391,7 +426,7 @@ impl Resource for VmResource {
     }
 
     async fn delete(&self, current: LabVmState, ctx: &OpContext) -> Result<(), Diagnostics> {
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(&current).await?;
         let Some(name) = current.name.known().cloned() else {
             return Ok(());
         };
@@ -415,22 +450,24 @@ impl Resource for VmResource {
                 in_use.extend(info.summary.disk.iter().chain(&info.summary.seed).cloned());
             }
         }
-        let overlay_dir = current.overlay_dir.known().cloned().unwrap_or_else(|| DEFAULT_OVERLAY_DIR.into());
-        let overlay =
-            current.overlay_path.known().map(PathBuf::from).unwrap_or_else(|| overlay_path(&overlay_dir, &name));
-        for path in [overlay, seed_path(&overlay_dir, &name)] {
-            if !in_use.contains(&path) {
-                qcow2::delete(&path).await.or_diag("Removing the VM's disk files")?;
+        for vol in vm_volumes(&lv, &current).await? {
+            if !in_use.contains(&vol.summary.path) {
+                lv.delete_volume(&vol.pool, &vol.summary.name).await.or_diag("Removing the VM's disk volumes")?;
             }
         }
         Ok(())
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<LabVmState>, Diagnostics> {
+        let (host, id) = host_and_id(id);
         if let Err(why) = crate::validate::name(id) {
-            return Err(Diagnostic::error("Invalid import id", format!("Import `lab_vm` by domain name: {why}")).into());
+            return Err(Diagnostic::error(
+                "Invalid import id",
+                format!("Import `lab_vm` by domain name, or `<host>/<name>` on a named host: {why}"),
+            )
+            .into());
         }
-        let lv = self.libvirt().await?;
+        let lv = self.provider.libvirt_on(host, TYPE_NAME).await?;
         let Some(info) = lv.lookup(id).await.or_diag("Looking up the domain")? else {
             return Ok(None);
         };
@@ -438,15 +475,23 @@ impl Resource for VmResource {
         let disk = s.disk.clone().ok_or_else(|| {
             Diagnostic::error("Cannot import", format!("Domain `{id}` has no file-backed disk: not a lab_vm"))
         })?;
+        let overlay = storage::volume_at(&lv, &disk).await.or_diag("Looking up the domain's overlay")?;
         let base_image = match &s.metadata.base_image {
             Some(b) => Some(b.clone()),
-            None => qcow2::info(&disk).await.ok().and_then(|i| i.full_backing_filename.or(i.backing_filename)),
+            None => overlay.as_ref().and_then(|v| v.summary.backing_path.as_ref()).map(|p| p.to_string_lossy().into()),
+        };
+        // A pool the host keeps is recorded; the transient pools over a directory are not.
+        let storage_pool = match &overlay {
+            Some(vol) => lv.pool(&vol.pool).await.or_diag("Looking up the overlay's pool")?.filter(|p| p.persistent),
+            None => None,
         };
         let mut state = LabVmState {
             id: Attr::Known(s.uuid.clone()),
             name: Attr::Known(s.name.clone()),
+            host: host.map(str::to_string).into(),
             base_image: base_image.into(),
             overlay_dir: disk.parent().map(|p| p.to_string_lossy().into_owned()).into(),
+            storage_pool: storage_pool.map(|p| p.summary.name).into(),
             network: s.network.clone().into(),
             domain_type: Attr::Known(s.domain_type.clone()),
             user: Attr::Known(s.metadata.user.clone().unwrap_or_else(|| "student".into())),
@@ -472,31 +517,30 @@ impl VmResource {
         &self,
         lv: &Libvirt,
         cfg: &VmConfig,
+        place: &storage::Placement,
         rollback: &mut Rollback,
         timeout: Duration,
         ctx: &OpContext,
     ) -> Result<(), Diagnostics> {
         let name = &cfg.name;
         // No domain has this name (checked by the caller).
-        orphan::clear_stale_files(cfg).await?;
+        orphan::clear_stale_volumes(lv, cfg, place).await?;
         let t = Instant::now();
-        qcow2::create_overlay(&cfg.base_image, &cfg.overlay_path, cfg.disk_size_bytes)
-            .await
-            .or_diag("Creating the overlay disk")?;
-        undo_file(rollback, "overlay", &cfg.overlay_path);
+        let overlay = storage::create_overlay(lv, cfg, place, rollback).await?;
         log::debug(&format!("{name}: overlay_create_s={:.3}", t.elapsed().as_secs_f64()));
 
         let seed = match &cfg.cloud_init {
             Some(user_data) => {
-                cfg.seed(user_data).write_image(&cfg.seed_path).await.or_diag("Creating the NoCloud seed")?;
-                undo_file(rollback, "seed", &cfg.seed_path);
-                Some(cfg.seed_path.clone())
+                let bytes = cfg.seed(user_data).image().or_diag("Building the NoCloud seed")?;
+                Some(storage::write_seed(lv, cfg, place, &bytes, Some(rollback)).await?.summary.path)
             }
             None => None,
         };
 
         let t0 = Instant::now();
         let mac = random_mac();
+        let mut cfg = cfg.clone();
+        cfg.overlay_path = overlay.summary.path;
         let xml = cfg.domain_spec(None, mac.clone(), seed).to_xml().or_diag("Building domain XML")?;
         lv.define(xml).await.or_diag("Defining the domain")?;
         undo_domain(rollback, lv, name);
@@ -508,7 +552,7 @@ impl VmResource {
         }
         lv.start(name).await.or_diag("Starting the domain")?;
         log::debug(&format!("{name}: define_start_s={:.3}", t0.elapsed().as_secs_f64()));
-        wait_ready(lv, cfg, Some(&mac), t0, timeout.saturating_sub(t.elapsed()), ctx).await
+        wait_ready(lv, &cfg, Some(&mac), t0, timeout.saturating_sub(t.elapsed()), ctx).await
     }
 
     /// Take over a domain of ours that matches the plan (a killed apply made it and never recorded
@@ -518,14 +562,15 @@ impl VmResource {
         &self,
         lv: &Libvirt,
         cfg: &VmConfig,
+        place: &storage::Placement,
         found: &VmInfo,
         rollback: &mut Rollback,
         ctx: &OpContext,
     ) -> Result<(), Diagnostics> {
         let name = &cfg.name;
-        undo_file(rollback, "overlay", &cfg.overlay_path);
+        storage::undo_volume(rollback, lv, "overlay", &place.pool, &storage::overlay_volume(name));
         if cfg.cloud_init.is_some() {
-            undo_file(rollback, "seed", &cfg.seed_path);
+            storage::undo_volume(rollback, lv, "seed", &place.pool, &storage::seed_volume(name));
         }
         undo_domain(rollback, lv, name);
         if found.autostart != cfg.autostart {
@@ -545,16 +590,47 @@ impl VmResource {
         }
     }
 
+    /// The base image is on the libvirt host (through libvirt: in a pool, or in its directory), of
+    /// a format an overlay can name, and not larger than the planned disk.
+    async fn check_base(
+        &self,
+        planned: &LabVmState,
+        base: &Path,
+        disk_size_bytes: Option<u64>,
+    ) -> Result<(), Diagnostics> {
+        let key = (planned.host.known().cloned(), base.to_path_buf());
+        let seen = self.bases_seen.lock().map_err(|_| lock_poisoned())?.get(&key).cloned();
+        let vol = match seen {
+            Some(vol) => vol,
+            None => {
+                let lv = self.libvirt(planned).await?;
+                let vol = storage::base_volume(&lv, base).await?.ok_or_else(|| storage::base_not_found(&lv, base))?;
+                self.bases_seen.lock().map_err(|_| lock_poisoned())?.insert(key, vol.clone());
+                vol
+            }
+        };
+        match storage::base_problem(&vol, disk_size_bytes) {
+            Some((path, why)) => Err(Diagnostic::attr_error(path, "Unusable base image", why).into()),
+            None => Ok(()),
+        }
+    }
+
     /// Warn (or fail with `strict_capacity`) when the VMs planned so far need more memory than
     /// the host has free. `extra_mb` is what this VM adds.
-    async fn check_capacity(&self, name: &str, extra_mb: i64, strict: bool) -> Result<Diagnostics, Diagnostics> {
+    async fn check_capacity(
+        &self,
+        host: HostName,
+        name: &str,
+        extra_mb: i64,
+        strict: bool,
+    ) -> Result<Diagnostics, Diagnostics> {
         let mut diags = Diagnostics::new();
         let total_mb = {
             let mut planned = self.planned_memory.lock().map_err(|_| lock_poisoned())?;
-            planned.insert(name.to_string(), extra_mb.max(0));
-            planned.values().sum::<i64>()
+            planned.insert((host.clone(), name.to_string()), extra_mb.max(0));
+            planned.iter().filter(|((h, _), _)| *h == host).map(|(_, mb)| mb).sum::<i64>()
         };
-        let lv = self.libvirt().await?;
+        let lv = self.provider.libvirt_on(host.as_deref(), TYPE_NAME).await?;
         let host = lv.host_info().await.or_diag("Reading host capacity")?;
         // Page cache counts as free: the kernel gives it to a guest that needs it.
         let free_mb = i64::try_from(host.available_memory_bytes / (1024 * 1024)).unwrap_or(i64::MAX);
@@ -576,18 +652,49 @@ impl VmResource {
     }
 }
 
-fn lock_poisoned() -> Diagnostic {
-    Diagnostic::error("Internal error", "the capacity tally lock was poisoned by an earlier panic")
+/// The VM's `host` (None: the provider's own libvirt).
+fn host_of(state: &LabVmState) -> Option<&str> {
+    state.host.known().map(String::as_str)
 }
 
-/// Undo step of a create: remove the `what` file at `path`.
-fn undo_file(rollback: &mut Rollback, what: &str, path: &Path) {
-    let path = path.to_path_buf();
-    rollback.push_with_manual(
-        format!("{what} {}", path.display()),
-        shell_command(["rm", "-f", &path.to_string_lossy()]),
-        async move { qcow2::delete(&path).await.map_err(|e| error_chain(&e)) },
-    );
+fn lock_poisoned() -> Diagnostic {
+    Diagnostic::error("Internal error", "a lock of the lab_vm resource was poisoned by an earlier panic")
+}
+
+/// The VM's placement; `build` makes the pool (and directory) when needed. Without `build`, a
+/// directory that is not there is an error too: callers that only look use `vm_volumes`.
+async fn placement_of(lv: &Libvirt, cfg: &VmConfig, build: bool) -> Result<storage::Placement, Diagnostics> {
+    storage::placement(lv, cfg.storage_pool.as_deref(), &cfg.overlay_dir, build).await?.ok_or_else(|| {
+        Diagnostic::attr_error(
+            AttrPath::root("overlay_dir"),
+            "Overlay directory not found",
+            format!("`{}` does not exist on the libvirt host ({}).", cfg.overlay_dir.display(), lv.uri()),
+        )
+        .into()
+    })
+}
+
+/// The overlay and seed volumes of the VM of `state` that exist (looked up through libvirt).
+async fn vm_volumes(lv: &Libvirt, state: &LabVmState) -> Result<Vec<Volume>, Diagnostics> {
+    let Some(name) = state.name.known() else { return Ok(vec![]) };
+    let overlay_dir = PathBuf::from(state.overlay_dir.known().map_or(DEFAULT_OVERLAY_DIR, String::as_str));
+    let pool = state.storage_pool.known().map(String::as_str);
+    let Some(place) = storage::placement(lv, pool, &overlay_dir, false).await? else { return Ok(vec![]) };
+    let mut found = Vec::new();
+    for name in [storage::overlay_volume(name), storage::seed_volume(name)] {
+        if let Some(vol) = lv.volume(&place.pool, &name).await.or_diag("Looking up the VM's disk volumes")? {
+            found.push(vol);
+        }
+    }
+    // An imported VM's overlay may be outside its pool: where the state says it is.
+    if let Some(path) = state.overlay_path.known().map(PathBuf::from)
+        && !found.iter().any(|v| v.summary.path == path)
+        && let Some(vol) = storage::volume_at(lv, &path).await.or_diag("Looking up the VM's overlay")?
+        && vol.summary.name == storage::overlay_volume(name)
+    {
+        found.push(vol);
+    }
+    Ok(found)
 }
 
 /// Undo step of a create: power off and undefine the domain `name`.
@@ -601,20 +708,17 @@ fn undo_domain(rollback: &mut Rollback, lv: &Libvirt, name: &str) {
     });
 }
 
-/// Read of a VM whose domain is gone: while its overlay or seed remains it is present but broken
-/// (`state = "missing"`), so the plan replaces it and destroy removes the files; only when nothing
-/// is left is it gone.
-fn half_deleted(mut state: LabVmState) -> Option<LabVmState> {
-    let name = state.name.known()?.clone();
-    let overlay_dir = state.overlay_dir.known().cloned().unwrap_or_else(|| DEFAULT_OVERLAY_DIR.into());
-    let overlay = state.overlay_path.known().map(PathBuf::from).unwrap_or_else(|| overlay_path(&overlay_dir, &name));
-    if !overlay.exists() && !seed_path(&overlay_dir, &name).exists() {
-        return None;
+/// Read of a VM whose domain is gone: while its overlay or seed volume remains it is present but
+/// broken (`state = "missing"`), so the plan replaces it and destroy removes the volumes; only
+/// when nothing is left is it gone.
+async fn half_deleted(lv: &Libvirt, mut state: LabVmState) -> Result<Option<LabVmState>, Diagnostics> {
+    if state.name.is_null() || vm_volumes(lv, &state).await?.is_empty() {
+        return Ok(None);
     }
     state.state = Attr::Known(MISSING.into());
     state.running = Attr::Known(false);
     state.ip = Attr::Null;
-    Some(state)
+    Ok(Some(state))
 }
 
 /// Fill the computed attributes (and those that can drift out of band) from libvirt.
