@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use crate::protocol::resource::{ErasedDataSource, ErasedResource, erase_data_source, erase_resource};
 use crate::protocol::{AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Provider, Schema};
 use crate::resources::gateway::GatewayResource;
+use crate::resources::image::ImageResource;
 use crate::resources::session::SessionResource;
 use crate::resources::sessions::SessionsDataSource;
 use crate::resources::terminal::TerminalResource;
@@ -63,6 +64,7 @@ impl Provider for LabProvider {
             erase_resource(VmResource::new(self.handle.clone())),
             erase_resource(TerminalResource::new(self.handle.clone())),
             erase_resource(GatewayResource::new(self.handle.clone())),
+            erase_resource(ImageResource::new(self.handle.clone())),
         ]
     }
 

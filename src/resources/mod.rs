@@ -2,6 +2,7 @@
 
 mod docker_client;
 pub mod gateway;
+pub mod image;
 pub mod session;
 pub mod sessions;
 pub mod terminal;
