@@ -27,10 +27,29 @@ fn virsh(args: &[&str]) -> std::process::Output {
     rig_exec(&all)
 }
 
+/// The rig's storage pool. rig.env names it (LAB_STORAGE_POOL); while branches whose rig.sh
+/// predates the pool rewrite the shared rig.env without it, rig.sh's name for it, `lab-vms`, is
+/// used, once `virsh pool-info` shows the pool is there.
+fn rig_pool() -> String {
+    let env = support::rig_env_file();
+    let named = std::fs::read_to_string(&env)
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("export LAB_STORAGE_POOL=").map(str::to_string));
+    let pool = named.unwrap_or_else(|| "lab-vms".into());
+    let out = virsh(&["pool-info", &pool]);
+    assert!(
+        out.status.success(),
+        "the rig has no storage pool {pool} (run rig.sh up): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    pool
+}
+
 /// The volumes of the rig's pool, from `virsh vol-list` (a failing virsh panics with its stderr,
 /// so "not listed" never means "could not look").
 fn pool_volumes() -> Vec<String> {
-    let pool = rig_var("LAB_STORAGE_POOL");
+    let pool = rig_pool();
     assert!(virsh(&["pool-refresh", &pool]).status.success(), "virsh pool-refresh {pool} failed");
     let out = virsh(&["vol-list", "--pool", &pool]);
     assert!(out.status.success(), "virsh vol-list --pool {pool} failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -101,6 +120,7 @@ fn image_is_uploaded_once_and_backs_a_vm() {
     let pubkey = std::fs::read_to_string(key.with_extension("pub")).expect("public key").trim().to_string();
     let vars = [
         ("prefix", prefix.clone()),
+        ("pool", rig_pool()),
         ("source_image", source.to_string_lossy().into_owned()),
         ("kernel", rig_var("LAB_KERNEL")),
         ("initrd", rig_var("LAB_INITRD")),
@@ -136,7 +156,7 @@ fn image_is_uploaded_once_and_backs_a_vm() {
         let hostname = rig_exec(&support::guest_ssh(&key.to_string_lossy(), &format!("student@{ip}"), "hostname"));
         assert!(hostname.status.success(), "ssh failed: {}", String::from_utf8_lossy(&hostname.stderr));
         assert_eq!(String::from_utf8_lossy(&hostname.stdout).trim(), vm_name);
-        let overlay = virsh(&["vol-dumpxml", "--pool", &rig_var("LAB_STORAGE_POOL"), &format!("{vm_name}.qcow2")]);
+        let overlay = virsh(&["vol-dumpxml", "--pool", &rig_pool(), &format!("{vm_name}.qcow2")]);
         let overlay_xml = String::from_utf8_lossy(&overlay.stdout);
         assert!(overlay.status.success(), "vol-dumpxml of the overlay failed");
         let backing = overlay_xml.split("<backingStore>").nth(1).expect("the overlay has a backing store");
@@ -153,7 +173,7 @@ fn image_is_uploaded_once_and_backs_a_vm() {
 
         // Import adopts the volume (read back for its checksum) without replacing it.
         ws.terraform(&["state", "rm", "lab_image.base"]).ok("state rm");
-        let id = format!("{}/{image_name}", rig_var("LAB_STORAGE_POOL"));
+        let id = format!("{}/{image_name}", rig_pool());
         ws.write("import.tf", &format!("import {{\n  to = lab_image.base\n  id = \"{id}\"\n}}\n"));
         let plan = ws.terraform(&["plan", "-no-color"]).ok("plan import");
         assert!(plan.stdout.contains("1 to import"), "{}", plan.stdout);
@@ -169,7 +189,7 @@ fn image_is_uploaded_once_and_backs_a_vm() {
         ws.apply(&["-var=with_vm=false"]);
         assert!(!domain_exists(&vm_name), "the VM is still defined");
         assert!(!pool_volumes().contains(&format!("{vm_name}.qcow2")), "the VM's overlay is left");
-        let pool = rig_var("LAB_STORAGE_POOL");
+        let pool = rig_pool();
         assert!(virsh(&["vol-delete", "--pool", &pool, &image_name]).status.success());
         let plan = ws.terraform(&["plan", "-no-color", "-var=with_vm=false"]).ok("plan after vol-delete");
         assert_eq!(plan_counts(&plan.stdout), (1, 0, 0), "{}", plan.stdout);
@@ -189,7 +209,7 @@ fn image_is_uploaded_once_and_backs_a_vm() {
         let _ = ws.terraform(&["destroy", "-auto-approve", "-no-color"]);
         let _ = virsh(&["destroy", &vm_name]);
         let _ = virsh(&["undefine", "--nvram", &vm_name]);
-        let pool = rig_var("LAB_STORAGE_POOL");
+        let pool = rig_pool();
         for vol in [format!("{vm_name}.qcow2"), image_name.clone()] {
             let _ = virsh(&["vol-delete", "--pool", &pool, &vol]);
         }

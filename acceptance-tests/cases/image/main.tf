@@ -6,10 +6,12 @@ terraform {
   }
 }
 
-# libvirt_uri and storage_pool come from LAB_LIBVIRT_URI and LAB_STORAGE_POOL (rig.env).
+# libvirt_uri comes from LAB_LIBVIRT_URI (rig.env).
 provider "lab" {}
 
 variable "prefix" { type = string }
+# The rig's storage pool (LAB_STORAGE_POOL).
+variable "pool" { type = string }
 variable "source_image" { type = string }
 variable "kernel" { type = string }
 variable "initrd" { type = string }
@@ -23,6 +25,7 @@ variable "with_vm" {
 
 resource "lab_image" "base" {
   name   = "${var.prefix}-base.qcow2"
+  pool   = var.pool
   source = var.source_image
   sha256 = filesha256(var.source_image)
 
@@ -36,6 +39,7 @@ resource "lab_vm" "student" {
 
   name                = "${var.prefix}-vm"
   base_image          = lab_image.base.path
+  storage_pool        = var.pool
   memory_mb           = 512
   vcpus               = 1
   domain_type         = "qemu"
@@ -56,5 +60,5 @@ output "image" {
 }
 
 output "vm" {
-  value = var.with_vm ? { ip = lab_vm.student[0].ip, overlay_path = lab_vm.student[0].overlay_path } : null
+  value = one([for vm in lab_vm.student : { ip = vm.ip, overlay_path = vm.overlay_path }])
 }
