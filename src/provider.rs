@@ -9,6 +9,7 @@ use crate::protocol::resource::{ErasedDataSource, ErasedResource, erase_data_sou
 use crate::protocol::{AttrPath, Attribute, Block, Diagnostic, Diagnostics, NestedBlock, Nesting, Provider, Schema};
 use crate::resources::console::ConsoleResource;
 use crate::resources::gateway::GatewayResource;
+use crate::resources::image::ImageResource;
 use crate::resources::network::NetworkResource;
 use crate::resources::session::SessionResource;
 use crate::resources::sessions::SessionsDataSource;
@@ -77,6 +78,7 @@ impl Provider for LabProvider {
             erase_resource(TerminalResource::new(self.handle.clone())),
             erase_resource(GatewayResource::new(self.handle.clone())),
             erase_resource(ConsoleResource::new(self.handle.clone())),
+            erase_resource(ImageResource::new(self.handle.clone())),
         ]
     }
 

@@ -3,6 +3,7 @@
 pub mod console;
 mod docker_client;
 pub mod gateway;
+pub mod image;
 pub mod network;
 pub mod session;
 pub mod sessions;
