@@ -668,15 +668,15 @@ EOS
 $(tail -n 15 "$STATE/sshd.log" 2>/dev/null)"
 }
 
-pool_active() { [[ "$(virsh_ pool-info "$HOST_POOL" 2>/dev/null)" =~ State:\ +running ]]; }
+host_pool_active() { [[ "$(virsh_ pool-info "$HOST_POOL" 2>/dev/null)" =~ State:\ +running ]]; }
 
-ensure_pool() {
+ensure_host_pool() {
   if ! virsh_ pool-info "$HOST_POOL" >/dev/null 2>&1; then
     mkdir -p "$HOST_DIR/pool"
     virsh_ pool-define-as "$HOST_POOL" dir --target "$HOST_DIR/pool" >/dev/null ||
       die "cannot define storage pool $HOST_POOL on $HOST_NAME"
   fi
-  pool_active || virsh_ pool-start "$HOST_POOL" >/dev/null || die "cannot start storage pool $HOST_POOL on $HOST_NAME"
+  host_pool_active || virsh_ pool-start "$HOST_POOL" >/dev/null || die "cannot start storage pool $HOST_POOL on $HOST_NAME"
 }
 
 host_libvirt_uri() { # what the control namespace uses: libvirt's ssh transport (the ssh client, ~/.ssh)
@@ -713,7 +713,7 @@ host_up() { # I : one host, in a subshell (select_host changes the globals)
     ensure_link
     ensure_libvirtd
     ensure_network
-    ensure_pool
+    ensure_host_pool
     ensure_dockerd
     ensure_terminal_image
     ensure_gateway_image
@@ -826,10 +826,10 @@ cmd_hosts_status() {
       state() { "$@" >/dev/null 2>&1 && echo up || echo DOWN; }
       printf '  %-4s %-11s netns %-5s sshd %-5s libvirtd %-5s dockerd %-5s pool %-5s\n' "$HOST_NAME" "$HOST_ADDR" \
         "$(state test -e "/run/netns/$NS")" "$(state sshd_up)" "$(state libvirt_up)" "$(state docker_up)" \
-        "$(state pool_active)"
+        "$(state host_pool_active)"
       libvirt_up && virsh_ list --all --name | sed "s/^/    domain /"
       docker_up && docker_ ps -a --format '    container {{.Names}} {{.Status}}'
-      sshd_up && libvirt_up && docker_up && pool_active
+      sshd_up && libvirt_up && docker_up && host_pool_active
     ) || rc=1
   done
   return $rc
