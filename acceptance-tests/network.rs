@@ -159,7 +159,10 @@ fn two_labs_of_two_vms_each() {
     // Two boots at a time: with four at once under TCG on 2 cores, one guest in four runs never got
     // its DHCP lease before the create's timeout.
     ws.apply(&[&support::parallelism(2)]);
-    println!("apply of 2 networks, 4 VMs (2 at a time), 2 terminals, gateway: {:.1} s", apply_t.elapsed().as_secs_f64());
+    println!(
+        "apply of 2 networks, 4 VMs (2 at a time), 2 terminals, gateway: {:.1} s",
+        apply_t.elapsed().as_secs_f64()
+    );
     let out = ws.output_json();
     let vm = |s: &str, m: &str| out["machines"]["value"][format!("{s}-{m}")].clone();
     let ip =
