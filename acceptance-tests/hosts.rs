@@ -128,6 +128,21 @@ fn one_student_per_host_each_url_shows_that_students_vm() {
         assert!(plan.stderr.contains(expected), "no `{expected}` in:\n{}", plan.stderr);
     }
     ws.remove("bad.tf");
+    // The default `wait_for = "ssh"` would connect from here to an address private to h1: the plan
+    // warns on that attribute (and plans the VM anyway: the address may be routable elsewhere).
+    ws.write(
+        "ssh-wait.tf",
+        "resource \"lab_vm\" \"ssh_wait\" {\n  host = \"h1\"\n  name = \"hosts-ssh-wait\"\n  \
+         base_image = var.base_image\n  kernel = var.kernel\n  initrd = var.initrd\n  cmdline = var.cmdline\n  \
+         network = var.hosts[\"h1\"].network\n  domain_type = \"qemu\"\n  memory_mb = 512\n}\n",
+    );
+    let plan = ws.terraform(&["plan", "-no-color", "-target=lab_vm.ssh_wait"]);
+    assert_eq!(plan.code, 0, "plan of a VM with the default wait_for failed:\n{}\n{}", plan.stdout, plan.stderr);
+    let warnings = format!("{}{}", plan.stdout, plan.stderr);
+    for expected in ["Warning: The SSH wait connects from this machine", "wait_for = \"ip\""] {
+        assert!(warnings.contains(expected), "no `{expected}` in:\n{warnings}");
+    }
+    ws.remove("ssh-wait.tf");
     let guard = DestroyOnDrop(&ws);
 
     let t0_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis();

@@ -270,6 +270,17 @@ impl Resource for VmResource {
         }
         if config::uri_is_local(&uri) {
             media::check_on_host(&planned)?;
+        } else if req.prior.is_none() && planned.wait_for.known().map(String::as_str) == Some("ssh") {
+            diags.push(Diagnostic::attr_warning(
+                AttrPath::root("wait_for"),
+                "The SSH wait connects from this machine",
+                format!(
+                    "This VM runs on the remote libvirt host `{uri}`, and `wait_for = \"ssh\"` (the default) \
+                     connects to the VM's address from the machine Terraform runs on. If that address is private \
+                     to the host, the create waits until its timeout. Set `wait_for = \"ip\"`: a `lab_terminal` \
+                     checks SSH from the host itself."
+                ),
+            ));
         }
         if (planned.ssh_authorized_keys.known().is_some_and(|k| !k.is_empty()))
             && planned.kernel.is_null()
