@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::backends::docker::{BindMount, ContainerInfo, ContainerSpec, DockerClient, UploadFile};
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, shell_command};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts};
 use crate::protocol::diag::error_chain;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
@@ -354,12 +354,7 @@ impl Resource for ConsoleResource {
         let mut rollback = Rollback::new();
         let result = async {
             let id = docker.create_container(&container).await.or_diag("Creating the console container")?;
-            let (undo_client, undo_id) = (docker.clone(), id.clone());
-            rollback.push_with_manual(
-                format!("container {}", spec.name),
-                shell_command(["docker", "-H", docker.host(), "rm", "-f", spec.name]),
-                async move { undo_client.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
-            );
+            docker_client::undo_by_removing(&mut rollback, docker, &id, spec.name);
             let token_file = UploadFile {
                 path: TOKEN_PATH.into(),
                 contents: token.clone().into_bytes(),

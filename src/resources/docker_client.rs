@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::backends::docker::{ContainerInfo, ContainerSpec, DockerClient, DockerError};
-use crate::lifecycle::{MANAGED_LABEL, WaitError, exists_unowned, import_id, wait_until};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, WaitError, exists_unowned, import_id, shell_command, wait_until};
 use crate::protocol::diag::error_chain;
 use crate::protocol::{Attr, AttrPath, DiagResultExt, Diagnostic, Diagnostics, OpContext, log};
 use crate::settings::ProviderHandle;
@@ -90,6 +90,37 @@ pub async fn claim_name(
     ));
     docker.remove_container(&found.id).await.or_diag("Removing the container left by an earlier create")?;
     Ok(None)
+}
+
+/// The container a create of `spec` goes on with, by `claim_name`'s rule: the one found under its
+/// name and adopted (`true`: it runs, so what goes in before a start went in), or a new one,
+/// created and not started (`false`). Either way its removal is on `rollback`.
+pub async fn create_or_adopt(
+    docker: &DockerClient,
+    host: Option<&str>,
+    spec: &ContainerSpec,
+    image_labels: &BTreeMap<String, String>,
+    kind: (&str, &str),
+    type_name: &str,
+    rollback: &mut Rollback,
+) -> Result<(String, bool), Diagnostics> {
+    let (id, adopted) = match claim_name(docker, host, spec, image_labels, kind, type_name).await? {
+        Some(found) => (found.id, true),
+        None => (docker.create_container(spec).await.or_diag(format!("Creating container {}", spec.name))?, false),
+    };
+    undo_by_removing(rollback, docker, &id, &spec.name);
+    Ok((id, adopted))
+}
+
+/// Removing container `id` (named `name`) undoes the create under way: on `rollback`, with the
+/// `docker rm` that does it by hand.
+pub fn undo_by_removing(rollback: &mut Rollback, docker: &DockerClient, id: &str, name: &str) {
+    let (client, id) = (docker.clone(), id.to_string());
+    rollback.push_with_manual(
+        format!("container {name}"),
+        shell_command(["docker", "-H", docker.host(), "rm", "-f", name]),
+        async move { client.remove_container(&id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
+    );
 }
 
 /// How long and how often `wait_ready` polls.

@@ -178,20 +178,10 @@ async fn start_class_page(
     let Some(spec) = class_page::container_spec(settings, image) else { return Ok(()) };
     docker.ensure_image(image, pull).await.or_diag("Preparing the class page image")?;
     let image_config = docker.image_config(image).await.or_diag("Preparing the class page image")?;
-    let adopted =
-        docker_client::claim_name(docker, host, &spec, &image_config.labels, (LABEL_ROLE, ROLE_CLASS_PAGE), TYPE_NAME)
-            .await?;
-    let id = match &adopted {
-        Some(found) => found.id.clone(),
-        None => docker.create_container(&spec).await.or_diag("Creating the class page container")?,
-    };
-    let (undo, undo_id) = (docker.clone(), id.clone());
-    rollback.push_with_manual(
-        format!("container {}", spec.name),
-        shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
-        async move { undo.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
-    );
-    if adopted.is_none() {
+    let kind = (LABEL_ROLE, ROLE_CLASS_PAGE);
+    let (id, adopted) =
+        docker_client::create_or_adopt(docker, host, &spec, &image_config.labels, kind, TYPE_NAME, rollback).await?;
+    if !adopted {
         docker.upload_files(&id, &class_page::files(settings), false).await.or_diag("Uploading the class page")?;
         docker.start_container(&id).await.or_diag("Starting the class page")?;
     }
@@ -345,27 +335,18 @@ impl Resource for GatewayResource {
                 }
             }
             let spec = settings.container_spec();
-            let adopted = docker_client::claim_name(
+            let (id, adopted) = docker_client::create_or_adopt(
                 docker,
                 planned.host.known().map(String::as_str),
                 &spec,
                 &image.labels,
                 (LABEL_ROLE, ROLE_GATEWAY),
                 TYPE_NAME,
+                &mut rollback,
             )
             .await?;
-            let id = match &adopted {
-                Some(found) => found.id.clone(),
-                None => docker.create_container(&spec).await.or_diag("Creating the gateway container")?,
-            };
-            let (undo, undo_id) = (docker.clone(), id.clone());
-            rollback.push_with_manual(
-                format!("container {}", spec.name),
-                shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
-                async move { undo.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
-            );
             // An adopted gateway runs, so its TLS files (same digest label) went in before its start.
-            if adopted.is_none() {
+            if !adopted {
                 let files = settings.tls_files();
                 if !files.is_empty() {
                     docker

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::backends::docker::{ContainerInfo, DockerClient, UploadFile};
-use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, host_and_id, shell_command};
+use crate::lifecycle::{MANAGED_LABEL, Rollback, Timeouts, host_and_id};
 use crate::protocol::diag::error_chain;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, Nesting, OpContext, PlanRequest, Planned,
@@ -445,27 +445,18 @@ impl Resource for TerminalResource {
         let mut rollback = Rollback::new();
         let result = async {
             let kind = (LABEL_TERMINAL, settings.name.as_str());
-            let adopted = docker_client::claim_name(
+            let (id, adopted) = docker_client::create_or_adopt(
                 docker,
                 planned.host.known().map(String::as_str),
                 &spec,
                 &image.labels,
                 kind,
                 TYPE_NAME,
+                &mut rollback,
             )
             .await?;
-            let id = match &adopted {
-                Some(found) => found.id.clone(),
-                None => docker.create_container(&spec).await.or_diag("Creating the terminal container")?,
-            };
-            let (undo_client, undo_id) = (docker.clone(), id.clone());
-            rollback.push_with_manual(
-                format!("container {}", spec.name),
-                shell_command(["docker", "-H", docker.host(), "rm", "-f", &spec.name]),
-                async move { undo_client.remove_container(&undo_id).await.map(|_| ()).map_err(|e| error_chain(&e)) },
-            );
             // An adopted container runs, so its key (same digest label) was uploaded before its start.
-            if adopted.is_none() {
+            if !adopted {
                 let key_file = UploadFile {
                     path: KEY_PATH.into(),
                     contents: normalized_key(&key).into_bytes(),
