@@ -1,15 +1,17 @@
 //! The instructor's side end to end, inside the rig: `terraform apply` of a `lab_gateway` with an
-//! instructor credential, ann and bob (a session and a terminal each, aimed at stand-in SSH ports:
-//! ann's answers with an SSH banner, so her "VM" runs; bob's does not). No VM boots. Then, through the gateway: the
-//! class hostname refuses a missing or wrong credential (401) and answers the right one; only
-//! the bcrypt hash is in the gateway's labels, never the password; a re-plan is empty (the hash
-//! is kept). In Chromium, for each student: the watch route (`<url>/watch/`) refuses a missing or
-//! wrong credential (401); a second page on it sees the student's typed text within 1 s (printed);
-//! it cannot type into ann's session (read-only) and can into bob's (`watch_takeover`). Then the
-//! class page lists both students with their states and refreshes itself; its screenshot is
-//! saved. Destroy leaves no container or network.
+//! instructor credential, and ann and bob with a session, a `lab_vm` (the rig's base image) and a
+//! terminal each. Then, through the gateway: the class hostname refuses a missing or wrong
+//! credential (401) and answers the right one; only the bcrypt hash is in the gateway's labels,
+//! never the password; a re-plan is empty (the hash is kept). In Chromium, for each student (at a
+//! shell prompt in their VM): the watch route (`<url>/watch/`) refuses a missing or wrong
+//! credential (401); a second page on it sees the student's typed text within 1 s (printed); it
+//! cannot type into ann's session (read-only) and can into bob's (`watch_takeover`). Then a second
+//! apply stops bob's VM (`running = false`; libvirt says it is shut off, a re-plan is empty), and
+//! the class page lists ann's VM running and bob's not answering, both terminals opened, and
+//! refreshes itself; its screenshot is saved. Destroy leaves no container, network or domain.
 //!
-//! `cargo test --test acc_watch -- --nocapture` (rig up; no VM).
+//! `cargo test --test acc_watch -- --nocapture --test-threads=1` (rig up; boots two VMs: take
+//! `/tmp/lab-boot.lock`).
 //! Screenshots: $LAB_TEST_OUT or target/tmp/acc-watch/.
 
 mod support;
@@ -34,34 +36,6 @@ fn curl_status(args: &[&str]) -> Result<u16, String> {
         code.parse().map_err(|_| format!("curl printed `{code}`"))
     } else {
         Err(format!("curl exit {:?} (status `{code}`): {}", out.status.code(), String::from_utf8_lossy(&out.stderr)))
-    }
-}
-
-/// A stand-in SSH port inside the rig's netns: accepts, sends `banner` (none: "not answering" on
-/// the class page; an SSH banner: "running") and closes.
-struct Listener(std::process::Child);
-
-impl Listener {
-    fn start(port: u16, banner: &str) -> Self {
-        let script = format!(
-            "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
-             s.bind(('0.0.0.0',{port}))\ns.listen(128)\ns.settimeout(1)\nend=time.time()+900\n\
-             while time.time()<end:\n  try:\n    c,_=s.accept()\n    c.sendall({banner:?}.encode())\n    \
-             time.sleep(0.2)\n    c.close()\n  except OSError:\n    pass\n"
-        );
-        let child = Command::new("ip")
-            .args(["netns", "exec", &rig_var("LAB_NETNS"), "python3", "-c", &script])
-            .spawn()
-            .expect("starting the stand-in listener");
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        Listener(child)
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -91,24 +65,28 @@ fn instructor_credential_and_class_page_through_the_gateway() {
     let run_id = format!("{:x}", std::process::id());
     let gateway = format!("watchtest-{run_id}");
     let http_port = 18900 + (std::process::id() % 400) as u16;
-    let stand_in_port = 23000 + (std::process::id() % 1000) as u16;
-    let banner_port = stand_in_port + 1;
-    let _stand_in = Listener::start(stand_in_port, "");
-    let _banner = Listener::start(banner_port, "SSH-2.0-standin\r\n");
     let password = format!("pw-{:016x}", rand::random::<u64>());
     let key = rig_var("LAB_SSH_KEY");
+    let overlays = ws.path().join("overlays");
+    std::fs::create_dir_all(&overlays).expect("overlay dir");
     let tfvars = format!(
-        "run_id = \"{run_id}\"\nssh_private_key_file = \"{key}\"\n\
-         terminal_image = \"{}\"\ngateway_image = \"{}\"\nclass_page_image = \"{}\"\n\
-         http_port = {http_port}\nstand_in_host = \"{}\"\nstand_in_port = {stand_in_port}\n\
-         banner_port = {banner_port}\ninstructor_password = \"{password}\"\n",
+        "run_id = \"{run_id}\"\nbase_image = \"{}\"\nkernel = \"{}\"\ninitrd = \"{}\"\ncmdline = \"{}\"\n\
+         network = \"{}\"\ndomain_type = \"{}\"\noverlay_dir = \"{}\"\nssh_private_key_file = \"{key}\"\n\
+         ssh_public_key_file = \"{key}.pub\"\nterminal_image = \"{}\"\ngateway_image = \"{}\"\n\
+         class_page_image = \"{}\"\nhttp_port = {http_port}\ninstructor_password = \"{password}\"\n",
+        rig_var("LAB_BASE_IMAGE"),
+        rig_var("LAB_KERNEL"),
+        rig_var("LAB_INITRD"),
+        rig_var("LAB_CMDLINE"),
+        rig_var("LAB_NETWORK"),
+        rig_var("LAB_DOMAIN_TYPE"),
+        overlays.display(),
         rig_var("LAB_TERMINAL_IMAGE"),
         rig_var("LAB_GATEWAY_IMAGE"),
         // A rig.env written by an older rig.sh lacks it; the name is rig.sh's.
         support::rig_vars_in(&support::rig_env_file())
             .remove("LAB_CLASS_PAGE_IMAGE")
             .unwrap_or_else(|| "lab/class-page:1".into()),
-        rig_var("LAB_DOCKER_CIDR").replace(".0/24", ".1"),
     );
     ws.write("terraform.tfvars", &tfvars);
     let guard = DestroyOnDrop(&ws);
@@ -153,35 +131,36 @@ fn instructor_credential_and_class_page_through_the_gateway() {
     let plan = ws.plan();
     assert_eq!(plan.code, 0, "re-plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
 
-    // Chromium: the class page lists both students with their states, and refreshes itself.
+    // Chromium, at a shell prompt in each student's VM: the watch view, read-only or take-over.
     let students = outputs["students"]["value"].clone();
-    for (student, takeover) in [("ann", false), ("bob", true)] {
+    for student in ["ann", "bob"] {
         let s = &students[student];
-        assert_eq!(s["watch_url"], format!("{}/watch/", s["url"].as_str().unwrap()), "{student}: {s}");
+        let url = s["url"].as_str().expect("url");
+        assert_eq!(s["watch_url"], format!("{url}/watch/"), "{student}: {s}");
         assert_eq!(s["ready"], true, "{student}: {s}");
+        assert_eq!((s["running"].as_bool(), s["state"].as_str()), (Some(true), Some("running")), "{student}: {s}");
         let watch = s["watch_url"].as_str().unwrap();
         assert_eq!(curl_status(&[watch]), Ok(401), "{student}: watch without credential");
         assert_eq!(curl_status(&["-u", &format!("prof:{password}"), watch]), Ok(200), "{student}: watch");
         // The student's own URL needs no credential and is not the watch view.
-        assert_eq!(curl_status(&[s["url"].as_str().unwrap()]), Ok(200), "{student}: session URL");
-        let _ = takeover;
+        assert_eq!(curl_status(&[url]), Ok(200), "{student}: session URL");
     }
+    let student_case = |name: &str, takeover: bool| {
+        serde_json::json!({ "name": name, "url": students[name]["url"], "watch_url": students[name]["watch_url"],
+                            "takeover": takeover, "shell": true })
+    };
+    let out = out_dir();
     let case = serde_json::json!({
         "username": "prof",
         "password": password,
-        "students": [
-            { "name": "ann", "url": students["ann"]["url"], "watch_url": students["ann"]["watch_url"],
-              "takeover": false, "shell": false },
-            { "name": "bob", "url": students["bob"]["url"], "watch_url": students["bob"]["watch_url"],
-              "takeover": true, "shell": false },
-        ],
-        "class_url": class_url,
+        "students": [student_case("ann", false), student_case("bob", true)],
     });
     let case_file = ws.path().join("watch-case.json");
     std::fs::write(&case_file, case.to_string()).unwrap();
-    let out = out_dir();
     let results = watch_check(&case_file, &out);
-    for r in results.iter().filter(|r| r["check"] == "watch") {
+    let watched: Vec<_> = results.iter().filter(|r| r["check"] == "watch").collect();
+    assert_eq!(watched.len(), 2, "{results:?}");
+    for r in watched {
         assert_eq!(r["ok"], true, "{r}");
         assert_eq!((r["no_credential_status"].as_u64(), r["wrong_credential_status"].as_u64()), (Some(401), Some(401)));
         let latency = r["watch_latency_s"].as_f64().expect("latency");
@@ -189,6 +168,28 @@ fn instructor_credential_and_class_page_through_the_gateway() {
         assert!(latency <= 1.0, "{r}");
         assert_eq!(r["watch_typed_reached_student"], r["takeover"], "{r}");
     }
+
+    // Bob's VM stopped by a second apply: libvirt has it shut off, and nothing is left to change.
+    ws.write("terraform.tfvars", &format!("{tfvars}stopped = [\"bob\"]\n"));
+    let t = Instant::now();
+    ws.apply(&[]);
+    println!("bob's VM stopped by apply: {:.1} s", t.elapsed().as_secs_f64());
+    let stopped = ws.output_json()["students"]["value"].clone();
+    assert_eq!((stopped["bob"]["running"].as_bool(), stopped["bob"]["state"].as_str()), (Some(false), Some("shutoff")));
+    assert_eq!(stopped["ann"]["state"], "running", "{stopped}");
+    for (student, libvirt_state) in [("ann", "running"), ("bob", "shut off")] {
+        let vm = students[student]["vm"].as_str().expect("vm");
+        let out = rig_exec(&["virsh", "domstate", vm]);
+        assert!(out.status.success(), "virsh domstate {vm}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), libvirt_state, "{vm}");
+    }
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "re-plan after the stop not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // The class page lists both students with their VMs' states, and refreshes itself.
+    let case = serde_json::json!({ "username": "prof", "password": password, "students": [], "class_url": class_url });
+    std::fs::write(&case_file, case.to_string()).unwrap();
+    let results = watch_check(&case_file, &out);
     let page = results.iter().find(|r| r["check"] == "class_page").expect("class page result");
     assert_eq!(page["ok"], true, "{page}");
     let rows = page["rows"].as_array().expect("rows");
@@ -197,7 +198,8 @@ fn instructor_credential_and_class_page_through_the_gateway() {
         let s = &students[student];
         assert_eq!(row["student"], student, "{row}");
         assert_eq!(row["url"], s["url"], "{row}");
-        assert!(row["vm"].as_str().unwrap().starts_with(vm_state), "{student}: {row}");
+        let vm = row["vm"].as_str().unwrap();
+        assert!(vm.starts_with(vm_state) && vm.ends_with(s["vm"].as_str().unwrap()), "{student}: {row}");
         assert_eq!(row["expires"], s["expires"], "{row}");
         assert!(row["activity"].as_str().unwrap().ends_with("ago"), "{student} opened their terminal: {row}");
         assert_eq!(row["watch"], "watch", "{row}");
@@ -214,4 +216,8 @@ fn instructor_credential_and_class_page_through_the_gateway() {
     }
     let left = docker_ok(&["network", "ls", "-q", "--filter", &format!("name=^{gateway}$")]);
     assert!(left.trim().is_empty(), "gateway network left after destroy: {left}");
+    for student in ["ann", "bob"] {
+        let vm = students[student]["vm"].as_str().unwrap();
+        assert!(!support::domain_exists(vm), "{vm} left after destroy");
+    }
 }
