@@ -90,6 +90,9 @@ impl ExecOutput {
     }
 }
 
+/// How long `remove_network` waits for the endpoints of containers just removed to go.
+const ENDPOINT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// TLS material for `tcp://` daemons, as Docker lays it out in `DOCKER_CERT_PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsFiles {
@@ -669,14 +672,26 @@ impl DockerClient {
     /// Remove a network no container is attached to. Returns false when it was already gone;
     /// a network still in use is an error naming the containers (they are not touched).
     pub async fn remove_network(&self, network: &str) -> Result<bool, DockerError> {
-        match self.docker.remove_network(network).await {
-            Ok(()) => Ok(true),
-            Err(e) if is_not_found(&e) => Ok(false),
-            Err(BollardError::DockerResponseServerError { status_code: 403 | 409, .. }) => {
-                let containers = self.inspect_network(network).await?.map(|n| n.containers).unwrap_or_default();
-                Err(DockerError::NetworkInUse { network: network.to_string(), host: self.host.clone(), containers })
+        // The daemon releases a removed container's endpoint after `rm` returns: for a moment the
+        // network is "in use" by no container. Only containers still attached make it an error.
+        let deadline = tokio::time::Instant::now() + ENDPOINT_RELEASE_WAIT;
+        loop {
+            match self.docker.remove_network(network).await {
+                Ok(()) => return Ok(true),
+                Err(e) if is_not_found(&e) => return Ok(false),
+                Err(BollardError::DockerResponseServerError { status_code: 403 | 409, .. }) => {
+                    let containers = self.inspect_network(network).await?.map(|n| n.containers).unwrap_or_default();
+                    if !containers.is_empty() || tokio::time::Instant::now() >= deadline {
+                        return Err(DockerError::NetworkInUse {
+                            network: network.to_string(),
+                            host: self.host.clone(),
+                            containers,
+                        });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(self.network_err("removing", network)(e)),
             }
-            Err(e) => Err(self.network_err("removing", network)(e)),
         }
     }
 }
