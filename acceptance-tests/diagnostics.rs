@@ -29,6 +29,7 @@ const VM: &str = r#"name = "vm-1"
   domain_type = "qemu""#;
 
 const TERMINAL: &str = r#"name = "t-1"
+  persistent = false
   target_host = "192.0.2.1"
   ssh_private_key = "-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----""#;
 
