@@ -13,16 +13,10 @@ mod support;
 use std::path::PathBuf;
 use std::process::Command;
 
-use support::{DestroyOnDrop, Workspace, docker, docker_ok, repo_root, rig_exec, rig_var};
+use support::{DestroyOnDrop, Workspace, docker, docker_ok, domain_exists, repo_root, rig_var};
 
 fn tfvars(pairs: &[(&str, String)]) -> String {
     pairs.iter().map(|(k, v)| format!("{k} = {}\n", serde_json::to_string(v).expect("json string"))).collect()
-}
-
-fn domain_exists(name: &str) -> bool {
-    let out = rig_exec(&["virsh", "-q", "list", "--all", "--name"]);
-    assert!(out.status.success(), "virsh list failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == name)
 }
 
 #[test]

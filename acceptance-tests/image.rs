@@ -14,17 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use support::{Workspace, plan_counts, rig_exec, rig_var};
+use support::{Workspace, domain_exists, plan_counts, rig_exec, rig_var, virsh};
 
 fn sha256(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn virsh(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["virsh", "-q"];
-    all.extend_from_slice(args);
-    rig_exec(&all)
 }
 
 /// The rig's storage pool. rig.env names it (LAB_STORAGE_POOL); while branches whose rig.sh
@@ -59,48 +53,9 @@ fn pool_volumes() -> Vec<String> {
         .collect()
 }
 
-/// Whether libvirt has a domain of this name (a failing `virsh list` panics).
-fn domain_exists(name: &str) -> bool {
-    let out = virsh(&["list", "--all", "--name"]);
-    assert!(out.status.success(), "virsh list failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == name)
-}
-
-/// `terraform apply` with the provider's info log kept: (run, the provider's messages).
+/// `terraform apply` with the provider's info log kept: (run, lab_image's messages).
 fn apply_logged(ws: &Workspace, extra: &[&str]) -> (support::Run, String) {
-    let log = ws.path().join("provider.log");
-    let _ = std::fs::remove_file(&log);
-    let rc = ws.path().join(".terraformrc");
-    let mut args = vec![
-        "env".to_string(),
-        format!("TF_CLI_CONFIG_FILE={}", rc.display()),
-        "TF_LOG_PROVIDER=INFO".into(),
-        format!("TF_LOG_PATH={}", log.display()),
-        "TF_IN_AUTOMATION=1".into(),
-        "TF_INPUT=0".into(),
-        "CHECKPOINT_DISABLE=1".into(),
-        "terraform".into(),
-        format!("-chdir={}", ws.path().display()),
-        "apply".into(),
-        "-auto-approve".into(),
-        "-no-color".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = rig_exec(&argv);
-    let run = support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    let messages = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("lab_image "))
-        .map(|l| l.split("\"@message\":\"").nth(1).and_then(|m| m.split('"').next()).unwrap_or(l).to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
-    (run, messages)
+    support::apply_with_provider_log(ws, "INFO", extra, |l| l.contains("lab_image "))
 }
 
 #[test]

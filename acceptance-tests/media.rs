@@ -15,28 +15,17 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use support::{Workspace, plan_counts, rig_exec, rig_var};
+use support::{Workspace, domain_exists, plan_counts, rig_exec, rig_var, virsh};
 
 fn sha256(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn virsh(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["virsh", "-q"];
-    all.extend_from_slice(args);
-    rig_exec(&all)
-}
-
 fn virsh_ok(args: &[&str]) -> String {
     let out = virsh(args);
     assert!(out.status.success(), "virsh {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Whether libvirt has a domain of this name; a failing `virsh list` panics (never "gone").
-fn domain_exists(name: &str) -> bool {
-    virsh_ok(&["list", "--all", "--name"]).lines().any(|l| l.trim() == name)
 }
 
 /// `ssh student@ip CMD` in the rig: (exit code, stdout trimmed, stderr).

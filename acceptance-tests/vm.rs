@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
-use support::{Workspace, domain_exists, held_for, plan_counts, rig_exec, rig_var};
+use support::{Workspace, domain_exists, held_for, plan_counts, rig_exec, rig_var, virsh};
 
 /// Serialises the tests of this file: each boots up to 2 guests on a 2-core rig.
 static BOOTS: Mutex<()> = Mutex::new(());
@@ -25,12 +25,6 @@ static BOOTS: Mutex<()> = Mutex::new(());
 fn sha256(path: &str) -> String {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("reading {path}: {e}"));
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn virsh(args: &[&str]) -> std::process::Output {
-    let mut all = vec!["virsh", "-q"];
-    all.extend_from_slice(args);
-    rig_exec(&all)
 }
 
 fn domstate(name: &str) -> String {
@@ -86,42 +80,6 @@ fn suffix() -> u32 {
     rand::random::<u32>() % 100_000
 }
 
-/// `terraform apply` with the provider's debug log kept, so the timings it logs can be quoted.
-fn apply_with_provider_log(ws: &Workspace, extra: &[&str]) -> (support::Run, String) {
-    let log = ws.path().join("provider.log");
-    let rc = ws.path().join(".terraformrc");
-    let mut args = vec![
-        "env".to_string(),
-        format!("TF_CLI_CONFIG_FILE={}", rc.display()),
-        "TF_LOG_PROVIDER=DEBUG".into(),
-        format!("TF_LOG_PATH={}", log.display()),
-        "TF_IN_AUTOMATION=1".into(),
-        "TF_INPUT=0".into(),
-        "CHECKPOINT_DISABLE=1".into(),
-        "terraform".into(),
-        format!("-chdir={}", ws.path().display()),
-        "apply".into(),
-        "-auto-approve".into(),
-        "-no-color".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = rig_exec(&argv);
-    let run = support::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    let timings = std::fs::read_to_string(&log)
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains("_s="))
-        .map(|l| l.split("\"@message\":\"").nth(1).and_then(|m| m.split('"').next()).unwrap_or(l).to_string())
-        .collect::<Vec<_>>()
-        .join("\n");
-    (run, timings)
-}
-
 #[test]
 fn two_vms_lifecycle() {
     let _boots = BOOTS.lock().unwrap_or_else(|p| p.into_inner());
@@ -151,7 +109,8 @@ fn two_vms_lifecycle() {
     let overlays: Vec<PathBuf> =
         names.iter().map(|n| PathBuf::from(format!("{}/vms/{n}.qcow2", rig_var("LAB_CACHE")))).collect();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let (apply, timings) = apply_with_provider_log(&ws, &[&support::parallelism(2)]);
+        let (apply, timings) =
+            support::apply_with_provider_log(&ws, "DEBUG", &[&support::parallelism(2)], |l| l.contains("_s="));
         assert_eq!(apply.code, 0, "apply failed\n{}\n{}", apply.stdout, apply.stderr);
         assert!(apply.stdout.contains("2 added"), "{}", apply.stdout);
         eprintln!("provider timings (first apply, 2 VMs):\n{timings}");

@@ -368,6 +368,51 @@ impl Workspace {
 }
 
 /// "Plan: A to add, C to change, D to destroy." -> (A, C, D); "No changes." -> (0, 0, 0).
+/// `virsh -q ARGS` inside the rig, with rig.env's URI.
+pub fn virsh(args: &[&str]) -> Output {
+    let mut all = vec!["virsh", "-q"];
+    all.extend_from_slice(args);
+    rig_exec(&all)
+}
+
+/// `terraform apply <extra>` inside the rig with the provider's log at `level` kept: the run and
+/// the messages of the log lines that `keep` selects, one per line.
+pub fn apply_with_provider_log(
+    ws: &Workspace,
+    level: &str,
+    extra: &[&str],
+    keep: impl Fn(&str) -> bool,
+) -> (Run, String) {
+    let log = ws.path().join("provider.log");
+    let _ = std::fs::remove_file(&log);
+    let rc = ws.path().join(".terraformrc");
+    let mut args = vec![
+        "env".to_string(),
+        format!("TF_CLI_CONFIG_FILE={}", rc.display()),
+        format!("TF_LOG_PROVIDER={level}"),
+        format!("TF_LOG_PATH={}", log.display()),
+        "TF_IN_AUTOMATION=1".into(),
+        "TF_INPUT=0".into(),
+        "CHECKPOINT_DISABLE=1".into(),
+        "terraform".into(),
+        format!("-chdir={}", ws.path().display()),
+        "apply".into(),
+        "-auto-approve".into(),
+        "-no-color".into(),
+    ];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = Run::from_output(rig_exec(&argv));
+    let messages = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| keep(l))
+        .map(|l| l.split("\"@message\":\"").nth(1).and_then(|m| m.split('"').next()).unwrap_or(l).to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    (run, messages)
+}
+
 /// A trigger for `apply_killed_when`: true once `cond()` has held for `settle` (asked each time the
 /// trigger is, so `cond` is polled as often as terraform prints and every 50 ms).
 pub fn held_for(settle: std::time::Duration, cond: impl Fn() -> bool) -> impl FnMut(&str) -> bool {
@@ -384,7 +429,7 @@ pub fn held_for(settle: std::time::Duration, cond: impl Fn() -> bool) -> impl Fn
 /// --all --name`, since `virsh dominfo` fails alike for a missing domain and an unreachable
 /// libvirtd ("failed to get domain"); a failing `virsh list` panics with its stderr.
 pub fn domain_exists(name: &str) -> bool {
-    let out = rig_exec(&["virsh", "-q", "list", "--all", "--name"]);
+    let out = virsh(&["list", "--all", "--name"]);
     assert!(
         out.status.success(),
         "virsh list --all --name failed ({}): {}",
