@@ -470,11 +470,11 @@ impl Resource for TerminalResource {
                     .or_diag("Uploading the SSH key into the terminal container")?;
                 docker.start_container(&id).await.or_diag("Starting the terminal container")?;
             }
+            let timeout = planned.create_timeout()?;
             if settings.persistent {
-                check_persistent_image(docker, &id, &settings.image).await?;
+                check_persistent_image(docker, &id, &settings.image, timeout, &ctx.cancel).await?;
             }
             let started = std::time::Instant::now();
-            let timeout = planned.create_timeout()?;
             let info = wait_ready(docker, &id, &settings, timeout, ctx).await?;
             if let Some(route) = &settings.route {
                 log::debug(&format!(

@@ -121,10 +121,24 @@ fn parse_activity(stdout: &str) -> Option<Activity> {
 
 /// A persistent terminal's image has what the tmux session and its reconnect loop run (ttyd only
 /// starts them when a browser connects, so a missing tmux would otherwise show only then).
-pub(super) async fn check_persistent_image(docker: &DockerClient, id: &str, image: &str) -> Result<(), Diagnostics> {
+///
+/// A failing exec (the daemon restarting, the container coming back by its restart policy) is
+/// retried until `timeout`, as the readiness probes are: only what the image lacks is an error.
+pub(super) async fn check_persistent_image(
+    docker: &DockerClient,
+    id: &str,
+    image: &str,
+    timeout: std::time::Duration,
+    cancel: &tokio_util::sync::CancellationToken,
+) -> Result<(), Diagnostics> {
     let script =
         format!("for c in {}; do command -v \"$c\" >/dev/null || echo \"$c\"; done", PERSISTENT_NEEDS.join(" "));
-    let out = docker.exec(id, &["sh", "-c", &script]).await.or_diag("Checking the terminal image for tmux")?;
+    let what = format!("the tools of image {image} in container {id}");
+    let out = wait_until(&what, timeout, PROBE_INTERVAL, cancel, || async {
+        docker.exec(id, &["sh", "-c", &script]).await.map(Some)
+    })
+    .await
+    .map_err(|e| Diagnostic::from_error("Checking the terminal image for tmux", &e))?;
     let missing: Vec<&str> = out.stdout.split_whitespace().collect();
     if out.succeeded() && missing.is_empty() {
         return Ok(());
