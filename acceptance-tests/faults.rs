@@ -88,9 +88,19 @@ impl Rig {
 
     /// Ids of this rig's containers with `label`; panics when docker fails.
     fn containers_labelled(&self, label: &str) -> Vec<String> {
-        let filter = format!("label={label}");
-        let out = self.exec(&["docker", "ps", "-aq", "--filter", &filter]);
-        assert!(out.status.success(), "docker ps --filter {filter} failed: {}", String::from_utf8_lossy(&out.stderr));
+        self.docker_ps(&["-aq", "--filter", &format!("label={label}")])
+    }
+
+    /// The running ones only: a create is past its start.
+    fn running_labelled(&self, label: &str) -> Vec<String> {
+        self.docker_ps(&["-q", "--filter", &format!("label={label}"), "--filter", "status=running"])
+    }
+
+    fn docker_ps(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec!["docker", "ps"];
+        all.extend_from_slice(args);
+        let out = self.exec(&all);
+        assert!(out.status.success(), "docker ps {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).split_whitespace().map(str::to_string).collect()
     }
 
@@ -440,8 +450,9 @@ fn daemon_restarts_between_plan_and_apply() {
     cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
     let t = Instant::now();
     let child = cmd.spawn().expect("terraform apply starts");
-    while rig.containers_labelled(&label3).is_empty() {
-        assert!(t.elapsed() < Duration::from_secs(60), "the terminal container was not created within 60 s");
+    // Once it runs, the create is waiting for its target (the case this is about), not starting it.
+    while rig.running_labelled(&label3).is_empty() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the terminal container was not running within 60 s");
         std::thread::sleep(Duration::from_millis(250));
     }
     eprintln!("{}", rig.rig_sh_ok(&["restart", "dockerd"]).trim());
