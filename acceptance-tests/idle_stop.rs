@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use knot::{KEY_NAME, Knot, TUNNEL_TARGET, ZONE};
 use serde_json::{Value, json};
-use support::{DestroyOnDrop, Workspace, browser_check_in, docker, plan_counts, rig_exec, rig_var};
+use support::{DestroyOnDrop, Workspace, browser_check_in, docker, domain_exists, plan_counts, rig_exec, rig_var};
 
 const FUTURE: &str = "2099-06-30T16:00:00Z";
 const PAST: &str = "2020-01-31T12:00:00Z";
@@ -179,8 +179,14 @@ async fn idle_students_vms_stop_and_start_again_when_they_come_back() {
     let plan = ws.terraform(&["plan", "-no-color"]).ok("plan after ada's until");
     assert_eq!(plan_counts(&plan.stdout).2, 3, "{}", plan.stdout);
     ws.apply(&[]);
+    // bob left when his browser check ended, so by now he may be idle too (his VM stopped, as
+    // the first scheduled run did to ada's): what must hold is that his session stays.
     let students = ws.output_json()["students"]["value"].clone();
-    assert!(students["ada@example.edu"].is_null() && students["bob@example.edu"]["running"] == true, "{students}");
+    assert!(students["ada@example.edu"].is_null(), "{students}");
+    assert_eq!(students["bob@example.edu"]["vm"], bob_vm.as_str(), "{students}");
+    assert!(!domain_exists(&ada_vm), "ada's VM is still defined after her session ended");
+    let bob_state = domstate(&bob_vm);
+    assert!(["running", "shut off"].contains(&bob_state.as_str()), "bob's VM: {bob_state}");
 
     std::mem::forget(guard);
     ws.destroy();
