@@ -322,4 +322,18 @@ fn drift_import_and_leftovers() {
     );
     assert!(!foreign_uuid.is_empty());
     assert!(ws.state_list().is_empty(), "the refused network is in the state");
+
+    // A subnet inside another network of the host (the rig's VM network, 192.168.150.0/24) is
+    // refused at plan, on `cidr`, naming that network.
+    ws.write("terraform.tfvars", &format!("name = \"{name}\"\ncidr = \"192.168.150.0/25\"\n"));
+    let plan = ws.terraform(&["plan", "-no-color"]);
+    assert_ne!(plan.code, 0, "a plan on a taken subnet passed:\n{}", plan.stdout);
+    let rig_network = rig_var("LAB_NETWORK");
+    assert!(
+        plan.stderr.contains("The subnet is taken")
+            && plan.stderr.contains(&format!("overlaps the libvirt network `{rig_network}`"))
+            && plan.stderr.contains("cidr"),
+        "{}",
+        plan.stderr
+    );
 }

@@ -61,7 +61,8 @@ fn network_block() -> Block {
             Attribute::string("cidr").required().requires_replace().description(
                 "IPv4 subnet in CIDR notation, e.g. `192.168.160.0/24`, prefix /16 to /27, without host bits. The \
                  host takes the first address, DHCP the ones after it up to the last eighth of the subnet, which is \
-                 kept for terminals (`terminal_range`). Each lab needs a subnet of its own.",
+                 kept for terminals (`terminal_range`). Each lab needs a subnet of its own: a new network whose subnet \
+                 overlaps another network of the host is refused at plan time.",
             ),
             Attribute::string("bridge").optional().computed().keep_prior().requires_replace().description(
                 "Bridge device on the libvirt host: 1-15 characters `[a-z0-9-]`, not starting with `-`. Unset: \
@@ -173,6 +174,21 @@ fn lab_cidr(cidr: &str) -> Result<SubnetPlan, String> {
     SubnetPlan::of(net).ok_or_else(|| format!("`{cidr}` cannot be split into host, DHCP and terminal addresses"))
 }
 
+/// Why `subnet` cannot be a new network `name` beside the host's `others` (name, subnet): the
+/// first one whose subnet overlaps it, unless it is the network of that name (its adoption is
+/// create's rule). Two networks sharing addresses route into each other or fail to start.
+fn overlap<'a>(name: &str, subnet: Ipv4Net, others: impl Iterator<Item = (&'a str, Ipv4Net)>) -> Option<String> {
+    others
+        .filter(|(other, _)| *other != name)
+        .find(|(_, s)| s.contains(&subnet.network()) || subnet.contains(&s.network()))
+        .map(|(other, s)| {
+            format!(
+                "`{subnet}` overlaps the libvirt network `{other}` ({s}) on this host: each lab needs a subnet of \
+                 its own (labs on shared addresses would reach each other). Pick a free range."
+            )
+        })
+}
+
 /// Linux interface names: at most 15 bytes; kept to `[a-z0-9-]` so they are safe everywhere.
 fn bridge_name(bridge: &str) -> Result<(), String> {
     let ok = !bridge.is_empty()
@@ -207,6 +223,18 @@ impl Resource for NetworkResource {
         // The addresses follow from the subnet alone: known at plan time.
         if let Some(plan) = planned.cidr.known().and_then(|c| lab_cidr(c).ok()) {
             fill_addresses(&mut planned, &plan);
+        }
+        if req.prior.is_none() {
+            if let (Some(name), Some(plan)) =
+                (planned.name.known(), planned.cidr.known().and_then(|c| lab_cidr(c).ok()))
+            {
+                let lv = self.libvirt().await?;
+                let others = lv.networks().await.or_diag("Listing the host's networks")?;
+                let subnets = others.iter().filter_map(|n| Some((n.summary.name.as_str(), n.summary.subnet?)));
+                if let Some(why) = overlap(name, plan.net, subnets) {
+                    return Err(Diagnostic::attr_error(AttrPath::root("cidr"), "The subnet is taken", why).into());
+                }
+            }
         }
         let terminals_gone =
             req.prior.as_ref().is_some_and(|p| p.terminals.known() == Some(&true) && p.docker_network.is_null());
@@ -551,5 +579,17 @@ mod tests {
         assert_eq!(s.host_address, Attr::Known("192.168.160.1".into()));
         assert_eq!(s.dhcp_range, Attr::Known("192.168.160.2-192.168.160.223".into()));
         assert_eq!(s.terminal_range, Attr::Known("192.168.160.224/27".into()));
+    }
+
+    #[test]
+    fn a_new_subnet_must_not_overlap_another_network() {
+        let net = |s: &str| s.parse::<Ipv4Net>().expect("subnet");
+        let host = [("default", net("192.168.122.0/24")), ("lab-ann", net("192.168.160.0/24"))];
+        let others = || host.iter().map(|(n, s)| (*n, *s));
+        assert_eq!(overlap("lab-bob", net("192.168.161.0/24"), others()), None);
+        let why = overlap("lab-bob", net("192.168.160.0/25"), others()).expect("inside lab-ann");
+        assert!(why.contains("`192.168.160.0/25` overlaps the libvirt network `lab-ann` (192.168.160.0/24)"), "{why}");
+        assert!(overlap("lab-bob", net("192.168.0.0/16"), others()).is_some(), "contains both");
+        assert_eq!(overlap("lab-ann", net("192.168.160.0/24"), others()), None, "its own network: create adopts it");
     }
 }

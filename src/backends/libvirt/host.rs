@@ -158,6 +158,10 @@ fn handle(conn: &OnceLock<Connect>, request: Request) -> Result<serde_json::Valu
                 _ => json(()),
             }
         }
+        Request::Networks => {
+            let nets = conn.list_all_networks(0).map_err(text)?;
+            json(nets.iter().map(network_info).collect::<Result<Vec<_>>>()?)
+        }
         Request::NetworkLookup { name } => json(network_if_any(conn, &name)?.map(|n| network_info(&n)).transpose()?),
         Request::NetworkLookupUuid { uuid } => {
             let net = match conn.lookup_network_by_uuid_string(&uuid) {

@@ -248,6 +248,13 @@ impl Libvirt {
         self.call(format!("undefining network {name}"), Request::NetworkUndefine { name: name.into() }).await
     }
 
+    /// Every network on the host.
+    pub async fn networks(&self) -> Result<Vec<NetworkInfo>, LibvirtError> {
+        let what = "listing networks".to_string();
+        let raw: Vec<RawNetworkInfo> = self.call(what.clone(), Request::Networks).await?;
+        raw.into_iter().map(|r| network_info(r, what.clone())).collect()
+    }
+
     /// `None` when no network has that name.
     pub async fn lookup_network(&self, name: &str) -> Result<Option<NetworkInfo>, LibvirtError> {
         let what = format!("looking up network {name}");

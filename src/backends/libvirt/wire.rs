@@ -58,6 +58,8 @@ pub enum Request {
     },
     HostInfo,
     DomainNames,
+    /// Every network of the host, defined or transient, active or not.
+    Networks,
     /// Define (persist) a network from XML; replies with its UUID.
     NetworkDefine {
         xml: String,
