@@ -131,6 +131,7 @@ pub struct ConsoleState {
     pub domain: Attr<String>,
     pub gateway: Attr<String>,
     pub hostname: Attr<String>,
+    pub host: Attr<String>,
     #[serde(rename = "type")]
     pub kind: Attr<String>,
     pub image: Attr<String>,
@@ -149,6 +150,7 @@ impl std::fmt::Debug for ConsoleState {
             .field("name", &self.name)
             .field("domain", &self.domain)
             .field("hostname", &self.hostname)
+            .field("host", &self.host)
             .field("type", &self.kind)
             .field("token", &"<sensitive>")
             .finish_non_exhaustive()
@@ -165,15 +167,16 @@ impl ConsoleResource {
         ConsoleResource { docker: DockerConnection::new(provider.clone()), provider }
     }
 
-    fn docker(&self) -> Result<&DockerClient, Diagnostics> {
-        // A console runs on the provider's own Docker host (it has no `host` argument yet).
-        self.docker.get(&Attr::Null, TYPE_NAME)
+    /// The Docker client of the console's `host` (the VM's host: the container mounts its
+    /// libvirt socket).
+    fn docker(&self, host: &Attr<String>) -> Result<&DockerClient, Diagnostics> {
+        self.docker.get(host, TYPE_NAME)
     }
 
     /// A graphical console needs a VNC display on its domain: said at create, on `domain`, rather
     /// than by a noVNC page that never connects.
-    async fn check_display(&self, domain: &str) -> Result<(), Diagnostics> {
-        let libvirt = self.provider.libvirt_on(None, TYPE_NAME).await?;
+    async fn check_display(&self, host: &Attr<String>, domain: &str) -> Result<(), Diagnostics> {
+        let libvirt = self.provider.libvirt_on(host.known().map(String::as_str), TYPE_NAME).await?;
         let found = libvirt.lookup(domain).await.or_diag("Reading the console's domain")?;
         let why = match found {
             None => format!("libvirt has no domain `{domain}`."),
@@ -216,6 +219,11 @@ fn schema_block() -> Block {
                 "Hostname the console is served under, usually `lab_session.<name>.hostname` (the student's \
                  terminal keeps `/`; the console takes `/console/` or `/vnc/`).",
             )),
+            replace(Attribute::string("host").optional().description(
+                "The provider's `host \"<name>\"` block of the VM: its Docker daemon runs the console, which \
+                 mounts that host's libvirt socket, and the `gateway` is that host's; unset: the provider's own \
+                 `docker_host` and `libvirt_uri`. A name without a block is a plan-time error.",
+            )),
             replace(Attribute::string("type").default_str("serial").description(
                 "`serial`: the serial console (ttyd and `virsh console`), under `/console/`. `vnc`: the graphical \
                  console (noVNC), under `/vnc/`; the domain needs a VNC display (`lab_vm.graphics = true`).",
@@ -229,7 +237,8 @@ fn schema_block() -> Block {
             )),
             replace(Attribute::string("libvirt_socket").optional().computed().description(
                 "Path of libvirtd's read-write socket on the Docker host, mounted into the container. Default: the \
-                 provider's `libvirt_uri` `socket=` parameter, else `/var/run/libvirt/libvirt-sock`. Whoever \
+                 `libvirt_uri` (the provider's, or `host`'s) `socket=` parameter, else for a `/system` URI \
+                 `/var/run/libvirt/libvirt-sock` (on that host: the console runs where libvirtd does). Whoever \
                  holds that socket controls libvirt: the container runs only ttyd and `virsh console`.",
             )),
             Attribute::string("token").computed().keep_prior().sensitive().description(
@@ -283,14 +292,17 @@ fn timeouts(c: &ConsoleState) -> Result<(Duration, Duration), Diagnostics> {
     Timeouts::resolve(c.timeouts.as_ref(), (DEFAULT_CREATE_TIMEOUT, DEFAULT_DELETE_TIMEOUT))
 }
 
-/// The socket a libvirt URI connects to on this host: its `socket=` parameter, or libvirt's
-/// system socket for `qemu:///system`. `None` for remote or session URIs (set `libvirt_socket`).
+/// The socket libvirtd listens on, on the host a libvirt URI reaches (the console runs on that
+/// host's Docker): the URI's `socket=` parameter, or libvirt's system socket for a `/system` URI,
+/// local (`qemu:///system`) or remote (`qemu+ssh://root@h1/system`). `None` for session URIs (set
+/// `libvirt_socket`).
 fn socket_of_uri(uri: &str) -> Option<String> {
     let (base, query) = uri.split_once('?').unwrap_or((uri, ""));
     if let Some(socket) = query.split('&').find_map(|kv| kv.strip_prefix("socket=")) {
         return Some(socket.to_string());
     }
-    matches!(base, "qemu:///system" | "qemu+unix:///system").then(|| SYSTEM_SOCKET.to_string())
+    let path = base.split_once("://").map(|(_, rest)| rest.find('/').map_or("", |i| &rest[i..]))?;
+    (base.starts_with("qemu") && path == "/system").then(|| SYSTEM_SOCKET.to_string())
 }
 
 /// A fresh token: 128 bits from the OS's CSPRNG (through rand's thread RNG, seeded from it), hex.
@@ -419,17 +431,19 @@ impl Resource for ConsoleResource {
     async fn plan(&self, req: PlanRequest<ConsoleState>) -> Result<Planned<ConsoleState>, Diagnostics> {
         let mut planned = req.planned;
         validate_config(&planned).into_result()?;
+        self.docker.check_host(&planned.host)?;
         if req.config.libvirt_socket.is_null() {
             planned.libvirt_socket = match &req.prior {
                 Some(prior) => prior.libvirt_socket.clone(),
+                None if planned.host.is_unknown() => Attr::Unknown,
                 None => {
                     let settings = self.provider.settings()?;
-                    let uri = settings.require_libvirt_uri(TYPE_NAME)?;
+                    let uri = settings.require_libvirt_uri_on(planned.host.known().map(String::as_str), TYPE_NAME)?;
                     let socket = socket_of_uri(uri).ok_or_else(|| {
                         Diagnostic::attr_error(
                             AttrPath::root("libvirt_socket"),
                             "No local libvirt socket to mount",
-                            format!("`libvirt_uri` {uri} names no socket on this host: set `libvirt_socket`."),
+                            format!("`libvirt_uri` {uri} names no libvirtd socket: set `libvirt_socket`."),
                         )
                     })?;
                     Attr::Known(socket)
@@ -443,12 +457,12 @@ impl Resource for ConsoleResource {
     }
 
     async fn create(&self, planned: ConsoleState, ctx: &OpContext) -> Result<ConsoleState, Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&planned.host)?;
         let route = resolve_gateway(docker, known(&planned.gateway, "gateway")?).await?;
         let image = known(&planned.image, "image")?;
         let kind = kind_of(&planned)?;
         if kind == ConsoleKind::Vnc {
-            self.check_display(known(&planned.domain, "domain")?).await?;
+            self.check_display(&planned.host, known(&planned.domain, "domain")?).await?;
         }
         let spec = ConsoleSpec {
             kind,
@@ -509,7 +523,7 @@ impl Resource for ConsoleResource {
     }
 
     async fn read(&self, current: ConsoleState, _ctx: &OpContext) -> Result<Option<ConsoleState>, Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&current.host)?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(None) };
         let Some(info) = docker.inspect_container(&id).await.or_diag("Reading the console")? else {
             return Ok(None);
@@ -542,7 +556,7 @@ impl Resource for ConsoleResource {
     }
 
     async fn delete(&self, current: ConsoleState, ctx: &OpContext) -> Result<(), Diagnostics> {
-        let docker = self.docker()?;
+        let docker = self.docker(&current.host)?;
         let Some(id) = current.id.known().or(current.name.known()).cloned() else { return Ok(()) };
         let (_, delete_timeout) = timeouts(&current)?;
         docker_client::delete_within("console", &id, delete_timeout, ctx, docker.remove_container(&id), |e| {
@@ -649,7 +663,11 @@ mod tests {
             Some("/run/lab-rig/libvirt/libvirt-sock")
         );
         assert_eq!(socket_of_uri("qemu:///system").as_deref(), Some(SYSTEM_SOCKET));
-        assert_eq!(socket_of_uri("qemu+ssh://root@host/system"), None);
+        assert_eq!(socket_of_uri("qemu+ssh://root@host/system").as_deref(), Some(SYSTEM_SOCKET), "that host's");
+        assert_eq!(
+            socket_of_uri("qemu+ssh://root@10.0.0.2/system?socket=/run/h1/libvirt-sock&keyfile=/k").as_deref(),
+            Some("/run/h1/libvirt-sock")
+        );
         assert_eq!(socket_of_uri("qemu:///session"), None);
     }
 
