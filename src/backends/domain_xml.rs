@@ -6,7 +6,9 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use quick_xml::Writer;
-use quick_xml::events::{BytesText, Event};
+use quick_xml::events::BytesText;
+
+use super::xml_read;
 
 /// Namespace of the provider's own `<metadata>` element: what libvirt does not store itself
 /// (base image, guest user, hostname, seed) so import and refresh can recover it.
@@ -326,118 +328,64 @@ pub struct DomainSummary {
 
 impl DomainSummary {
     pub fn parse(xml: &str) -> Result<Self, DomainXmlError> {
-        let mut reader = quick_xml::Reader::from_str(xml);
-        reader.config_mut().trim_text(false);
         let mut s = DomainSummary::default();
-        // Element path from the root, e.g. ["domain", "devices", "disk", "source"].
-        let mut path: Vec<String> = Vec::new();
-        // The disk being read: (device, source file, read-only). The seed is the read-only disk,
-        // the overlay the first writable one.
-        let mut disk: (Option<String>, Option<PathBuf>, bool) = (None, None, false);
-        let mut memory_unit = String::from("KiB");
-        let mut text_buf = String::new();
-        let err = |e: &dyn std::fmt::Display| DomainXmlError::Parse(e.to_string());
-        loop {
-            let event = reader.read_event().map_err(|e| err(&e))?;
-            match &event {
-                Event::Start(e) | Event::Empty(e) => {
-                    let tag = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                    let mut attrs = std::collections::HashMap::new();
-                    for a in e.attributes() {
-                        let a = a.map_err(|e| err(&e))?;
-                        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-                        let value = a.unescape_value().map_err(|e| err(&e))?.into_owned();
-                        attrs.insert(key, value);
-                    }
-                    let parent = path.iter().map(String::as_str).collect::<Vec<_>>();
-                    match (parent.as_slice(), tag.as_str()) {
-                        ([], "domain") => s.domain_type = attrs.remove("type").unwrap_or_default(),
-                        (["domain", "metadata"], "lab:vm") => {
-                            s.lab_marker = attrs.get("xmlns:lab").is_some_and(|ns| ns == LAB_XMLNS);
-                        }
-                        (["domain"], "memory") => {
-                            memory_unit = attrs.remove("unit").unwrap_or_else(|| "KiB".into());
-                        }
-                        (["domain", "devices"], "disk") => disk = (attrs.remove("device"), None, false),
-                        (["domain", "devices", "disk"], "source") => disk.1 = attrs.remove("file").map(PathBuf::from),
-                        (["domain", "devices", "disk"], "readonly") => disk.2 = true,
-                        (["domain", "devices", "interface"], "source") if s.network.is_none() => {
-                            s.network = attrs.remove("network");
-                        }
-                        (["domain", "devices", "interface"], "mac") if s.mac.is_none() => {
-                            s.mac = attrs.remove("address");
-                        }
-                        (["domain", "devices", "interface"], "port") => {
-                            s.isolated = attrs.get("isolated").is_some_and(|v| v == "yes");
-                        }
-                        (["domain", "devices"], "graphics") if s.graphics.is_none() => {
-                            s.graphics = Some((attrs.remove("type").unwrap_or_default(), attrs.remove("port")));
-                        }
-                        (["domain", "devices"], "console") if s.console_pty.is_none() => {
-                            s.console_pty = attrs.remove("tty");
-                        }
+        // The disk being read (its children end first): source file, read-only. The seed is the
+        // read-only disk, the overlay the first writable one.
+        let mut disk: (Option<PathBuf>, bool) = (None, false);
+        xml_read::walk(xml, |path, attrs, text| {
+            let attr = |key: &str| attrs.get(key).cloned();
+            match path {
+                ["domain"] => s.domain_type = attr("type").unwrap_or_default(),
+                ["domain", "name"] => s.name = text,
+                ["domain", "uuid"] => s.uuid = text,
+                ["domain", "memory"] => {
+                    let n: u64 = text.trim().parse().map_err(|e| format!("<memory> `{}`: {e}", text.trim()))?;
+                    s.memory_kib = match attrs.get("unit").map_or("KiB", String::as_str) {
+                        "MiB" | "M" => n * 1024,
+                        "GiB" | "G" => n * 1024 * 1024,
+                        "b" | "bytes" => n / 1024,
+                        _ => n,
+                    };
+                }
+                ["domain", "vcpu"] => {
+                    s.vcpus = text.trim().parse().map_err(|e| format!("<vcpu> `{}`: {e}", text.trim()))?;
+                }
+                ["domain", "os", "kernel"] => s.kernel = Some(PathBuf::from(text)),
+                ["domain", "os", "initrd"] => s.initrd = Some(PathBuf::from(text)),
+                ["domain", "os", "cmdline"] => s.cmdline = Some(text),
+                ["domain", "metadata", "lab:vm"] => {
+                    s.lab_marker = attrs.get("xmlns:lab").is_some_and(|ns| ns == LAB_XMLNS);
+                }
+                ["domain", "metadata", "lab:vm", "lab:base_image"] => s.metadata.base_image = Some(text),
+                ["domain", "metadata", "lab:vm", "lab:user"] => s.metadata.user = Some(text),
+                ["domain", "metadata", "lab:vm", "lab:hostname"] => s.metadata.hostname = Some(text),
+                ["domain", "metadata", "lab:vm", "lab:cmdline"] => s.metadata.cmdline = Some(text),
+                ["domain", "metadata", "lab:vm", "lab:seed_id"] => s.metadata.seed_id = Some(text),
+                ["domain", "devices", "disk", "source"] => disk.0 = attr("file").map(PathBuf::from),
+                ["domain", "devices", "disk", "readonly"] => disk.1 = true,
+                ["domain", "devices", "disk"] => {
+                    let (file, readonly) = std::mem::take(&mut disk);
+                    match (attrs.get("device").map(String::as_str), readonly) {
+                        (Some("disk"), true) if s.seed.is_none() => s.seed = file,
+                        (Some("disk"), false) if s.disk.is_none() => s.disk = file,
+                        (Some("cdrom"), _) if !s.cdrom_drive => (s.cdrom_drive, s.cdrom) = (true, file),
                         _ => {}
                     }
-                    if matches!(event, Event::Start(_)) {
-                        path.push(tag);
-                        text_buf.clear();
-                    }
                 }
-                // Text arrives in pieces: plain runs, entity references, CDATA. Collect, then
-                // assign at the element's end.
-                Event::Text(t) => text_buf.push_str(&t.decode().map_err(|e| err(&e))?),
-                Event::CData(t) => text_buf.push_str(&t.decode().map_err(|e| err(&e))?),
-                Event::GeneralRef(r) => {
-                    if let Some(c) = r.resolve_char_ref().map_err(|e| err(&e))? {
-                        text_buf.push(c);
-                    } else {
-                        let name = r.decode().map_err(|e| err(&e))?;
-                        let resolved = quick_xml::escape::resolve_predefined_entity(&name)
-                            .ok_or_else(|| DomainXmlError::Parse(format!("unknown entity &{name};")))?;
-                        text_buf.push_str(resolved);
-                    }
+                ["domain", "devices", "interface", "source"] if s.network.is_none() => s.network = attr("network"),
+                ["domain", "devices", "interface", "mac"] if s.mac.is_none() => s.mac = attr("address"),
+                ["domain", "devices", "interface", "port"] => {
+                    s.isolated = attrs.get("isolated").is_some_and(|v| v == "yes");
                 }
-                Event::End(_) => {
-                    let value = std::mem::take(&mut text_buf);
-                    let p = path.iter().map(String::as_str).collect::<Vec<_>>();
-                    match p.as_slice() {
-                        ["domain", "devices", "disk"] => {
-                            let (device, file, readonly) = std::mem::take(&mut disk);
-                            match (device.as_deref(), readonly) {
-                                (Some("disk"), true) if s.seed.is_none() => s.seed = file,
-                                (Some("disk"), false) if s.disk.is_none() => s.disk = file,
-                                (Some("cdrom"), _) if !s.cdrom_drive => (s.cdrom_drive, s.cdrom) = (true, file),
-                                _ => {}
-                            }
-                        }
-                        ["domain", "name"] => s.name = value,
-                        ["domain", "uuid"] => s.uuid = value,
-                        ["domain", "memory"] => {
-                            let n: u64 = value.trim().parse().map_err(|e| err(&e))?;
-                            s.memory_kib = match memory_unit.as_str() {
-                                "MiB" | "M" => n * 1024,
-                                "GiB" | "G" => n * 1024 * 1024,
-                                "b" | "bytes" => n / 1024,
-                                _ => n,
-                            };
-                        }
-                        ["domain", "vcpu"] => s.vcpus = value.trim().parse().map_err(|e| err(&e))?,
-                        ["domain", "os", "kernel"] => s.kernel = Some(PathBuf::from(value)),
-                        ["domain", "os", "initrd"] => s.initrd = Some(PathBuf::from(value)),
-                        ["domain", "os", "cmdline"] => s.cmdline = Some(value),
-                        ["domain", "metadata", "lab:vm", "lab:base_image"] => s.metadata.base_image = Some(value),
-                        ["domain", "metadata", "lab:vm", "lab:user"] => s.metadata.user = Some(value),
-                        ["domain", "metadata", "lab:vm", "lab:hostname"] => s.metadata.hostname = Some(value),
-                        ["domain", "metadata", "lab:vm", "lab:cmdline"] => s.metadata.cmdline = Some(value),
-                        ["domain", "metadata", "lab:vm", "lab:seed_id"] => s.metadata.seed_id = Some(value),
-                        _ => {}
-                    }
-                    path.pop();
+                ["domain", "devices", "graphics"] if s.graphics.is_none() => {
+                    s.graphics = Some((attr("type").unwrap_or_default(), attr("port")));
                 }
-                Event::Eof => break,
+                ["domain", "devices", "console"] if s.console_pty.is_none() => s.console_pty = attr("tty"),
                 _ => {}
             }
-        }
+            Ok(())
+        })
+        .map_err(DomainXmlError::Parse)?;
         if s.name.is_empty() {
             return Err(DomainXmlError::Parse("no <name> in domain XML".into()));
         }

@@ -8,3 +8,4 @@ pub mod network_xml;
 pub mod qcow2;
 pub mod seed;
 pub mod volume_xml;
+pub mod xml_read;

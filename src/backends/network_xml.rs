@@ -13,7 +13,9 @@ use std::net::Ipv4Addr;
 
 use ipnet::Ipv4Net;
 use quick_xml::Writer;
-use quick_xml::events::{BytesText, Event};
+use quick_xml::events::BytesText;
+
+use super::xml_read;
 
 /// Namespace of the ownership marker `<metadata><lab:network>`.
 pub const LAB_NETWORK_XMLNS: &str = "https://classroom.lab/xmlns/network/1";
@@ -157,82 +159,45 @@ pub struct NetworkSummary {
 
 impl NetworkSummary {
     pub fn parse(xml: &str) -> Result<Self, NetworkXmlError> {
-        let mut reader = quick_xml::Reader::from_str(xml);
         let mut s = NetworkSummary::default();
-        let mut path: Vec<String> = Vec::new();
-        let mut text_buf = String::new();
-        // Only the first IPv4 <ip> counts (libvirt allows one per family with DHCP).
-        let mut in_first_ip = false;
-        let err = |e: &dyn std::fmt::Display| NetworkXmlError::Parse(e.to_string());
-        loop {
-            let event = reader.read_event().map_err(|e| err(&e))?;
-            match &event {
-                Event::Start(e) | Event::Empty(e) => {
-                    let tag = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                    let mut attrs = std::collections::HashMap::new();
-                    for a in e.attributes() {
-                        let a = a.map_err(|e| err(&e))?;
-                        let key = String::from_utf8_lossy(a.key.as_ref()).into_owned();
-                        attrs.insert(key, a.unescape_value().map_err(|e| err(&e))?.into_owned());
+        // The DHCP range of the <ip> being read: it ends before its <ip>, which decides whether it
+        // counts (only the first IPv4 <ip> does; libvirt allows one per family with DHCP).
+        let mut range: Option<(Ipv4Addr, Ipv4Addr)> = None;
+        xml_read::walk(xml, |path, attrs, text| {
+            match path {
+                ["network", "name"] => s.name = text,
+                ["network", "uuid"] => s.uuid = text,
+                ["network", "metadata", "lab:network"] => {
+                    s.lab_marker = attrs.get("xmlns:lab").is_some_and(|ns| ns == LAB_NETWORK_XMLNS);
+                }
+                ["network", "forward"] => s.forward = attrs.get("mode").cloned().or(Some("nat".into())),
+                ["network", "bridge"] => s.bridge = attrs.get("name").cloned(),
+                ["network", "ip", "dhcp", "range"] if range.is_none() => {
+                    let addr = |k: &str| attrs.get(k).and_then(|a| a.parse::<Ipv4Addr>().ok());
+                    range = addr("start").zip(addr("end"));
+                }
+                ["network", "ip"] => {
+                    let this_range = range.take();
+                    if s.host.is_some() || attrs.get("family").is_some_and(|f| f != "ipv4") {
+                        return Ok(());
                     }
-                    let parent = path.iter().map(String::as_str).collect::<Vec<_>>();
-                    match (parent.as_slice(), tag.as_str()) {
-                        (["network", "metadata"], "lab:network") => {
-                            s.lab_marker = attrs.get("xmlns:lab").is_some_and(|ns| ns == LAB_NETWORK_XMLNS);
-                        }
-                        (["network"], "forward") => s.forward = attrs.remove("mode").or(Some("nat".into())),
-                        (["network"], "bridge") => s.bridge = attrs.remove("name"),
-                        (["network"], "ip") if s.host.is_none() && attrs.get("family").is_none_or(|f| f == "ipv4") => {
-                            let host: Option<Ipv4Addr> = attrs.get("address").and_then(|a| a.parse().ok());
-                            let prefix = match (attrs.get("prefix"), attrs.get("netmask")) {
-                                (Some(p), _) => p.parse::<u8>().ok(),
-                                (None, Some(m)) => {
-                                    m.parse::<Ipv4Addr>().ok().and_then(|m| ipnet::ipv4_mask_to_prefix(m).ok())
-                                }
-                                (None, None) => None,
-                            };
-                            if let (Some(host), Some(prefix)) = (host, prefix) {
-                                s.host = Some(host);
-                                s.subnet = Ipv4Net::new(host, prefix).ok().map(|n| n.trunc());
-                                in_first_ip = true;
-                            }
-                        }
-                        (["network", "ip", "dhcp"], "range") if in_first_ip && s.dhcp.is_none() => {
-                            let addr = |k: &str| attrs.get(k).and_then(|a| a.parse::<Ipv4Addr>().ok());
-                            s.dhcp = addr("start").zip(addr("end"));
-                        }
-                        _ => {}
-                    }
-                    if matches!(event, Event::Start(_)) {
-                        path.push(tag);
-                        text_buf.clear();
+                    let host: Option<Ipv4Addr> = attrs.get("address").and_then(|a| a.parse().ok());
+                    let prefix = match (attrs.get("prefix"), attrs.get("netmask")) {
+                        (Some(p), _) => p.parse::<u8>().ok(),
+                        (None, Some(m)) => m.parse::<Ipv4Addr>().ok().and_then(|m| ipnet::ipv4_mask_to_prefix(m).ok()),
+                        (None, None) => None,
+                    };
+                    if let (Some(host), Some(prefix)) = (host, prefix) {
+                        s.host = Some(host);
+                        s.subnet = Ipv4Net::new(host, prefix).ok().map(|n| n.trunc());
+                        s.dhcp = this_range;
                     }
                 }
-                Event::Text(t) => text_buf.push_str(&t.decode().map_err(|e| err(&e))?),
-                Event::GeneralRef(r) => {
-                    let name = r.decode().map_err(|e| err(&e))?;
-                    match r.resolve_char_ref().map_err(|e| err(&e))? {
-                        Some(c) => text_buf.push(c),
-                        None => text_buf.push_str(
-                            quick_xml::escape::resolve_predefined_entity(&name)
-                                .ok_or_else(|| NetworkXmlError::Parse(format!("unknown entity &{name};")))?,
-                        ),
-                    }
-                }
-                Event::End(_) => {
-                    let value = std::mem::take(&mut text_buf);
-                    match path.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
-                        ["network", "name"] => s.name = value,
-                        ["network", "uuid"] => s.uuid = value,
-                        ["network", "ip"] => in_first_ip = false,
-                        _ => {}
-                    }
-                    path.pop();
-                }
-                Event::Eof => break,
                 _ => {}
             }
-        }
+            Ok(())
+        })
+        .map_err(NetworkXmlError::Parse)?;
         if s.name.is_empty() {
             return Err(NetworkXmlError::Parse("no <network><name>".into()));
         }

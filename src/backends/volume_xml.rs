@@ -10,7 +10,9 @@ use std::io::Cursor;
 use std::path::PathBuf;
 
 use quick_xml::Writer;
-use quick_xml::events::{BytesText, Event};
+use quick_xml::events::BytesText;
+
+use super::xml_read;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeXmlError {
@@ -119,58 +121,13 @@ fn bytes(value: &str, unit: Option<&str>) -> Result<u64, String> {
     n.checked_mul(scale).ok_or_else(|| format!("size `{value} {}` is too large", unit.unwrap_or("bytes")))
 }
 
-/// Walks `xml`, calling `on_end(path, attributes, text)` at the end of every element; `path` is
-/// from the root, e.g. `["volume", "target", "path"]`.
+/// [`xml_read::walk`], its failure said of `what` (a volume or a pool).
 fn walk(
     what: &'static str,
     xml: &str,
-    mut on_end: impl FnMut(&[&str], &std::collections::HashMap<String, String>, String) -> Result<(), String>,
+    on_end: impl FnMut(&[&str], &xml_read::Attrs, String) -> Result<(), String>,
 ) -> Result<(), VolumeXmlError> {
-    let err = |reason: String| VolumeXmlError::Parse { what, reason };
-    let mut reader = quick_xml::Reader::from_str(xml);
-    let mut stack: Vec<(String, std::collections::HashMap<String, String>)> = Vec::new();
-    let mut text = String::new();
-    loop {
-        let event = reader.read_event().map_err(|e| err(e.to_string()))?;
-        match &event {
-            Event::Start(e) | Event::Empty(e) => {
-                let tag = String::from_utf8_lossy(e.name().as_ref()).into_owned();
-                let mut attrs = std::collections::HashMap::new();
-                for a in e.attributes() {
-                    let a = a.map_err(|e| err(e.to_string()))?;
-                    let value = a.unescape_value().map_err(|e| err(e.to_string()))?.into_owned();
-                    attrs.insert(String::from_utf8_lossy(a.key.as_ref()).into_owned(), value);
-                }
-                stack.push((tag, attrs));
-                text.clear();
-                if matches!(event, Event::Empty(_)) {
-                    let path: Vec<&str> = stack.iter().map(|(t, _)| t.as_str()).collect();
-                    on_end(&path, &stack[stack.len() - 1].1, String::new()).map_err(err)?;
-                    stack.pop();
-                }
-            }
-            Event::Text(t) => text.push_str(&t.decode().map_err(|e| err(e.to_string()))?),
-            Event::GeneralRef(r) => {
-                if let Some(c) = r.resolve_char_ref().map_err(|e| err(e.to_string()))? {
-                    text.push(c);
-                } else {
-                    let name = r.decode().map_err(|e| err(e.to_string()))?;
-                    let resolved = quick_xml::escape::resolve_predefined_entity(&name)
-                        .ok_or_else(|| err(format!("unknown entity &{name};")))?;
-                    text.push_str(resolved);
-                }
-            }
-            Event::End(_) => {
-                let path: Vec<&str> = stack.iter().map(|(t, _)| t.as_str()).collect();
-                let attrs = stack.last().map(|(_, a)| a.clone()).unwrap_or_default();
-                on_end(&path, &attrs, std::mem::take(&mut text)).map_err(err)?;
-                stack.pop();
-            }
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    Ok(())
+    xml_read::walk(xml, on_end).map_err(|reason| VolumeXmlError::Parse { what, reason })
 }
 
 impl VolumeSummary {
