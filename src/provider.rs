@@ -146,8 +146,8 @@ fn single_block(name: &str, block: Block) -> NestedBlock {
 fn host_block() -> Block {
     Block {
         description: "A host a class is spread over: `host \"<name>\" { ... }`, named by the `host` argument of \
-                      `lab_vm`, `lab_terminal` and `lab_gateway` (resources without `host` use the provider's own \
-                      `libvirt_uri` and `docker_host`). Names: `[a-z0-9-]`, 1-63 characters."
+                      `lab_vm`, `lab_image`, `lab_terminal` and `lab_gateway` (resources without `host` use the \
+                      provider's own `libvirt_uri` and `docker_host`). Names: `[a-z0-9-]`, 1-63 characters."
             .into(),
         attributes: vec![
             Attribute::string("libvirt_uri").optional().description(
@@ -158,9 +158,10 @@ fn host_block() -> Block {
                 "Docker daemon of the host: `ssh://root@hv1.example.edu` (the ssh client runs `docker system \
                  dial-stdio` there), `tcp://` with TLS from `$DOCKER_CERT_PATH`, or `unix://`.",
             ),
-            Attribute::string("storage_pool")
-                .optional()
-                .description("libvirt storage pool on the host for `lab_vm` overlays and seeds."),
+            Attribute::string("storage_pool").optional().description(
+                "libvirt storage pool on the host for `lab_vm` overlays and seeds, and for `lab_image`s that \
+                     name no `pool`.",
+            ),
         ],
         ..Default::default()
     }
