@@ -457,6 +457,15 @@ mod tests {
         assert_eq!(s.hosts["h2"].docker_tls, None, "no environment fallback in the block itself");
         assert_eq!(s.docker_tls, Some(TlsFiles::in_dir(std::path::Path::new("/env-certs"))));
 
+        // What each host's client is made with: its own files, else the provider's.
+        let handle = ProviderHandle::with_settings(s);
+        let text = |host| match handle.docker_on(Some(host), "lab_terminal") {
+            Ok(_) => panic!("connected with TLS files that do not exist"),
+            Err(diags) => format!("{diags:?}"),
+        };
+        assert!(text("h1").contains("/certs/h1/ca.pem"), "{}", text("h1"));
+        assert!(text("h2").contains("/env-certs/ca.pem"), "{}", text("h2"));
+
         let relative = BTreeMap::from([("h1".to_string(), block(Some("certs")))]);
         let err = Settings::resolve(LabConfig { host: Some(relative), ..Default::default() }, env).err().unwrap();
         let path = err.0[0].attribute.as_ref().map(|p| p.to_string());
