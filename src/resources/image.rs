@@ -153,10 +153,14 @@ impl Resource for ImageResource {
         }
         let settings = self.provider.settings()?;
         settings.check_host(&planned.host)?;
-        settings.require_libvirt_uri_on(host_of(&planned), TYPE_NAME)?;
+        // A host known only at apply (computed from another resource) is checked then.
+        if !planned.host.is_unknown() {
+            settings.require_libvirt_uri_on(host_of(&planned), TYPE_NAME)?;
+        }
         if req.config.pool.is_null() {
             planned.pool = match &req.prior {
                 Some(prior) => prior.pool.clone(),
+                None if planned.host.is_unknown() => Attr::Unknown,
                 None => Attr::Known(default_pool(settings, host_of(&planned))?),
             };
         }
@@ -213,7 +217,10 @@ impl Resource for ImageResource {
         Ok(out)
     }
 
-    async fn create(&self, planned: LabImageState, ctx: &OpContext) -> Result<LabImageState, Diagnostics> {
+    async fn create(&self, mut planned: LabImageState, ctx: &OpContext) -> Result<LabImageState, Diagnostics> {
+        if planned.pool.is_unknown() {
+            planned.pool = Attr::Known(default_pool(self.provider.settings()?, host_of(&planned))?);
+        }
         let lv = self.libvirt(host_of(&planned)).await?;
         let image = Image::from_state(&planned)?;
         let mut rollback = Rollback::new();
@@ -689,6 +696,10 @@ mod tests {
         let h1 = plan_on(Attr::Known("h1".into()), &source).await.unwrap();
         assert_eq!(h1.state.pool, Attr::Known("lab".into()), "host h1's storage_pool");
         assert_eq!((h1.state.id, h1.state.size_bytes), (Attr::Unknown, Attr::Known(4096)));
+
+        // A host known only at apply: its pool is too.
+        let later = plan_on(Attr::Unknown, &source).await.unwrap();
+        assert_eq!(later.state.pool, Attr::Unknown);
 
         let err = plan_on(Attr::Known("h2".into()), &source).await.err().unwrap();
         assert_eq!(err.0[0].attribute, Some(AttrPath::root("pool")), "{err:?}");
