@@ -137,12 +137,14 @@ ensure_netns() {
 in_netns_sh() { # SCRIPT [ARGS...]
   local mounts=$RUN/cgroup-mounts
   grep -E '^[^ ]+ /sys/fs/cgroup(/[^ ]*)? (tmpfs|cgroup|cgroup2) ' /proc/self/mounts >"$mounts" || true
-  # fd 9 (the rig lock) must not leak into the daemons, or the next `up`/`down` waits for them forever
+  # No descriptor of the caller may leak into the daemons: fd 9 (the rig lock) and whatever the caller
+  # holds, e.g. fd 3 of `flock /tmp/lab-boot.lock cargo test` (the tests' boot lock); a daemon holding
+  # one keeps that lock taken for as long as it runs, so the next `up`/`down` or test waits forever.
   # shellcheck disable=SC2016 # expanded by the inner sh
   ip netns exec "$NS" sh -c '
     set -e
     while read -r src dir type opts _; do mkdir -p "$dir"; mount -t "$type" -o "$opts" "$src" "$dir"; done < "'"$mounts"'"
-    '"$1" sh "${@:2}" 9>&-
+    '"$1" sh "${@:2}" 3>&- 4>&- 5>&- 6>&- 7>&- 8>&- 9>&-
 }
 
 libvirt_up() { pid_alive "$RUN/libvirtd.pid" && virsh_ version >/dev/null 2>&1; }
@@ -223,17 +225,22 @@ ensure_pool() {
 
 docker_up() { pid_alive "$RUN/dockerd.pid" && docker_ version >/dev/null 2>&1; }
 
+# A dockerd of a host also listens on TLS: one started before that (an older rig) is started again.
+docker_tls_matches() { [ ${#DOCKER_TLS_ARGS[@]} -eq 0 ] || [ -f "$RUN/dockerd.tls" ]; }
+
 ensure_dockerd() {
-  docker_up && return 0
+  docker_up && docker_tls_matches && return 0
   stop_pidfile "$RUN/dockerd.pid" dockerd
+  rm -f "$RUN/dockerd.tls"
   log "starting dockerd in netns $NS"
   mkdir -p "$RUN/docker" "$DOCKER_DATA"
   echo '{}' >"$RUN/daemon.json" # ignore any /etc/docker/daemon.json of the host
   in_netns_sh 'exec setsid -f "$@" </dev/null >"'"$STATE"'/dockerd.log" 2>&1' \
     dockerd --config-file "$RUN/daemon.json" -H "$DOCKER_SOCK" --pidfile "$RUN/dockerd.pid" \
     --data-root "$DOCKER_DATA" --exec-root "$RUN/docker" --bip "$DOCKER_BIP" \
-    --default-address-pool "base=$DOCKER_POOL,size=24" --storage-driver overlay2 ||
+    --default-address-pool "base=$DOCKER_POOL,size=24" --storage-driver overlay2 "${DOCKER_TLS_ARGS[@]}" ||
     die "cannot start dockerd in netns $NS"
+  [ ${#DOCKER_TLS_ARGS[@]} -eq 0 ] || touch "$RUN/dockerd.tls"
   wait_until 60 docker_up ||
     die "dockerd did not answer on $RUN/docker.sock within 60 s; tail of $STATE/dockerd.log:
 $(tail -n 15 "$STATE/dockerd.log" 2>/dev/null)"
@@ -622,6 +629,8 @@ HOST_ADMIN_KEY=$LAB_CACHE/keys/host-admin  # root on every host, over ssh from t
 CONTROL_SSH=$LAB_CACHE/control/ssh         # /root/.ssh of the control namespace: known_hosts, config
 HOSTS_LINK=10.77                           # 10.77.<i>.0/24 per host
 HOST_POOL=lab                              # each host's storage pool (dir pool under $HOSTS_DIR/<name>/pool)
+DOCKER_TLS_PORT=2376                       # each host's dockerd also listens on TLS tcp://<host>:2376
+DOCKER_TLS_ARGS=()                         # dockerd's TLS flags (a host's, set by ensure_docker_tls)
 
 # Sets the globals the daemon functions above use (NS, RUN, STATE, sockets, subnets) to host I's; call in a
 # subshell. HOST_NAME, HOST_ADDR, HOST_DIR describe the host.
@@ -698,6 +707,38 @@ EOS
 $(tail -n 15 "$STATE/sshd.log" 2>/dev/null)"
 }
 
+# TLS for each host's dockerd, made with openssl: one CA for the rig of hosts, a server certificate per
+# host (its link address as subjectAltName) and one client certificate for the control namespace, laid
+# out as DOCKER_CERT_PATH wants it ($HOSTS_DIR/docker-client: ca.pem, cert.pem, key.pem). Sets
+# DOCKER_TLS_ARGS (dockerd: -H tcp://<host>:2376 --tlsverify ...). After select_host.
+ensure_docker_tls() {
+  local ca=$HOSTS_DIR/docker-ca client=$HOSTS_DIR/docker-client dir=$HOST_DIR/docker-tls
+  local ssl=(openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes)
+  mkdir -p "$ca" "$client" "$dir"
+  if [ ! -f "$ca/ca.pem" ]; then
+    "${ssl[@]}" -x509 -days 3650 -subj "/CN=lab rig docker CA" -keyout "$ca/ca-key.pem" -out "$ca/ca.pem" \
+      2>/dev/null || die "openssl: cannot make the docker CA in $ca"
+    rm -f "$client/cert.pem" "$HOSTS_DIR"/h*/docker-tls/cert.pem # issued by an older CA
+  fi
+  if [ ! -f "$client/cert.pem" ]; then
+    "${ssl[@]}" -subj "/CN=lab-control" -keyout "$client/key.pem" -out "$client/req.csr" 2>/dev/null &&
+      openssl x509 -req -in "$client/req.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca-key.pem" -CAcreateserial -days 3650 \
+        -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n') \
+        -out "$client/cert.pem" 2>/dev/null || die "openssl: cannot make the docker client certificate"
+    cp "$ca/ca.pem" "$client/ca.pem"
+    chmod 600 "$client/key.pem"
+  fi
+  if [ ! -f "$dir/cert.pem" ]; then
+    "${ssl[@]}" -subj "/CN=$HOST_NAME" -keyout "$dir/key.pem" -out "$dir/req.csr" 2>/dev/null &&
+      openssl x509 -req -in "$dir/req.csr" -CA "$ca/ca.pem" -CAkey "$ca/ca-key.pem" -CAcreateserial -days 3650 \
+        -extfile <(printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:%s\n' "$HOST_ADDR") \
+        -out "$dir/cert.pem" 2>/dev/null || die "openssl: cannot make the docker server certificate of $HOST_NAME"
+    chmod 600 "$dir/key.pem"
+  fi
+  DOCKER_TLS_ARGS=(-H "tcp://$HOST_ADDR:$DOCKER_TLS_PORT" --tlsverify --tlscacert "$ca/ca.pem"
+    --tlscert "$dir/cert.pem" --tlskey "$dir/key.pem")
+}
+
 host_pool_active() { [[ "$(virsh_ pool-info "$HOST_POOL" 2>/dev/null)" =~ State:\ +running ]]; }
 
 ensure_host_pool() {
@@ -721,6 +762,9 @@ export LAB_HOST_ADDRESS=$HOST_ADDR
 export LAB_HOST_LIBVIRT_URI='$(host_libvirt_uri)'
 export LAB_HOST_DOCKER_HOST=ssh://root@$HOST_ADDR
 export LAB_HOST_DOCKER_SOCKET=${DOCKER_SOCK#unix://}
+# The same dockerd over TLS (tcp://), with the control namespace's client files as DOCKER_CERT_PATH.
+export LAB_HOST_DOCKER_TLS_HOST=tcp://$HOST_ADDR:$DOCKER_TLS_PORT
+export LAB_HOST_DOCKER_CERT_PATH=$HOSTS_DIR/docker-client
 export LAB_HOST_STORAGE_POOL=$HOST_POOL
 export LAB_HOST_GATEWAY_ADDRESS=$HOST_ADDR
 export LAB_HOST_NETWORK=$NETWORK
@@ -744,6 +788,7 @@ host_up() { # I : one host, in a subshell (select_host changes the globals)
     ensure_libvirtd
     ensure_network
     ensure_host_pool
+    ensure_docker_tls
     ensure_dockerd
     ensure_terminal_image
     ensure_gateway_image

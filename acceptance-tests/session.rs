@@ -412,3 +412,69 @@ async fn an_apply_killed_amid_creates_leaves_orphans_that_the_next_apply_adopts(
     assert!(owned_hostnames(&knot).await.is_empty(), "destroy left ownership records");
     assert_no_records(&knot, hostnames);
 }
+
+/// `lab_session.dns_target` through terraform against the real Knot server: each session's CNAME
+/// points at the gateway of its host (or, unset, at the provider's `target`), a changed target is
+/// an in-place update that repoints the record and keeps the id, a target the record type cannot
+/// hold is a plan-time error on `dns_target`, and destroy leaves no record.
+#[tokio::test(flavor = "multi_thread")]
+async fn dns_target_points_each_record_at_its_hosts_gateway() {
+    let knot = Knot::start().await;
+    let ws = dns_workspace(&knot);
+    let (gw1, gw2) = (format!("gw-h1.{ZONE}"), format!("gw-h2.{ZONE}"));
+    ws.write(
+        "hosts.tf",
+        "variable \"targets\" { type = map(string) }\n\
+         resource \"lab_session\" \"h\" {\n  for_each = var.targets\n\n  student    = each.key\n  \
+         dns_target = each.value\n}\n\
+         output \"by_student\" {\n  value = { for k, s in lab_session.h : k => { id = s.id, hostname = s.hostname } }\n}\n",
+    );
+    let targets = |ann: &str, bob: &str| {
+        ws.write("terraform.tfvars", &format!("students = []\ntargets = {{ ann = {ann}, bob = {bob}, cy = null }}\n"))
+    };
+
+    // A CNAME cannot point at an address: refused at plan, on the attribute, nothing written.
+    targets("\"10.77.1.2\"", &format!("\"{gw2}\""));
+    let plan = ws.terraform(&["plan", "-no-color"]);
+    assert_ne!(plan.code, 0, "a CNAME to an IP address was planned:\n{}", plan.stdout);
+    for expected in ["Error: Invalid dns_target", "dns_target = each.value", "\"10.77.1.2\" is an IP address"] {
+        assert!(plan.stderr.contains(expected), "no `{expected}` in:\n{}", plan.stderr);
+    }
+    assert!(owned_hostnames(&knot).await.is_empty());
+
+    targets(&format!("\"{gw1}\""), &format!("\"{gw2}\""));
+    ws.apply(&[]);
+    let by_student = |ws: &Workspace| -> BTreeMap<String, (String, String)> {
+        let out = ws.output_json()["by_student"]["value"].clone();
+        ["ann", "bob", "cy"]
+            .iter()
+            .map(|s| {
+                let field = |k: &str| out[s][k].as_str().unwrap_or_else(|| panic!("{s}.{k}: {out}")).to_string();
+                (s.to_string(), (field("id"), field("hostname")))
+            })
+            .collect()
+    };
+    let first = by_student(&ws);
+    let cname = |s: &str, map: &BTreeMap<String, (String, String)>| knot.dig(&map[s].1, "CNAME");
+    assert_eq!(cname("ann", &first), vec![format!("{gw1}.")]);
+    assert_eq!(cname("bob", &first), vec![format!("{gw2}.")]);
+    assert_eq!(cname("cy", &first), vec![format!("{TUNNEL_TARGET}.")], "no dns_target: the provider's target");
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "second plan not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    // bob moves to h1: one in-place update, the same session and hostname, the record repointed.
+    targets(&format!("\"{gw1}\""), &format!("\"{gw1}\""));
+    let plan = ws.plan();
+    assert_eq!(plan.code, 2, "{}\n{}", plan.stdout, plan.stderr);
+    assert_eq!(plan_counts(&plan.stdout), (0, 1, 0), "{}", plan.stdout);
+    ws.apply(&[]);
+    assert_eq!(by_student(&ws), first, "ids and hostnames stay");
+    assert_eq!(cname("bob", &first), vec![format!("{gw1}.")]);
+    assert_eq!(cname("ann", &first), vec![format!("{gw1}.")]);
+    let plan = ws.plan();
+    assert_eq!(plan.code, 0, "plan after the move not empty:\n{}\n{}", plan.stdout, plan.stderr);
+
+    ws.destroy();
+    assert!(owned_hostnames(&knot).await.is_empty(), "destroy left ownership records");
+    assert_no_records(&knot, first.into_values().map(|(_, h)| h));
+}

@@ -60,6 +60,15 @@ impl Provider for LabProvider {
             if let Some(pool) = host.storage_pool.known() {
                 validate::check(&mut diags, path.clone().attr("storage_pool"), validate::pool_name(pool));
             }
+            if let Some(dir) = host.docker_cert_path.known() {
+                validate::check(&mut diags, path.clone().attr("docker_cert_path"), validate::absolute_path(dir));
+                if let Some(docker) = host.docker_host.known()
+                    && !(docker.starts_with("tcp://") || docker.starts_with("https://"))
+                {
+                    let why = format!("TLS files are for a `tcp://` docker_host; `{docker}` does not use them");
+                    validate::check(&mut diags, path.clone().attr("docker_cert_path"), Err::<(), _>(why));
+                }
+            }
         }
         diags
     }
@@ -146,8 +155,8 @@ fn single_block(name: &str, block: Block) -> NestedBlock {
 fn host_block() -> Block {
     Block {
         description: "A host a class is spread over: `host \"<name>\" { ... }`, named by the `host` argument of \
-                      `lab_vm`, `lab_terminal` and `lab_gateway` (resources without `host` use the provider's own \
-                      `libvirt_uri` and `docker_host`). Names: `[a-z0-9-]`, 1-63 characters."
+                      `lab_vm`, `lab_image`, `lab_terminal` and `lab_gateway` (resources without `host` use the \
+                      provider's own `libvirt_uri` and `docker_host`). Names: `[a-z0-9-]`, 1-63 characters."
             .into(),
         attributes: vec![
             Attribute::string("libvirt_uri").optional().description(
@@ -156,11 +165,18 @@ fn host_block() -> Block {
             ),
             Attribute::string("docker_host").optional().description(
                 "Docker daemon of the host: `ssh://root@hv1.example.edu` (the ssh client runs `docker system \
-                 dial-stdio` there), `tcp://` with TLS from `$DOCKER_CERT_PATH`, or `unix://`.",
+                 dial-stdio` there), `tcp://hv1.example.edu:2376` with TLS (`docker_cert_path`), or `unix://`.",
             ),
-            Attribute::string("storage_pool")
-                .optional()
-                .description("libvirt storage pool on the host for `lab_vm` overlays and seeds."),
+            Attribute::string("docker_cert_path").optional().description(
+                "Directory of the TLS files for a `tcp://` `docker_host`, laid out as `DOCKER_CERT_PATH`: `ca.pem` \
+                 (the CA the daemon's certificate is checked against), `cert.pem` and `key.pem` (this client's). \
+                 Unset: the provider's own Docker TLS files (`$DOCKER_CERT_PATH`, or `~/.docker` with \
+                 `$DOCKER_TLS_VERIFY`), if any.",
+            ),
+            Attribute::string("storage_pool").optional().description(
+                "libvirt storage pool on the host for `lab_vm` overlays and seeds, and for `lab_image`s that \
+                     name no `pool`.",
+            ),
         ],
         ..Default::default()
     }
@@ -272,5 +288,27 @@ mod tests {
         assert_eq!(diags.0[0].summary, "Invalid libvirt_uri");
         let config = LabConfig { libvirt_uri: Attr::Known("qemu+ssh://root@host/system".into()), ..Default::default() };
         assert!(LabProvider::new().validate(&config).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_hosts_docker_cert_path_is_absolute_and_for_tcp_only() {
+        use crate::settings::HostBlock;
+        let host = |docker: &str, certs: &str| HostBlock {
+            docker_host: Attr::Known(docker.into()),
+            docker_cert_path: Attr::Known(certs.into()),
+            ..Default::default()
+        };
+        let config = |h: HostBlock| LabConfig {
+            host: Some(std::collections::BTreeMap::from([("h1".to_string(), h)])),
+            ..Default::default()
+        };
+        let ok = config(host("tcp://10.77.2.2:2376", "/etc/lab/h1-docker"));
+        assert!(LabProvider::new().validate(&ok).await.is_empty());
+        for bad in [host("tcp://10.77.2.2:2376", "certs"), host("ssh://root@10.77.2.2", "/etc/lab/h1-docker")] {
+            let diags = LabProvider::new().validate(&config(bad)).await;
+            assert_eq!(diags.0.len(), 1, "{diags:?}");
+            let path = diags.0[0].attribute.as_ref().map(|p| p.to_string());
+            assert_eq!(path.as_deref(), Some("host[\"h1\"].docker_cert_path"), "{diags:?}");
+        }
     }
 }

@@ -39,6 +39,7 @@ pub struct LabConfig {
 pub struct HostBlock {
     pub libvirt_uri: Attr<String>,
     pub docker_host: Attr<String>,
+    pub docker_cert_path: Attr<String>,
     pub storage_pool: Attr<String>,
 }
 
@@ -106,6 +107,9 @@ pub struct HostSettings {
     pub libvirt_uri: Option<String>,
     pub docker_host: Option<String>,
     pub storage_pool: Option<String>,
+    /// Client TLS material for a `tcp://` daemon (`docker_cert_path`); None: the provider's own
+    /// (`Settings::docker_tls`), as a host without its own files used before the block had them.
+    pub docker_tls: Option<TlsFiles>,
 }
 
 /// Which host a resource runs on: `None` is the provider's own `libvirt_uri`/`docker_host`.
@@ -148,6 +152,8 @@ impl Settings {
                 libvirt_uri: known(&block.libvirt_uri, "libvirt_uri", validate::libvirt_uri)?,
                 docker_host: block.docker_host.known().cloned(),
                 storage_pool: known(&block.storage_pool, "storage_pool", validate::pool_name)?,
+                docker_tls: known(&block.docker_cert_path, "docker_cert_path", validate::absolute_path)?
+                    .map(|dir| TlsFiles::in_dir(std::path::Path::new(&dir))),
             };
             hosts.insert(name, host);
         }
@@ -350,7 +356,11 @@ impl ProviderHandle {
         }
         let settings = self.settings()?;
         let docker_host = settings.require_docker_host_on(host, resource)?;
-        let client = DockerHost::parse(docker_host, settings.docker_tls.clone())
+        let tls = match host {
+            Some(name) => settings.named_host(name)?.docker_tls.clone().or_else(|| settings.docker_tls.clone()),
+            None => settings.docker_tls.clone(),
+        };
+        let client = DockerHost::parse(docker_host, tls)
             .and_then(|host| DockerClient::connect(&host))
             .or_diag("Cannot use the Docker host")?;
         Ok(clients.docker.get_or_init(|| client))
@@ -407,6 +417,7 @@ mod tests {
         let host = HostBlock {
             libvirt_uri: Attr::Known("qemu+ssh://root@10.77.1.2/system".into()),
             docker_host: Attr::Known("ssh://root@10.77.1.2".into()),
+            docker_cert_path: Attr::Null,
             storage_pool: Attr::Null,
         };
         let config = LabConfig { host: Some(BTreeMap::from([("h1".to_string(), host)])), ..Default::default() };
@@ -430,6 +441,35 @@ mod tests {
         let config = LabConfig { host: Some(BTreeMap::from([("h1".to_string(), host)])), ..Default::default() };
         let err = Settings::resolve(config, |_| None).err().unwrap();
         assert_eq!(err.0[0].attribute.as_ref().map(|p| p.to_string()).as_deref(), Some("host[\"h1\"].libvirt_uri"));
+    }
+
+    #[test]
+    fn a_host_blocks_docker_tls_files_are_its_own_else_the_providers() {
+        let env = |var: &str| (var == "DOCKER_CERT_PATH").then(|| "/env-certs".to_string());
+        let block = |certs: Option<&str>| HostBlock {
+            docker_host: Attr::Known("tcp://10.77.2.2:2376".into()),
+            docker_cert_path: certs.map(str::to_string).into(),
+            ..Default::default()
+        };
+        let hosts = BTreeMap::from([("h1".to_string(), block(Some("/certs/h1"))), ("h2".to_string(), block(None))]);
+        let s = Settings::resolve(LabConfig { host: Some(hosts), ..Default::default() }, env).unwrap();
+        assert_eq!(s.hosts["h1"].docker_tls, Some(TlsFiles::in_dir(std::path::Path::new("/certs/h1"))));
+        assert_eq!(s.hosts["h2"].docker_tls, None, "no environment fallback in the block itself");
+        assert_eq!(s.docker_tls, Some(TlsFiles::in_dir(std::path::Path::new("/env-certs"))));
+
+        // What each host's client is made with: its own files, else the provider's.
+        let handle = ProviderHandle::with_settings(s);
+        let text = |host| match handle.docker_on(Some(host), "lab_terminal") {
+            Ok(_) => panic!("connected with TLS files that do not exist"),
+            Err(diags) => format!("{diags:?}"),
+        };
+        assert!(text("h1").contains("/certs/h1/ca.pem"), "{}", text("h1"));
+        assert!(text("h2").contains("/env-certs/ca.pem"), "{}", text("h2"));
+
+        let relative = BTreeMap::from([("h1".to_string(), block(Some("certs")))]);
+        let err = Settings::resolve(LabConfig { host: Some(relative), ..Default::default() }, env).err().unwrap();
+        let path = err.0[0].attribute.as_ref().map(|p| p.to_string());
+        assert_eq!(path.as_deref(), Some("host[\"h1\"].docker_cert_path"), "{err:?}");
     }
 
     #[test]

@@ -597,6 +597,40 @@ async fn an_adopted_record_follows_a_changed_tunnel() {
     assert!(!cf.log().iter().any(|l| l.method == Method::PATCH), "{:?}", cf.log());
 }
 
+/// `lab_session.dns_target`: a session's CNAME points at its own target (another host's tunnel or
+/// gateway) instead of the provider's tunnel; a changed target is one PATCH of the same record;
+/// a target that is not a host name is refused before any request.
+#[tokio::test]
+async fn a_sessions_own_target_is_its_cname_and_a_change_patches_it() {
+    let cf = FakeCloudflare::start().await;
+    let dns = cf.backend();
+    let h2 = "2222aaaa-bbbb-cccc-dddd-eeeeffff0000.cfargotunnel.com";
+    let ann = RecordSpec { target: Some("gw-h1.example.net".into()), ..spec("lab-ann", "ann") };
+
+    let id = dns.ensure_record(&ann).await.unwrap();
+    let stored = cf.records_named(&ann.hostname);
+    assert_eq!((stored.len(), stored[0].record_type.as_str()), (1, "CNAME"));
+    assert_eq!(stored[0].content, "gw-h1.example.net");
+
+    cf.clear_log();
+    let moved = RecordSpec { target: Some(format!("{h2}.")), ..ann.clone() };
+    assert_eq!(dns.ensure_record(&moved).await.unwrap(), id);
+    let stored = cf.records_named(&ann.hostname);
+    assert_eq!((stored.len(), stored[0].content.as_str()), (1, h2));
+    let patches = cf.log().iter().filter(|l| l.method == Method::PATCH).count();
+    let posts = cf.log().iter().filter(|l| l.method == Method::POST).count();
+    assert_eq!((patches, posts), (1, 0), "{:?}", cf.log());
+    // Without its own target the session follows the provider's tunnel again.
+    dns.ensure_record(&RecordSpec { target: None, ..ann.clone() }).await.unwrap();
+    assert_eq!(cf.records_named(&ann.hostname)[0].content, format!("{TUNNEL_ID}.cfargotunnel.com"));
+
+    cf.clear_log();
+    let bad = RecordSpec { target: Some("10.77.2.2".into()), ..spec("lab-eve", "eve") };
+    let err = dns.ensure_record(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("is an IP address, not a host name"), "{err}");
+    assert!(cf.log().is_empty() && cf.records_named(&bad.hostname).is_empty(), "{:?}", cf.log());
+}
+
 fn student_spec(host: &str, session: &str, student: &str, pending: bool) -> RecordSpec {
     RecordSpec {
         student: Some(student.to_string()),

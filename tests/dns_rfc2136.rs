@@ -105,6 +105,48 @@ async fn a_record_deleted_out_of_band_is_detected_and_recreated() {
     assert_eq!(knot.dig(&carol.hostname, "A"), vec![format!("{TUNNEL_TARGET}."), "127.0.0.3".to_string()]);
 }
 
+/// A session on another host points its record at that host's gateway (`lab_session.dns_target`):
+/// the record carries the session's target, a changed target repoints it in place, and a target
+/// the record type cannot hold is refused before anything is sent.
+#[tokio::test]
+async fn a_sessions_own_target_overrides_the_configured_one_and_can_change() {
+    let knot = Knot::start().await;
+    let dns = knot.backend();
+    let h1 = format!("gw-h1.{ZONE}");
+    let h2 = format!("gw-h2.{ZONE}");
+    let ann = RecordSpec { target: Some(h1.clone()), ..spec("lab-ann", "ann") };
+    let plain = spec("lab-plain", "plain");
+
+    let id = dns.ensure_record(&ann).await.unwrap();
+    dns.ensure_record(&plain).await.unwrap();
+    assert_eq!(knot.dig(&ann.hostname, "CNAME"), vec![format!("{h1}.")]);
+    assert_eq!(knot.dig(&plain.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")], "no target: the provider's");
+
+    // Moved to h2: the same record (same id, same marker) now points at h2's gateway.
+    let moved = RecordSpec { target: Some(format!("{h2}.")), ..ann.clone() };
+    assert_eq!(dns.ensure_record(&moved).await.unwrap(), id);
+    assert_eq!(knot.dig(&ann.hostname, "CNAME"), vec![format!("{h2}.")]);
+    assert_eq!(
+        knot.dig(&format!("_lab-owner.{}", ann.hostname), "TXT"),
+        vec!["\"managed-by=terraform-provider-lab session=ann\"".to_string()]
+    );
+    // Back to the provider's target when the session's is removed.
+    assert_eq!(dns.ensure_record(&RecordSpec { target: None, ..ann.clone() }).await.unwrap(), id);
+    assert_eq!(knot.dig(&ann.hostname, "CNAME"), vec![format!("{TUNNEL_TARGET}.")]);
+
+    // A records take addresses only; CNAMEs take names only. Nothing is written either way.
+    let a = DnsBackend::Rfc2136(Rfc2136Dns::new(knot.config(SessionRecordType::A, "127.0.0.9")).unwrap());
+    let bad = RecordSpec { target: Some(h1.clone()), ..spec("lab-eve", "eve") };
+    let err = a.ensure_record(&bad).await.unwrap_err();
+    assert!(err.to_string().contains("must be an IPv4 address for record_type A"), "{err}");
+    assert!(knot.dig(&bad.hostname, "A").is_empty() && knot.dig(&bad.hostname, "CNAME").is_empty());
+    assert!(dns.check_target("10.77.2.2").is_err() && dns.check_target("gw_h2!").is_err());
+    assert!(a.check_target("10.77.2.2").is_ok() && dns.check_target(&h2).is_ok());
+    let eve = RecordSpec { target: Some("127.0.0.7".into()), ..spec("lab-eve", "eve") };
+    a.ensure_record(&eve).await.unwrap();
+    assert_eq!(knot.dig(&eve.hostname, "A"), vec!["127.0.0.7".to_string()]);
+}
+
 #[tokio::test]
 async fn a_wrong_tsig_key_is_refused_with_a_clear_error() {
     let knot = Knot::start().await;

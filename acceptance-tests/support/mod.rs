@@ -375,8 +375,9 @@ pub fn virsh(args: &[&str]) -> Output {
     rig_exec(&all)
 }
 
-/// `terraform apply <extra>` inside the rig with the provider's log at `level` kept: the run and
-/// the messages of the log lines that `keep` selects, one per line.
+/// `terraform apply <extra>` where the workspace runs terraform (the rig's netns, or a rig of
+/// hosts' control namespace) with the provider's log at `level` kept: the run and the messages of
+/// the log lines that `keep` selects, one per line.
 pub fn apply_with_provider_log(
     ws: &Workspace,
     level: &str,
@@ -385,24 +386,11 @@ pub fn apply_with_provider_log(
 ) -> (Run, String) {
     let log = ws.path().join("provider.log");
     let _ = std::fs::remove_file(&log);
-    let rc = ws.path().join(".terraformrc");
-    let mut args = vec![
-        "env".to_string(),
-        format!("TF_CLI_CONFIG_FILE={}", rc.display()),
-        format!("TF_LOG_PROVIDER={level}"),
-        format!("TF_LOG_PATH={}", log.display()),
-        "TF_IN_AUTOMATION=1".into(),
-        "TF_INPUT=0".into(),
-        "CHECKPOINT_DISABLE=1".into(),
-        "terraform".into(),
-        format!("-chdir={}", ws.path().display()),
-        "apply".into(),
-        "-auto-approve".into(),
-        "-no-color".into(),
-    ];
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-    let run = Run::from_output(rig_exec(&argv));
+    let mut args = vec!["apply", "-auto-approve", "-no-color"];
+    args.extend_from_slice(extra);
+    let mut cmd = ws.command(&args);
+    cmd.env("TF_LOG_PROVIDER", level).env("TF_LOG_PATH", &log);
+    let run = Run::from(cmd.output().expect("running terraform apply"));
     let messages = std::fs::read_to_string(&log)
         .unwrap_or_default()
         .lines()

@@ -31,6 +31,16 @@ locals {
   placement = { for i, email in sort(keys(local.roster)) : email => element(local.hosts, i) }
 }
 
+# The base image, from this machine, into each host's pool through that host's libvirt: once per
+# host (a second apply uploads nothing). The VMs on a host are thin clones of its copy.
+resource "lab_image" "base" {
+  for_each = toset(local.hosts)
+
+  host   = each.key
+  name   = "${var.course}-base.qcow2"
+  source = var.base_image
+}
+
 # One gateway per host: a session's URL goes to its host's gateway.
 resource "lab_gateway" "edge" {
   for_each = toset(local.hosts)
@@ -49,6 +59,8 @@ resource "lab_session" "student" {
   ttl        = local.roster[each.key].ttl
   url_scheme = lab_gateway.edge[each.value].url_scheme
   url_port   = lab_gateway.edge[each.value].url_port
+  # With a provider `dns` block, the session's record points at its own host's gateway.
+  dns_target = var.hosts[each.value].dns_target
 }
 
 resource "lab_vm" "student" {
@@ -57,7 +69,7 @@ resource "lab_vm" "student" {
   host                = each.value
   name                = "${var.course}-${local.slug[each.key]}"
   hostname            = "${var.course}-${local.slug[each.key]}"
-  base_image          = var.base_image # overlays: volumes in the host block's storage_pool
+  base_image          = lab_image.base[each.value].path # overlays: volumes in the host block's storage_pool
   kernel              = var.kernel
   initrd              = var.initrd
   cmdline             = var.cmdline == null ? null : "${var.cmdline} lab.hostname=${var.course}-${local.slug[each.key]}"

@@ -1,5 +1,5 @@
 variable "hosts" {
-  description = "The two hosts (h1, h2): their libvirt URI, Docker host, storage pool, the Docker socket path on the host (mounted into its gateway), the libvirt network VMs join and the gateway's port."
+  description = "The two hosts (h1, h2): their libvirt URI, Docker host, storage pool (where the base image and overlays go), the Docker socket path on the host (mounted into its gateway), the libvirt network VMs join, the gateway's port, and where its sessions' DNS records point (the gateway's public name; with a provider dns block)."
   type = map(object({
     libvirt_uri   = string
     docker_host   = string
@@ -7,6 +7,7 @@ variable "hosts" {
     docker_socket = optional(string, "/var/run/docker.sock")
     network       = optional(string, "default")
     gateway_port  = optional(number, 8080)
+    dns_target    = optional(string)
   }))
 }
 
@@ -24,7 +25,7 @@ variable "domain" {
 
 variable "base_image" {
   type        = string
-  description = "Base image path on every host (each VM is a thin clone of it)."
+  description = "Base image file on this machine: uploaded once into each host's pool (lab_image); each VM is a thin clone of its host's copy."
 }
 
 variable "kernel" {

@@ -1,6 +1,6 @@
 //! `lab_image`: a base image uploaded from the machine running Terraform into a storage pool of
-//! the libvirt host, through libvirt's volume upload stream (virStorageVolUpload), so the host
-//! needs no shared filesystem and no copy by hand. The volume is read-only (mode 0444); VMs name
+//! the libvirt host (the provider's own, or the `host` block it names), through libvirt's volume
+//! upload stream (virStorageVolUpload), so the host needs no shared filesystem and no copy by hand. The volume is read-only (mode 0444); VMs name
 //! its `path` as their `base_image` and never write to it. Schema first, then validate, plan,
 //! create, read, update, delete, import.
 //!
@@ -19,14 +19,14 @@ use sha2::{Digest, Sha256};
 
 use crate::backends::libvirt::{Libvirt, Volume};
 use crate::backends::volume_xml::VolumeSpec;
-use crate::lifecycle::{Rollback, Timeouts, exists_unowned, shell_command};
+use crate::lifecycle::{Rollback, Timeouts, exists_unowned, host_and_id, import_id, shell_command};
 use crate::protocol::diag::error_chain;
 use crate::protocol::log;
 use crate::protocol::{
     Attr, AttrPath, Attribute, Block, DiagResultExt, Diagnostic, Diagnostics, OpContext, PlanRequest, Planned,
     Resource, Schema,
 };
-use crate::settings::ProviderHandle;
+use crate::settings::{ProviderHandle, Settings};
 
 const TYPE_NAME: &str = "lab_image";
 const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(30 * 60);
@@ -38,6 +38,7 @@ const READ_ONLY: &str = "0444";
 pub struct LabImageState {
     pub id: Attr<String>,
     pub name: Attr<String>,
+    pub host: Attr<String>,
     pub source: Attr<String>,
     pub pool: Attr<String>,
     pub format: Attr<String>,
@@ -57,20 +58,27 @@ fn image_block() -> Block {
                       use it as `base_image = lab_image.<name>.path`."
             .into(),
         attributes: vec![
-            s("id").computed().keep_prior().description("`<pool>/<name>`; import takes the same."),
+            s("id")
+                .computed()
+                .keep_prior()
+                .description("`<pool>/<name>`, or `<host>/<pool>/<name>` on a named host; import takes the same."),
             s("name").required().requires_replace().description(
                 "Volume name in the pool, e.g. `debian-12.qcow2`: 1-128 characters `[A-Za-z0-9._-]`, not starting \
                  with `-` or `.`.",
+            ),
+            s("host").optional().requires_replace().description(
+                "The provider's `host \"<name>\"` block whose libvirt receives the image; unset: the provider's own \
+                 `libvirt_uri`. A name without a block is a plan-time error. One `lab_image` per host puts the same \
+                 file on each (`for_each` over the hosts); changing it uploads to the new host.",
             ),
             s("source").required().description(
                 "Path of the image file on the machine running Terraform. Its size is compared with the volume's at \
                  every plan (a different size uploads again); set `sha256` to pin its content.",
             ),
-            s("pool")
-                .optional()
-                .computed()
-                .requires_replace()
-                .description("Storage pool on the libvirt host; defaults to the provider's `storage_pool`."),
+            s("pool").optional().computed().requires_replace().description(
+                "Storage pool on the libvirt host; defaults to the `storage_pool` of the `host` block (the \
+                     provider's own without `host`).",
+            ),
             s("format")
                 .optional()
                 .computed()
@@ -115,8 +123,9 @@ impl ImageResource {
         ImageResource { provider }
     }
 
-    async fn libvirt(&self) -> Result<Libvirt, Diagnostics> {
-        self.provider.libvirt(TYPE_NAME).await
+    /// The libvirt connection of the image's host (None: the provider's own).
+    async fn libvirt(&self, host: Option<&str>) -> Result<Libvirt, Diagnostics> {
+        self.provider.libvirt_on(host, TYPE_NAME).await
     }
 }
 
@@ -143,21 +152,16 @@ impl Resource for ImageResource {
             return Err(diags);
         }
         let settings = self.provider.settings()?;
-        settings.require_libvirt_uri(TYPE_NAME)?;
+        settings.check_host(&planned.host)?;
+        // A host known only at apply (computed from another resource) is checked then.
+        if !planned.host.is_unknown() {
+            settings.require_libvirt_uri_on(host_of(&planned), TYPE_NAME)?;
+        }
         if req.config.pool.is_null() {
             planned.pool = match &req.prior {
                 Some(prior) => prior.pool.clone(),
-                None => match &settings.storage_pool {
-                    Some(pool) => Attr::Known(pool.clone()),
-                    None => {
-                        return Err(Diagnostic::attr_error(
-                            AttrPath::root("pool"),
-                            "No storage pool for the image",
-                            "Set `pool` here, or `storage_pool` in the provider block (or $LAB_STORAGE_POOL).",
-                        )
-                        .into());
-                    }
-                },
+                None if planned.host.is_unknown() => Attr::Unknown,
+                None => Attr::Known(default_pool(settings, host_of(&planned))?),
             };
         }
         let mut out_replace = Vec::new();
@@ -213,8 +217,11 @@ impl Resource for ImageResource {
         Ok(out)
     }
 
-    async fn create(&self, planned: LabImageState, ctx: &OpContext) -> Result<LabImageState, Diagnostics> {
-        let lv = self.libvirt().await?;
+    async fn create(&self, mut planned: LabImageState, ctx: &OpContext) -> Result<LabImageState, Diagnostics> {
+        if planned.pool.is_unknown() {
+            planned.pool = Attr::Known(default_pool(self.provider.settings()?, host_of(&planned))?);
+        }
+        let lv = self.libvirt(host_of(&planned)).await?;
         let image = Image::from_state(&planned)?;
         let mut rollback = Rollback::new();
         let made = tokio::select! {
@@ -239,7 +246,7 @@ impl Resource for ImageResource {
 
     async fn read(&self, current: LabImageState, _ctx: &OpContext) -> Result<Option<LabImageState>, Diagnostics> {
         let (Some(pool), Some(name)) = (current.pool.known(), current.name.known()) else { return Ok(None) };
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(host_of(&current)).await?;
         // Gone (deleted out of band, or the pool with it): the plan makes it again.
         let pool_there = lv.pool(pool).await.or_diag("Looking up the storage pool")?.is_some();
         if !pool_there {
@@ -267,7 +274,7 @@ impl Resource for ImageResource {
     async fn delete(&self, current: LabImageState, _ctx: &OpContext) -> Result<(), Diagnostics> {
         let (Some(pool), Some(name)) = (current.pool.known(), current.name.known()) else { return Ok(()) };
         let (_, delete_timeout) = parse_timeouts(&current)?;
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(host_of(&current)).await?;
         if lv.pool(pool).await.or_diag("Looking up the storage pool")?.is_none() {
             return Ok(());
         }
@@ -284,17 +291,17 @@ impl Resource for ImageResource {
     }
 
     async fn import(&self, id: &str, _ctx: &OpContext) -> Result<Option<LabImageState>, Diagnostics> {
-        let Some((pool, name)) = id
-            .split_once('/')
-            .filter(|(p, n)| crate::validate::pool_name(p).is_ok() && crate::validate::pool_name(n).is_ok())
-        else {
+        let Some((host, pool, name)) = parse_import_id(id) else {
             return Err(Diagnostic::error(
                 "Invalid import id",
-                format!("Import `lab_image` as `<pool>/<volume name>`, e.g. `default/debian-12.qcow2`; got `{id}`."),
+                format!(
+                    "Import `lab_image` as `<pool>/<volume name>`, e.g. `default/debian-12.qcow2`, or \
+                     `<host>/<pool>/<volume name>` on a named host, e.g. `h1/default/debian-12.qcow2`; got `{id}`."
+                ),
             )
             .into());
         };
-        let lv = self.libvirt().await?;
+        let lv = self.libvirt(host).await?;
         if lv.pool(pool).await.or_diag("Looking up the storage pool")?.is_none() {
             return Ok(None);
         }
@@ -303,6 +310,7 @@ impl Resource for ImageResource {
             lv.volume_sha256(pool, name, vol.summary.physical_bytes).await.or_diag("Reading the image back")?;
         let mut state = LabImageState {
             name: Attr::Known(name.to_string()),
+            host: host.map(str::to_string).into(),
             pool: Attr::Known(pool.to_string()),
             format: vol.summary.format.clone().into(),
             source_sha256: Attr::Known(sha256),
@@ -316,6 +324,7 @@ impl Resource for ImageResource {
 /// The planned image with defaults applied.
 struct Image {
     name: String,
+    host: Option<String>,
     source: PathBuf,
     pool: String,
     format: String,
@@ -324,11 +333,20 @@ struct Image {
 }
 
 impl Image {
+    /// Where the image goes, for the log: `pool lab`, or `pool lab of host h1`.
+    fn place(&self) -> String {
+        match &self.host {
+            Some(host) => format!("pool {} of host {host}", self.pool),
+            None => format!("pool {}", self.pool),
+        }
+    }
+
     fn from_state(s: &LabImageState) -> Result<Self, Diagnostics> {
         let missing = |attr: &str| crate::validate::missing(AttrPath::root(attr));
         let (create_timeout, _) = parse_timeouts(s)?;
         Ok(Image {
             name: s.name.known().cloned().ok_or_else(|| missing("name"))?,
+            host: s.host.known().cloned(),
             source: PathBuf::from(s.source.known().ok_or_else(|| missing("source"))?),
             pool: s.pool.known().cloned().ok_or_else(|| missing("pool"))?,
             format: s.format.known().cloned().unwrap_or_else(|| "raw".into()),
@@ -365,10 +383,10 @@ impl ImageResource {
         undo_volume(rollback, lv, &image.pool, name);
         lv.create_volume(&image.pool, &spec).await.or_diag("Creating the image volume")?;
         log::info(&format!(
-            "lab_image {name}: uploading {} ({} MiB) into pool {}",
+            "lab_image {name}: uploading {} ({} MiB) into {}",
             image.source.display(),
             len >> 20,
-            image.pool
+            image.place()
         ));
         let report = lv.upload_file(&image.pool, name, &image.source).await.or_diag("Uploading the image")?;
         let mib_s = report.bytes as f64 / report.seconds.max(1e-6) / f64::from(1u32 << 20);
@@ -409,7 +427,8 @@ async fn adopt(lv: &Libvirt, image: &Image, found: Volume, len: i64) -> Result<(
     let name = &image.name;
     let unowned = || {
         let what = format!("A volume `{name}` in pool `{}` with other content", image.pool);
-        exists_unowned(AttrPath::root("name"), TYPE_NAME, &what, &format!("{}/{name}", image.pool)).into()
+        let id = import_id(image.host.as_deref(), &format!("{}/{name}", image.pool));
+        exists_unowned(AttrPath::root("name"), TYPE_NAME, &what, &id).into()
     };
     if i64::try_from(found.summary.physical_bytes).ok() != Some(len) {
         return Err(unowned());
@@ -431,8 +450,39 @@ async fn adopt(lv: &Libvirt, image: &Image, found: Volume, len: i64) -> Result<(
     if remote != local {
         return Err(unowned());
     }
-    log::info(&format!("lab_image {name}: pool {} already holds these bytes; nothing uploaded", image.pool));
+    log::info(&format!("lab_image {name}: {} already holds these bytes; nothing uploaded", image.place()));
     Ok((found, local))
+}
+
+fn host_of(state: &LabImageState) -> Option<&str> {
+    state.host.known().map(String::as_str)
+}
+
+/// The pool an image goes to when it names none: its host block's `storage_pool`, or the
+/// provider's own without `host`.
+fn default_pool(settings: &Settings, host: Option<&str>) -> Result<String, Diagnostics> {
+    let (pool, fix) = match host {
+        Some(name) => (
+            settings.named_host(name)?.storage_pool.clone(),
+            format!("Set `pool` here, or `storage_pool` in the provider's `host \"{name}\"` block."),
+        ),
+        None => (
+            settings.storage_pool.clone(),
+            "Set `pool` here, or `storage_pool` in the provider block (or $LAB_STORAGE_POOL).".to_string(),
+        ),
+    };
+    pool.ok_or_else(|| Diagnostic::attr_error(AttrPath::root("pool"), "No storage pool for the image", fix).into())
+}
+
+/// An import id: `<pool>/<name>` on the provider's own libvirt, `<host>/<pool>/<name>` on a named
+/// host (lifecycle's `import_id` of `<pool>/<name>`); None when it is neither.
+fn parse_import_id(id: &str) -> Option<(Option<&str>, &str, &str)> {
+    let (host, rest) = if id.matches('/').count() == 2 { host_and_id(id) } else { (None, id) };
+    let (pool, name) = rest.split_once('/')?;
+    let valid = host.is_none_or(|h| crate::validate::name(h).is_ok())
+        && crate::validate::pool_name(pool).is_ok()
+        && crate::validate::pool_name(name).is_ok();
+    valid.then_some((host, pool, name))
 }
 
 fn validate_config(config: &LabImageState) -> Diagnostics {
@@ -543,7 +593,7 @@ fn checksum_mismatch(source: &Path, expected: &str, got: &str) -> Diagnostics {
 /// Fill what the volume says: id, path, sizes.
 fn fill_state(state: &mut LabImageState, vol: &Volume) {
     let s = &vol.summary;
-    state.id = Attr::Known(format!("{}/{}", vol.pool, s.name));
+    state.id = Attr::Known(import_id(host_of(state), &format!("{}/{}", vol.pool, s.name)));
     state.path = Attr::Known(s.path.to_string_lossy().into_owned());
     state.size_bytes = i64::try_from(s.physical_bytes).ok().into();
     state.capacity_bytes = i64::try_from(s.capacity_bytes).ok().into();
@@ -561,7 +611,10 @@ fn undo_volume(rollback: &mut Rollback, lv: &Libvirt, pool: &str, name: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+    use crate::settings::HostSettings;
 
     #[test]
     fn the_source_format_is_read_from_its_header() {
@@ -605,5 +658,99 @@ mod tests {
             ..Default::default()
         };
         assert!(!validate_config(&ok).has_errors(), "{:?}", validate_config(&ok));
+    }
+
+    fn two_hosts() -> ProviderHandle {
+        let host = |pool: Option<&str>| HostSettings {
+            libvirt_uri: Some("qemu+ssh://root@10.77.1.2/system".into()),
+            storage_pool: pool.map(str::to_string),
+            ..Default::default()
+        };
+        ProviderHandle::with_settings(Settings {
+            libvirt_uri: Some("qemu:///system".into()),
+            storage_pool: Some("default".into()),
+            hosts: BTreeMap::from([("h1".to_string(), host(Some("lab"))), ("h2".to_string(), host(None))]),
+            ..Default::default()
+        })
+    }
+
+    async fn plan_on(host: Attr<String>, source: &Path) -> Result<Planned<LabImageState>, Diagnostics> {
+        let config = LabImageState {
+            name: Attr::Known("base.qcow2".into()),
+            host,
+            source: Attr::Known(source.to_string_lossy().into_owned()),
+            ..Default::default()
+        };
+        let req = PlanRequest { prior: None, config: config.clone(), planned: config };
+        ImageResource::new(two_hosts()).plan(req).await
+    }
+
+    #[tokio::test]
+    async fn the_host_picks_the_pool_and_an_unknown_host_fails_the_plan_on_its_attribute() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("base.img");
+        std::fs::write(&source, vec![0u8; 4096]).unwrap();
+
+        let own = plan_on(Attr::Null, &source).await.unwrap();
+        assert_eq!(own.state.pool, Attr::Known("default".into()), "the provider's storage_pool without `host`");
+        let h1 = plan_on(Attr::Known("h1".into()), &source).await.unwrap();
+        assert_eq!(h1.state.pool, Attr::Known("lab".into()), "host h1's storage_pool");
+        assert_eq!((h1.state.id, h1.state.size_bytes), (Attr::Unknown, Attr::Known(4096)));
+
+        // A host known only at apply: its pool is too.
+        let later = plan_on(Attr::Unknown, &source).await.unwrap();
+        assert_eq!(later.state.pool, Attr::Unknown);
+
+        let err = plan_on(Attr::Known("h2".into()), &source).await.err().unwrap();
+        assert_eq!(err.0[0].attribute, Some(AttrPath::root("pool")), "{err:?}");
+        assert!(err.0[0].detail.contains("`host \"h2\"` block"), "{err:?}");
+
+        let err = plan_on(Attr::Known("h9".into()), &source).await.err().unwrap();
+        assert_eq!(err.0[0].summary, "Unknown host");
+        assert_eq!(err.0[0].attribute, Some(AttrPath::root("host")));
+        assert!(
+            err.0[0].detail.contains("No `host \"h9\"` block") && err.0[0].detail.contains("`h1`, `h2`"),
+            "{err:?}"
+        );
+    }
+
+    #[test]
+    fn import_ids_name_the_pool_and_on_a_named_host_the_host() {
+        assert_eq!(parse_import_id("default/base.qcow2"), Some((None, "default", "base.qcow2")));
+        assert_eq!(parse_import_id("h1/lab/base.qcow2"), Some((Some("h1"), "lab", "base.qcow2")));
+        for bad in ["base.qcow2", "h1/lab/", "/lab/base.qcow2", "a/b/c/d", "H 1/lab/base.qcow2", "lab/-x"] {
+            assert_eq!(parse_import_id(bad), None, "{bad}");
+        }
+        // The state's id is what import takes.
+        let vol = |pool: &str| Volume {
+            pool: pool.into(),
+            summary: crate::backends::volume_xml::VolumeSummary {
+                name: "base.qcow2".into(),
+                path: PathBuf::from("/pool/base.qcow2"),
+                ..Default::default()
+            },
+        };
+        for (host, id) in [(Attr::Null, "lab/base.qcow2"), (Attr::Known("h1".to_string()), "h1/lab/base.qcow2")] {
+            let mut state = LabImageState { host, ..Default::default() };
+            fill_state(&mut state, &vol("lab"));
+            assert_eq!(state.id.known().map(String::as_str), Some(id));
+            let (host, pool, name) = parse_import_id(id).unwrap();
+            assert_eq!((host, pool, name), (state.host.known().map(String::as_str), "lab", "base.qcow2"));
+        }
+    }
+
+    #[test]
+    fn state_round_trips_through_the_schema_type() {
+        use crate::protocol::serde_bridge::{from_value, to_value};
+        let ty = image_block().value_type();
+        let state = LabImageState {
+            name: Attr::Known("base.qcow2".into()),
+            host: Attr::Known("h1".into()),
+            source: Attr::Known("/img/base.qcow2".into()),
+            size_bytes: Attr::Known(4096),
+            ..Default::default()
+        };
+        let value = to_value(&state, &ty).unwrap();
+        assert_eq!(from_value::<LabImageState>(&value).unwrap(), state);
     }
 }

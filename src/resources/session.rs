@@ -34,6 +34,7 @@ pub struct SessionState {
     pub labels: Attr<BTreeMap<String, String>>,
     pub url_scheme: Attr<String>,
     pub url_port: Attr<i64>,
+    pub dns_target: Attr<String>,
     pub hostname: Attr<String>,
     pub url: Attr<String>,
     pub created_at: Attr<String>,
@@ -177,6 +178,13 @@ impl Resource for SessionResource {
                         "Port of `url`, left out when it is the scheme's default; unset: the default. Usually \
                          `lab_gateway.<name>.url_port` (`8080` for a local classroom). Updated in place.",
                     ),
+                    Attribute::string("dns_target").optional().description(
+                        "Where this session's DNS record points instead of the provider's `dns` target: the \
+                         gateway (or tunnel) of the host the session's terminal is on, e.g. \
+                         `gw-h2.lab.example.edu`. A host name for CNAME records (Cloudflare, RFC 2136's default), \
+                         an IPv4 address for RFC 2136's `record_type = \"A\"`; checked at plan time. Changed \
+                         in place (the record is repointed, the id stays). No effect without a `dns` block.",
+                    ),
                     computed("hostname", Type::String, "`<hostname_prefix><id>.<domain>`.").keep_prior(),
                     computed(
                         "url",
@@ -225,6 +233,9 @@ impl Resource for SessionResource {
         if let Some(port) = config.url_port.known() {
             validate::check(&mut diags, AttrPath::root("url_port"), validate::port(*port));
         }
+        if let Some(target) = config.dns_target.known() {
+            validate::check(&mut diags, AttrPath::root("dns_target"), validate::host(target.trim_end_matches('.')));
+        }
         diags
     }
 
@@ -232,6 +243,10 @@ impl Resource for SessionResource {
         let settings = self.provider.settings()?;
         settings.require_domain(TYPE_NAME)?;
         let mut planned = req.planned;
+        // What the record can point at depends on the backend (CNAME or A).
+        if let (Some(dns), Some(target)) = (&settings.dns, planned.dns_target.known()) {
+            dns.check_target(target).or_attr_diag(AttrPath::root("dns_target"), "Invalid dns_target")?;
+        }
         let prior_ttl = req.prior.as_ref().map(|p| p.ttl.clone());
         // `expires_at` follows `ttl`: derived now when `created_at` is known, at apply otherwise.
         if planned.ttl.is_unknown() {
@@ -331,8 +346,10 @@ impl Resource for SessionResource {
         }
         state.expires_at = expires_at(&state)?;
         state.expired = Attr::Known(is_expired(&state.expires_at, OffsetDateTime::now_utc())?);
-        // The record's marker carries the expiry that `lab_sessions` reports: refresh it too.
-        if state.dns_record_id.is_unknown() || (settings.dns.is_some() && state.expires_at != prior.expires_at) {
+        // The record's marker carries the expiry that `lab_sessions` reports: refresh it too, and
+        // repoint the record when its target changed.
+        let record_changed = state.expires_at != prior.expires_at || state.dns_target != prior.dns_target;
+        if state.dns_record_id.is_unknown() || (settings.dns.is_some() && record_changed) {
             state.dns_record_id = ensure_dns_record(settings, &state, false).await?;
         }
         Ok(state)
@@ -394,6 +411,7 @@ async fn ensure_dns_record(
         expires_at: state.expires_at.known().cloned(),
         student: state.student.known().cloned(),
         pending,
+        target: state.dns_target.known().cloned(),
     };
     let record = dns.ensure_record(&spec).await.or_diag(format!("Creating DNS record {hostname}"))?;
     Ok(Attr::Known(record.0))
@@ -544,5 +562,53 @@ mod tests {
         assert_eq!(paths, ["student", "ttl", "hostname_prefix"]);
         assert!(validate_prefix(&"a".repeat(56)).is_err());
         assert!(validate_prefix("lab-").is_ok());
+    }
+
+    /// A provider whose RFC 2136 backend writes `record_type` records (no server is contacted).
+    fn with_rfc2136(record_type: &str, target: &str) -> ProviderHandle {
+        use crate::backends::dns::rfc2136::{Rfc2136Config, Rfc2136Dns};
+        let config = Rfc2136Config {
+            server: "127.0.0.1:53".into(),
+            zone: "lab.example.edu".into(),
+            key_name: "lab-key".into(),
+            key_algorithm: Default::default(),
+            key_secret: "c2VjcmV0".into(),
+            record_type: record_type.parse().unwrap(),
+            target: target.into(),
+        };
+        let dns = DnsBackend::Rfc2136(Rfc2136Dns::new(config).unwrap());
+        ProviderHandle::with_settings(Settings {
+            domain: Some("lab.example.edu".into()),
+            dns: Some(std::sync::Arc::new(dns)),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn dns_target_is_checked_on_its_attribute_against_the_record_type() {
+        let bad = SessionState { dns_target: Attr::Known("gw h2!".into()), ..Default::default() };
+        let diags = SessionResource::new(ProviderHandle::default()).validate(&bad).await;
+        assert_eq!(diags.0.len(), 1, "{diags:?}");
+        assert_eq!(diags.0[0].attribute, Some(AttrPath::root("dns_target")));
+
+        let plan = |provider: ProviderHandle, target: &str| {
+            let config = SessionState {
+                student: Attr::Known("ann".into()),
+                hostname_prefix: Attr::Known(DEFAULT_PREFIX.into()),
+                dns_target: Attr::Known(target.into()),
+                ..Default::default()
+            };
+            let req = PlanRequest { prior: None, config: config.clone(), planned: config };
+            async move { SessionResource::new(provider).plan(req).await }
+        };
+        // A records hold addresses, CNAMEs names.
+        let err = plan(with_rfc2136("A", "10.0.0.1"), "gw-h2.lab.example.edu").await.err().unwrap();
+        assert_eq!(err.0[0].attribute, Some(AttrPath::root("dns_target")), "{err:?}");
+        assert!(err.0[0].detail.contains("must be an IPv4 address"), "{err:?}");
+        assert!(plan(with_rfc2136("A", "10.0.0.1"), "10.77.2.2").await.is_ok());
+        let err = plan(with_rfc2136("CNAME", "tunnel.lab.example.edu"), "10.77.2.2").await.err().unwrap();
+        assert_eq!(err.0[0].attribute, Some(AttrPath::root("dns_target")), "{err:?}");
+        let ok = plan(with_rfc2136("CNAME", "tunnel.lab.example.edu"), "gw-h2.lab.example.edu").await.unwrap();
+        assert_eq!(ok.state.dns_target, Attr::Known("gw-h2.lab.example.edu".into()));
     }
 }

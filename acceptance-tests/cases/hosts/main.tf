@@ -1,5 +1,6 @@
-# A class across hosts (acc_hosts): the provider names its hosts, each host gets its own gateway,
-# and the roster is spread over them with element(local.host_names, index). Terraform runs in the
+# A class across hosts (acc_hosts): the provider names its hosts, each host gets its own gateway
+# and its own copy of the base image (a lab_image uploaded through its libvirt), and the roster is
+# spread over them with element(local.host_names, index). Terraform runs in the
 # rig's control namespace: it reaches the hosts' sshd and gateways, never their VMs or containers.
 terraform {
   required_providers {
@@ -19,7 +20,15 @@ variable "hosts" {
     network       = string
   }))
 }
-variable "base_image" { type = string }
+variable "base_image" {
+  description = "The base image file in the control namespace: uploaded once into each host's pool"
+  type        = string
+}
+variable "class_hosts" {
+  description = "The hosts the class is spread over (null: all of var.hosts); [\"h1\"] puts the whole class on h1"
+  type        = list(string)
+  default     = null
+}
 variable "kernel" { type = string }
 variable "initrd" { type = string }
 variable "cmdline" { type = string }
@@ -33,18 +42,28 @@ variable "gateway_port" { type = number }
 # known at validate time, so they are literals there, not a dynamic block over var.hosts.
 
 locals {
-  host_names = sort(keys(var.hosts))
+  host_names = var.class_hosts == null ? sort(keys(var.hosts)) : var.class_hosts
   # student -> the host they are placed on (round robin over the hosts)
   placement = { for i, s in var.students : s => element(local.host_names, i) }
 }
 
+# The base image reaches each host through that host's libvirt (no shared filesystem), into the
+# host block's storage_pool; the VMs on the host are thin clones of it.
+resource "lab_image" "base" {
+  for_each = toset(local.host_names)
+
+  host   = each.key
+  name   = "hosts-${var.run_id}-base.qcow2"
+  source = var.base_image
+}
+
 resource "lab_gateway" "edge" {
-  for_each = var.hosts
+  for_each = toset(local.host_names)
 
   name          = "hosts-${var.run_id}-edge"
   host          = each.key
   image         = var.gateway_image
-  docker_socket = each.value.docker_socket
+  docker_socket = var.hosts[each.key].docker_socket
   # On the host's own address: the control namespace reaches it there.
   http = { host_ip = "0.0.0.0", host_port = var.gateway_port }
 }
@@ -63,7 +82,7 @@ resource "lab_vm" "student" {
 
   host                = each.value
   name                = "hosts-${var.run_id}-${each.key}"
-  base_image          = var.base_image # overlays: volumes in the host block's storage_pool
+  base_image          = lab_image.base[each.value].path # overlays: volumes in the host block's storage_pool
   kernel              = var.kernel
   initrd              = var.initrd
   cmdline             = "${var.cmdline} lab.hostname=hosts-${var.run_id}-${each.key}"
@@ -96,6 +115,7 @@ output "students" {
       url      = lab_session.student[s].url
       hostname = lab_session.student[s].hostname
       vm       = lab_vm.student[s].name
+      image    = lab_vm.student[s].base_image
       ready    = lab_terminal.student[s].ready
     }
   }

@@ -240,12 +240,17 @@ impl CloudflareDns {
         &self.config
     }
 
+    /// Where the session's CNAME points: its own `target`, else the tunnel.
+    fn target_of(&self, spec: &RecordSpec) -> String {
+        spec.target.as_deref().map_or_else(|| self.config.tunnel_target(), |t| t.trim_end_matches('.').to_string())
+    }
+
     pub async fn ensure_record(&self, spec: &RecordSpec) -> Result<RecordId, DnsError> {
         let action = format!("creating CNAME {}", spec.hostname);
         if let Some(id) = self.adopt_or_refuse(spec, &action).await? {
             return Ok(id);
         }
-        let target = self.config.tunnel_target();
+        let target = self.target_of(spec);
         let comment = Marker::of(spec).text(MAX_COMMENT_LEN);
         let body = NewRecord {
             record_type: "CNAME",
@@ -292,10 +297,11 @@ impl CloudflareDns {
         Ok(adopted)
     }
 
-    /// An adopted record of this session may predate a change of `tunnel_id`, `proxied` or the
-    /// session's expiry: bring it in line (it is ours, so changing it is allowed).
+    /// An adopted record of this session may predate a change of `tunnel_id`, of the session's own
+    /// target, `proxied` or the session's expiry: bring it in line (it is ours, so changing it is
+    /// allowed).
     async fn repoint_if_stale(&self, record: &DnsRecord, spec: &RecordSpec, action: &str) -> Result<(), DnsError> {
-        let target = self.config.tunnel_target();
+        let target = self.target_of(spec);
         let comment = Marker::of(spec).text(MAX_COMMENT_LEN);
         let stale = !record.content.eq_ignore_ascii_case(&target)
             || record.proxied != Some(self.config.proxied)

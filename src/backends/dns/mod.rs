@@ -30,6 +30,10 @@ pub struct RecordSpec {
     /// Terraform has not saved the session yet (a create): the marker says `pending` until
     /// [`DnsBackend::confirm_record`] sees the session in state.
     pub pending: bool,
+    /// Where this record points instead of the backend's own target (`target` of RFC 2136, the
+    /// tunnel of Cloudflare), e.g. the gateway of the host the session is on; checked by
+    /// [`DnsBackend::check_target`]. None: the backend's target.
+    pub target: Option<String>,
 }
 
 /// Who a session is for, as the configuration says: what makes a pending record of an earlier,
@@ -102,9 +106,25 @@ impl DnsBackend {
     pub async fn ensure_record(&self, spec: &RecordSpec) -> Result<RecordId, DnsError> {
         validate_hostname(&spec.hostname)?;
         validate_session_id(&spec.session_id)?;
+        if let Some(target) = &spec.target {
+            self.check_target(target)?;
+        }
         match self {
             DnsBackend::Cloudflare(cf) => cf.ensure_record(spec).await,
             DnsBackend::Rfc2136(u) => u.ensure_record(spec).await,
+        }
+    }
+
+    /// Whether a session's record can point at `target`: a host name for a CNAME (Cloudflare's
+    /// records and RFC 2136's `record_type = "CNAME"`), an IPv4 address for RFC 2136's `A`.
+    pub fn check_target(&self, target: &str) -> Result<(), DnsError> {
+        match self {
+            DnsBackend::Cloudflare(_) => validate_cname_target(target).map_err(|why| {
+                DnsError::InvalidInput(format!(
+                    "{target:?} {why} (Cloudflare session records are CNAMEs, e.g. to `<tunnel id>.cfargotunnel.com`)"
+                ))
+            }),
+            DnsBackend::Rfc2136(u) => u.target_rdata(Some(target)).map(drop),
         }
     }
 
@@ -391,6 +411,14 @@ pub fn validate_hostname(hostname: &str) -> Result<(), DnsError> {
     Ok(())
 }
 
+/// What a CNAME may point at: a host name (trailing dot allowed), never an IP address.
+pub fn validate_cname_target(target: &str) -> Result<(), String> {
+    if target.parse::<std::net::IpAddr>().is_ok() {
+        return Err("is an IP address, not a host name: a CNAME points at a name".into());
+    }
+    validate_hostname(target.trim_end_matches('.')).map_err(|_| "is not a host name".to_string())
+}
+
 /// Session ids end up inside the marker text, which is split on whitespace.
 pub fn validate_session_id(session_id: &str) -> Result<(), DnsError> {
     let ok = !session_id.is_empty()
@@ -456,6 +484,7 @@ mod tests {
             expires_at: Some("2026-11-22T16:00:00Z".into()),
             student: Some("ada.lovelace@example.edu".into()),
             pending: true,
+            target: None,
         };
         let marker = Marker::of(&spec);
         let who = student_digest("ada.lovelace@example.edu");

@@ -171,18 +171,22 @@ impl Rfc2136Config {
         if key.is_empty() {
             return Err(bad("key_secret is empty".to_string()));
         }
-        let target = match self.record_type {
-            SessionRecordType::Cname => {
-                let name = parse_name(&self.target).map_err(|e| bad(format!("target {:?}: {e}", self.target)))?;
-                RData::CNAME(CNAME(name))
-            }
-            SessionRecordType::A => {
-                let ip = Ipv4Addr::from_str(&self.target)
-                    .map_err(|_| bad(format!("target {:?} must be an IPv4 address for record_type A", self.target)))?;
-                RData::A(A(ip))
-            }
-        };
+        let target = parse_target(self.record_type, &self.target).map_err(|e| bad(format!("target {e}")))?;
         Ok(Parsed { zone, key_name, key, target })
+    }
+}
+
+/// A record's data: `text` as a CNAME's host name or an `A` record's IPv4 address.
+fn parse_target(record_type: SessionRecordType, text: &str) -> Result<RData, String> {
+    match record_type {
+        SessionRecordType::Cname => {
+            super::validate_cname_target(text).map_err(|why| format!("{text:?} {why}"))?;
+            let name = parse_name(text).map_err(|e| format!("{text:?}: {e}"))?;
+            Ok(RData::CNAME(CNAME(name)))
+        }
+        SessionRecordType::A => Ipv4Addr::from_str(text)
+            .map(|ip| RData::A(A(ip)))
+            .map_err(|_| format!("{text:?} must be an IPv4 address for record_type A")),
     }
 }
 
@@ -244,8 +248,19 @@ impl Rfc2136Dns {
         RecordId(format!("{hostname}/{}", self.config.record_type))
     }
 
+    /// The data of a session's record: `target` (a session's own), else the configured one.
+    pub fn target_rdata(&self, target: Option<&str>) -> Result<RData, DnsError> {
+        match target {
+            Some(text) => parse_target(self.config.record_type, text)
+                .map_err(|e| DnsError::InvalidInput(format!("record target {e}"))),
+            None => Ok(self.target.clone()),
+        }
+    }
+
     pub async fn ensure_record(&self, spec: &RecordSpec) -> Result<RecordId, DnsError> {
-        let action = format!("creating {} {} -> {}", self.config.record_type, spec.hostname, self.config.target);
+        let target_text = spec.target.as_deref().unwrap_or(&self.config.target);
+        let action = format!("creating {} {} -> {target_text}", self.config.record_type, spec.hostname);
+        let target = self.target_rdata(spec.target.as_deref())?;
         let host = self.host_name(&spec.hostname, &action)?;
         let owner = owner_name(&host, &action, &self.config.server)?;
         let marker = Marker::of(spec).text(MAX_TXT_LEN);
@@ -255,7 +270,7 @@ impl Rfc2136Dns {
         let mut msg = self.update_message();
         msg.add_pre_requisite(prereq_name_absent(host.clone()));
         msg.add_pre_requisite(prereq_name_absent(owner.clone()));
-        msg.add_update(Record::from_rdata(host.clone(), RECORD_TTL, self.target.clone()));
+        msg.add_update(Record::from_rdata(host.clone(), RECORD_TTL, target.clone()));
         msg.add_update(txt_record(owner.clone(), RECORD_TTL, &marker));
         match self.send(&client, msg, &action).await? {
             ResponseCode::NoError => return Ok(self.record_id(&spec.hostname)),
@@ -271,7 +286,7 @@ impl Rfc2136Dns {
                 // The name is ours: clear both types we manage, in case `record_type` changed.
                 msg.add_update(delete_rrset(host.clone(), RecordType::CNAME));
                 msg.add_update(delete_rrset(host.clone(), RecordType::A));
-                msg.add_update(Record::from_rdata(host, RECORD_TTL, self.target.clone()));
+                msg.add_update(Record::from_rdata(host, RECORD_TTL, target));
                 // The marker may carry a changed expiry.
                 msg.add_update(delete_rrset(owner.clone(), RecordType::TXT));
                 msg.add_update(txt_record(owner, RECORD_TTL, &marker));
