@@ -8,7 +8,7 @@
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium, statusOf } from './common.mjs';
 
 const [url, outDir] = process.argv.slice(2);
 if (!url || !outDir) {
@@ -25,22 +25,9 @@ const readBuffer = () => {
   return lines.join('\n');
 };
 
-// The status of a navigation to `u` (chromium resolves *.localhost itself; node's resolver does not).
-async function status(context, u) {
-  const page = await context.newPage();
-  try {
-    return (await page.goto(u, { timeout: 20000 }))?.status();
-  } finally {
-    await page.close();
-  }
-}
-
 const t0 = Date.now();
 const result = { ok: false };
-const browser = await chromium.launch({
-  executablePath: process.env.LAB_CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext({ viewport: { width: 900, height: 480 } });
   const page = await context.newPage();
@@ -65,8 +52,8 @@ try {
   result.screenshot = join(outDir, 'console.png');
   await page.screenshot({ path: result.screenshot });
   const base = new URL(url);
-  result.no_token_status = await status(context, `${base.origin}/console/`);
-  result.wrong_token_status = await status(context, `${base.origin}/console/${'0'.repeat(32)}/`);
+  result.no_token_status = await statusOf(context, `${base.origin}/console/`);
+  result.wrong_token_status = await statusOf(context, `${base.origin}/console/${'0'.repeat(32)}/`);
   if (result.no_token_status !== 404 || result.wrong_token_status !== 404) {
     throw new Error(`expected 404 without the token, got ${result.no_token_status}/${result.wrong_token_status}`);
   }

@@ -11,7 +11,7 @@
 
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium } from 'playwright-core';
+import { launchChromium, statusOf } from './common.mjs';
 
 const [url, outDir] = process.argv.slice(2);
 if (!url || !outDir) {
@@ -20,15 +20,6 @@ if (!url || !outDir) {
 }
 const timeoutMs = Number(process.env.LAB_BROWSER_TIMEOUT_S || 120) * 1000;
 mkdirSync(outDir, { recursive: true });
-
-async function status(context, u) {
-  const page = await context.newPage();
-  try {
-    return (await page.goto(u, { timeout: 20000 }))?.status();
-  } finally {
-    await page.close();
-  }
-}
 
 // In the page: the fraction of canvas pixels that differ from the top-left one, and an inverted,
 // 2x, greyscale PNG of the canvas (dark text on white: what OCR reads best).
@@ -53,10 +44,7 @@ const readCanvas = () => {
 
 const t0 = Date.now();
 const result = { ok: false };
-const browser = await chromium.launch({
-  executablePath: process.env.LAB_CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
+const browser = await launchChromium();
 try {
   const context = await browser.newContext({ viewport: { width: 1024, height: 600 } });
   const page = await context.newPage();
@@ -83,9 +71,9 @@ try {
   result.ocr_image = join(outDir, 'vnc-ocr.png');
   writeFileSync(result.ocr_image, Buffer.from(canvas.png.split(',')[1], 'base64'));
   const base = new URL(url);
-  result.no_token_status = await status(context, `${base.origin}/vnc/`);
-  result.wrong_token_status = await status(context, `${base.origin}/vnc/${'0'.repeat(32)}/vnc.html`);
-  result.wrong_token_socket_status = await status(context, `${base.origin}/vnc/${'0'.repeat(32)}/websockify`);
+  result.no_token_status = await statusOf(context, `${base.origin}/vnc/`);
+  result.wrong_token_status = await statusOf(context, `${base.origin}/vnc/${'0'.repeat(32)}/vnc.html`);
+  result.wrong_token_socket_status = await statusOf(context, `${base.origin}/vnc/${'0'.repeat(32)}/websockify`);
   result.ok = true;
 } catch (e) {
   result.error = String(e.message || e).split('\n')[0];

@@ -18,7 +18,7 @@
 import { readFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import http from 'node:http';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './common.mjs';
 
 const [caseFile, outDir] = process.argv.slice(2);
 if (!caseFile || !outDir) {
@@ -194,10 +194,7 @@ async function checkClassPage(browser) {
   return result;
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.LAB_CHROMIUM || '/usr/bin/chromium',
-  args: ['--no-sandbox', '--disable-gpu', '--disable-dev-shm-usage'],
-});
+const browser = await launchChromium();
 let failed = 0;
 try {
   const results = [];
