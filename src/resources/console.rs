@@ -55,15 +55,12 @@ const LABEL_HOSTNAME: &str = "lab.hostname";
 
 /// What `type` selects: the program in the container, its port, its path and its default image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConsoleKind {
+enum ConsoleKind {
     Serial,
     Vnc,
 }
 
 impl ConsoleKind {
-    pub const SERIAL_IMAGE: &'static str = "lab/ttyd-virsh:1";
-    pub const VNC_IMAGE: &'static str = "lab/novnc:1";
-
     fn parse(value: &str) -> Option<Self> {
         match value {
             "serial" => Some(ConsoleKind::Serial),
@@ -73,7 +70,7 @@ impl ConsoleKind {
     }
 
     /// The routes' path prefix; the container itself serves under `<prefix><token>/` only.
-    pub fn path_prefix(self) -> &'static str {
+    fn path_prefix(self) -> &'static str {
         match self {
             ConsoleKind::Serial => "/console/",
             ConsoleKind::Vnc => "/vnc/",
@@ -82,8 +79,8 @@ impl ConsoleKind {
 
     fn default_image(self) -> &'static str {
         match self {
-            ConsoleKind::Serial => Self::SERIAL_IMAGE,
-            ConsoleKind::Vnc => Self::VNC_IMAGE,
+            ConsoleKind::Serial => "lab/ttyd-virsh:1",
+            ConsoleKind::Vnc => "lab/novnc:1",
         }
     }
 
@@ -592,18 +589,22 @@ mod tests {
         }
     }
 
+    fn spec<'a>(kind: ConsoleKind, name: &'a str, route: &'a GatewayRoute) -> ConsoleSpec<'a> {
+        ConsoleSpec {
+            kind,
+            name,
+            domain: "vm-ann",
+            hostname: "lab-abc.lab.localhost",
+            image: kind.default_image(),
+            socket: "/run/lab-rig/libvirt/libvirt-sock",
+            route,
+        }
+    }
+
     #[test]
     fn the_container_routes_the_console_path_and_holds_no_token() {
         let route = route();
-        let spec = ConsoleSpec {
-            kind: ConsoleKind::Serial,
-            name: "console-ann",
-            domain: "vm-ann",
-            hostname: "lab-abc.lab.localhost",
-            image: ConsoleKind::SERIAL_IMAGE,
-            socket: "/run/lab-rig/libvirt/libvirt-sock",
-            route: &route,
-        };
+        let spec = spec(ConsoleKind::Serial, "console-ann", &route);
         let c = spec.container();
         assert_eq!(
             c.labels["traefik.http.routers.console-ann.rule"],
@@ -625,15 +626,7 @@ mod tests {
     #[test]
     fn the_graphical_console_routes_vnc_to_its_bridge() {
         let route = route();
-        let spec = ConsoleSpec {
-            kind: ConsoleKind::Vnc,
-            name: "vnc-ann",
-            domain: "vm-ann",
-            hostname: "lab-abc.lab.localhost",
-            image: ConsoleKind::VNC_IMAGE,
-            socket: "/run/lab-rig/libvirt/libvirt-sock",
-            route: &route,
-        };
+        let spec = spec(ConsoleKind::Vnc, "vnc-ann", &route);
         let c = spec.container();
         assert_eq!(
             c.labels["traefik.http.routers.vnc-ann.rule"],
