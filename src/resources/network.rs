@@ -221,13 +221,12 @@ impl Resource for NetworkResource {
             return Err(diags);
         }
         // The addresses follow from the subnet alone: known at plan time.
-        if let Some(plan) = planned.cidr.known().and_then(|c| lab_cidr(c).ok()) {
-            fill_addresses(&mut planned, &plan);
+        let subnet = planned.cidr.known().and_then(|c| lab_cidr(c).ok());
+        if let Some(plan) = &subnet {
+            fill_addresses(&mut planned, plan);
         }
         if req.prior.is_none() {
-            if let (Some(name), Some(plan)) =
-                (planned.name.known(), planned.cidr.known().and_then(|c| lab_cidr(c).ok()))
-            {
+            if let (Some(name), Some(plan)) = (planned.name.known(), &subnet) {
                 let lv = self.libvirt().await?;
                 let others = lv.networks().await.or_diag("Listing the host's networks")?;
                 let subnets = others.iter().filter_map(|n| Some((n.summary.name.as_str(), n.summary.subnet?)));
