@@ -18,9 +18,10 @@ pub fn walk(xml: &str, mut on_end: impl FnMut(&[&str], &Attrs, String) -> Result
     let mut stack: Vec<(String, Attrs)> = Vec::new();
     let mut text = String::new();
     let mut end = |stack: &mut Vec<(String, Attrs)>, text: String| {
-        let path: Vec<&str> = stack.iter().map(|(tag, _)| tag.as_str()).collect();
-        let attrs = stack.last().map(|(_, attrs)| attrs).cloned().unwrap_or_default();
-        on_end(&path, &attrs, text)?;
+        if let Some((_, attrs)) = stack.last() {
+            let path: Vec<&str> = stack.iter().map(|(tag, _)| tag.as_str()).collect();
+            on_end(&path, attrs, text)?;
+        }
         stack.pop();
         Ok::<(), String>(())
     };
