@@ -22,16 +22,6 @@
 # the root namespace only sees unix sockets (libvirt, docker) under $RUN.
 set -euo pipefail
 
-# A caller's lock (tests boot VMs under `flock /tmp/lab-boot.lock`) must not leak into the daemons
-# started here: they would hold it for as long as they run, and every later flock waits forever.
-for fd_path in /proc/$$/fd/*; do
-  fd=${fd_path##*/}
-  if [ "$fd" -gt 2 ] && [ "$fd" != 255 ] && [ "$(readlink "$fd_path" 2>/dev/null)" = /tmp/lab-boot.lock ]; then
-    eval "exec $fd>&-"
-  fi
-done
-unset fd fd_path
-
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(cd "$HERE/.." && pwd)
 LAB_CACHE=${LAB_CACHE:-/var/tmp/lab-cache}
