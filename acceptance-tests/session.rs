@@ -324,15 +324,17 @@ async fn an_apply_killed_after_the_records_exist_converges_on_the_next_apply() {
     let knot = Knot::start().await;
     let ws = dns_workspace(&knot);
     // Terraform goes on after the sessions (a wait of 15 s, then one more session, so the
-    // provider stays up) and is killed once every first session's record is in the zone, i.e.
-    // as their creates report complete.
+    // provider stays up) and is killed once every first session's record is in the zone and a
+    // create has reported complete (the records land a moment before terraform prints that).
     ws.write(
         "after.tf",
         "resource \"terraform_data\" \"wait\" {\n  depends_on = [lab_session.s]\n  provisioner \"local-exec\" {\n    \
          command = \"sleep 15\"\n  }\n}\n\nresource \"lab_session\" \"late\" {\n  student    = \"late@example.edu\"\n  \
          depends_on = [terraform_data.wait]\n}\n",
     );
-    let (killed, providers) = ws.apply_killed(|| owner_records(&knot) == 3, Duration::ZERO);
+    let (killed, providers, _) =
+        ws.apply_killed_when(&[], false, |out| out.contains("Creation complete") && owner_records(&knot) == 3);
+    assert!(!providers.is_empty(), "terraform had no provider child to watch");
     assert_ne!(killed.code, 0, "terraform was killed:\n{}", killed.stdout);
     assert!(killed.stdout.contains("Creation complete"), "{}", killed.stdout);
     let left = owned_hostnames(&knot).await;
